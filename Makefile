@@ -1,0 +1,100 @@
+# pgfunnel — plain Makefile.  Everything is overridable from the command line:
+#   make CFLAGS="-O0 -g"        debug build
+#   make sanitize               ASan+UBSan build, then runs every test with it
+#   make tsan                   TSan build of the worker pool / log unit tests
+#   make check                  unit + integration tests (what CI runs)
+# Objects go to $(BUILD) so several flavours can coexist without clobbering.
+
+CC      ?= cc
+BUILD   ?= build
+BIN     ?= pgfunnel
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
+           -Wshadow -Wpointer-arith -Wundef
+PKGS    := libevent_core libevent_extra libevent_pthreads libevent_openssl libpq inih openssl
+DEPS_OK := $(BUILD)/.deps-ok
+
+# pkg-config is queried lazily so that `make deps` can run before it exists.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iproxy $(PKG_CFLAGS) -MMD -MP
+ALL_LIBS   = $(PKG_LIBS) -lpthread $(LDLIBS)
+
+SRCS      := $(wildcard proxy/*.c)
+OBJS      := $(SRCS:proxy/%.c=$(BUILD)/proxy/%.o)
+LIB_OBJS  := $(filter-out $(BUILD)/proxy/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+ITEST_SRCS := $(wildcard tests/integration/itest_*.c)
+ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/integration/%)
+TOOL_SRCS := $(wildcard tools/*.c)
+TOOL_BINS := $(TOOL_SRCS:tools/%.c=$(BUILD)/tools/%)
+
+.PHONY: all deps check unit integration sanitize tsan format format-check demo bench clean fuzz
+
+all: $(BIN)
+
+deps: $(DEPS_OK)
+$(DEPS_OK):
+	@bash tools/deps.sh
+	@mkdir -p $(BUILD) && touch $@
+
+$(BIN): $(OBJS) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(OBJS) $(ALL_LIBS)
+
+$(BUILD)/proxy/%.o: proxy/%.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJS) $(ALL_LIBS) -lcmocka
+
+$(BUILD)/tests/integration/%: tests/integration/%.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS) -lcmocka
+
+$(BUILD)/tools/%: tools/%.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS)
+
+unit: $(UNIT_BINS)
+	@bash tests/run-unit.sh $(UNIT_BINS)
+
+integration: $(BIN) $(ITEST_BINS) $(TOOL_BINS)
+	@PGFUNNEL_BIN=$(abspath $(BIN)) ITEST_DIR=$(abspath $(BUILD)/tests/integration) \
+	 TOOLS_DIR=$(abspath $(BUILD)/tools) bash tests/integration/run.sh
+
+check: all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/pgfunnel \
+	    CFLAGS="$(SAN_FLAGS)" LDLIBS="-fsanitize=address,undefined" all unit integration
+
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build-tsan BIN=build-tsan/pgfunnel \
+	    CFLAGS="-O1 -g -fsanitize=thread" LDLIBS="-fsanitize=thread" \
+	    build-tsan/tests/unit/test_workq build-tsan/tests/unit/test_log
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/test_workq
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/test_log
+
+FORMAT_FILES = $(wildcard proxy/*.c proxy/*.h tests/unit/*.c tests/integration/*.c tools/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+demo: all $(TOOL_BINS)
+	@bash tools/demo.sh
+
+bench: all $(TOOL_BINS)
+	@bash tools/bench/run.sh
+
+clean:
+	rm -rf build build-asan build-tsan $(BIN)
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(ITEST_BINS:=.d)

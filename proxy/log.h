@@ -1,0 +1,79 @@
+/*
+ * log.h — levelled logging with an asynchronous writer.
+ *
+ * A line is formatted on the calling thread (after the level check, so
+ * disabled levels cost one comparison) and appended to a bounded queue; a
+ * dedicated writer thread writes it to stderr and/or the logfile and/or
+ * syslog.  When the queue is full the line is dropped and counted — the
+ * event loop never blocks on disk.  log_reopen() (SIGHUP) reopens the file so
+ * logrotate works.
+ *
+ * Formats: text  "2026-11-26 05:30:35.123 UTC [pid] LOG C-17 app@db 10.0.0.5:4312: message"
+ *          json  {"ts":"...","pid":N,"level":"LOG","conn":"C-17 ...","msg":"..."}
+ * Secrets never reach this module: callers must not pass passwords.
+ */
+#ifndef PGFUNNEL_LOG_H
+#define PGFUNNEL_LOG_H
+
+#include <stdarg.h>
+#include "types.h"
+
+typedef enum {
+    LOG_LEVEL_FATAL = 0, /* logged, then the caller exits */
+    LOG_LEVEL_ERROR,
+    LOG_LEVEL_WARNING,
+    LOG_LEVEL_LOG,       /* normal operational messages (PgBouncer's LOG) */
+    LOG_LEVEL_DEBUG,     /* -v */
+    LOG_LEVEL_NOISE,     /* -vv */
+} LogLevel;
+
+typedef struct log_settings {
+    const char *logfile;    /* NULL or "" = none */
+    bool to_stderr;         /* false with -q or when daemonized */
+    bool syslog;
+    const char *syslog_ident;
+    const char *syslog_facility; /* "daemon", "local0".. */
+    int format;             /* LogFormat from config.h */
+    int verbose;            /* 0 = LOG, 1 = DEBUG, 2+ = NOISE */
+    int queue_lines;        /* bound of the queue; 0 = default (8192) */
+} LogSettings;
+
+/* The current maximum level that is emitted; read before formatting. */
+extern volatile int log_max_level;
+
+/*
+ * Start the writer thread (first call) or apply new settings (later calls,
+ * e.g. on reload: a changed logfile is opened, the old one closed).
+ * Returns 0 or -errno with a message in err (e.g. logfile cannot be opened).
+ */
+int log_configure(const LogSettings *s, char *err, size_t errlen) WUR;
+
+/* Ask the writer to reopen the logfile (SIGHUP / logrotate). */
+void log_reopen(void);
+
+/* Flush everything queued and stop the writer thread. */
+void log_shutdown(void);
+
+/* Lines dropped because the queue was full, since start. */
+uint64_t log_dropped_count(void);
+/* Lines written since start. */
+uint64_t log_written_count(void);
+
+/* conn_prefix may be NULL; it is the "C-17 app@db 10.0.0.5:4312" of a connection. */
+void log_write(int level, const char *conn_prefix, const char *fmt, ...) PRINTF_LIKE(3, 4);
+void log_writev(int level, const char *conn_prefix, const char *fmt, va_list ap)
+    PRINTF_LIKE(3, 0);
+
+#define log_at(level, prefix, ...)                                                                 \
+    do {                                                                                           \
+        if ((level) <= log_max_level) log_write((level), (prefix), __VA_ARGS__);                   \
+    } while (0)
+
+#define log_fatal(...) log_at(LOG_LEVEL_FATAL, NULL, __VA_ARGS__)
+#define log_error(...) log_at(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
+#define log_warning(...) log_at(LOG_LEVEL_WARNING, NULL, __VA_ARGS__)
+#define log_info(...) log_at(LOG_LEVEL_LOG, NULL, __VA_ARGS__)
+#define log_debug(...) log_at(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__)
+#define log_noise(...) log_at(LOG_LEVEL_NOISE, NULL, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * workq.h — the worker thread pool.
+ *
+ * Runs whatever would stall the event loop (password hashing, TLS handshake
+ * steps, PQcancel, DNS, ...).  A job is a caller-allocated struct that embeds
+ * a WorkqJob as its first member and carries plain data in and out: the
+ * worker never touches libevent or connection objects, and the loop never
+ * touches the job while it is queued or running.
+ *
+ * Life of a job:
+ *   workq_submit()  (loop thread) -> queued -> work() on a worker thread
+ *   -> appended to the done list -> one wake-up of the loop per batch
+ *   -> done() on the loop thread, exactly once.
+ * At workq_destroy() queued jobs that never ran get done() with
+ * status -ECANCELED, so a completion always runs exactly once and the
+ * submitter can always free its job there.
+ *
+ * Lock order: a single mutex protects both the queue and the done list.
+ */
+#ifndef PGFUNNEL_WORKQ_H
+#define PGFUNNEL_WORKQ_H
+
+#include "types.h"
+
+struct event_base;
+typedef struct workq_job WorkqJob;
+
+typedef void (*workq_work_fn)(WorkqJob *job);              /* worker thread */
+typedef void (*workq_done_fn)(WorkqJob *job, int status); /* loop thread; 0 or -ECANCELED */
+
+struct workq_job {
+    workq_work_fn work;
+    workq_done_fn done;
+    usec_t queued_at;    /* set by workq_submit, for wait-time statistics */
+    WorkqJob *next;      /* private to workq */
+};
+
+typedef struct workq_stats {
+    int threads;
+    int queue_depth;         /* jobs waiting for a thread now */
+    int queue_max;           /* bound given at create */
+    uint64_t submitted;
+    uint64_t completed;
+    uint64_t rejected;       /* submit refused: queue full */
+    uint64_t wait_usec_total;/* sum over completed jobs of (start - queued) */
+    uint64_t wait_usec_max;
+} WorkqStats;
+
+/*
+ * Start `threads` workers whose completions run on `base`'s thread.
+ * max_queue bounds the jobs waiting for a thread.  Returns NULL on failure.
+ */
+Workq *workq_create(struct event_base *base, int threads, int max_queue) WUR;
+
+/* Queue a job.  0, or -EAGAIN when the queue is full, -ESHUTDOWN after shutdown began. */
+int workq_submit(Workq *wq, WorkqJob *job, workq_work_fn work, workq_done_fn done) WUR;
+
+/*
+ * Stop the pool: running jobs finish and complete normally; queued jobs get
+ * done(-ECANCELED).  All completions have run when this returns.  Must be
+ * called on the loop thread (completions run there).
+ */
+void workq_destroy(Workq *wq);
+
+void workq_get_stats(Workq *wq, WorkqStats *out);
+
+/* Monotonic clock in microseconds (shared helper). */
+usec_t time_now_usec(void);
+
+#endif
