@@ -1,0 +1,737 @@
+/*
+ * client.c — the client side: startup, login and the client->server relay.
+ *
+ * The pooler speaks the server half of the protocol to applications.  A
+ * client is read only when the pooler can act on what it reads: while it
+ * waits for a server its bytes stay in the receive buffer, and while its
+ * server has a backlog reading stops, so memory per client is bounded by
+ * one buffer plus the peer's out-queue.
+ *
+ * The relay looks only at message headers: it batches every complete
+ * message it may forward into one send straight from the receive buffer,
+ * streams larger ones with `fwd_left`, and counts the ReadyForQuery
+ * messages the server owes (one per Query, Sync and FunctionCall) so the
+ * server side knows when a transaction pooler may let go of the server.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <openssl/rand.h>
+
+#include "admin.h"
+#include "auth.h"
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "server.h"
+#include "workq.h"
+
+static const char *const client_state_names[] = {
+    "startup", "auth", "login_wait", "idle", "waiting", "active", "closing",
+};
+
+const char *client_state_name(ClientState st)
+{
+    return (unsigned)st < sizeof(client_state_names) / sizeof(client_state_names[0])
+               ? client_state_names[st]
+               : "?";
+}
+
+static void client_update_prefix(Client *c)
+{
+    snprintf(c->prefix, sizeof(c->prefix), "C-%u %s@%s %s", c->id, c->user ? c->user : "?",
+             c->database ? c->database : "?", c->conn.addr);
+}
+
+/*
+ * The one place a client changes state: it leaves the list of the old
+ * state and joins the list of the new one.
+ */
+void client_set_state(Client *c, ClientState st)
+{
+    Pool *p = c->pool;
+    if (list_node_linked(&c->pool_node) && p) {
+        switch (c->state) {
+        case CLIENT_LOGIN_WAIT: list_remove(&p->login_wait, &c->pool_node); break;
+        case CLIENT_IDLE: list_remove(&p->idle_clients, &c->pool_node); break;
+        case CLIENT_WAITING: list_remove(&p->waiting, &c->pool_node); break;
+        case CLIENT_ACTIVE: list_remove(&p->active_clients, &c->pool_node); break;
+        default: break;
+        }
+    }
+    c->state = st;
+    c->state_since = time_now_usec();
+    if (!p || c->admin) return;
+    switch (st) {
+    case CLIENT_LOGIN_WAIT: list_append(&p->login_wait, &c->pool_node); break;
+    case CLIENT_IDLE: list_append(&p->idle_clients, &c->pool_node); break;
+    case CLIENT_WAITING:
+        c->wait_start = c->state_since;
+        list_append(&p->waiting, &c->pool_node);
+        break;
+    case CLIENT_ACTIVE: list_append(&p->active_clients, &c->pool_node); break;
+    default: break;
+    }
+}
+
+static void client_free(void *arg)
+{
+    Client *c = arg;
+    params_free(&c->params);
+    free(c->user);
+    free(c->database);
+    free(c);
+}
+
+/* Best effort: queue an error packet; a dead socket is noticed by the caller. */
+void client_send_error(Client *c, const char *severity, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    PktBuf b;
+    pkt_init(&b);
+    pkt_error(&b, severity, sqlstate, "%s", msg);
+    if (!b.failed && conn_send(&c->conn, b.data, b.len) < 0) { /* noticed on next read */
+    }
+    pkt_free(&b);
+}
+
+/* Can the server go back to the pool as it is, without knowing more? */
+static bool client_server_clean(const Client *c, const Server *s)
+{
+    return !s->dirty && s->internal == INTERNAL_NONE && c->expected_rfq == 0 &&
+           !c->extended_open && c->fwd_left == 0 && s->fwd_left == 0 && c->tx_status == 'I' &&
+           !conn_has_queue(&s->conn) && !c->linking;
+}
+
+void client_close(Client *c, const char *sqlstate, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    if (c->state == CLIENT_CLOSING) return;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+
+    if (sqlstate) client_send_error(c, "FATAL", sqlstate, "%s", reason);
+    Config *cfg = c->loop->cfg;
+    bool logged_in = c->state >= CLIENT_LOGIN_WAIT;
+    if ((logged_in && cfg->log_disconnections) || (sqlstate && cfg->log_pooler_errors))
+        log_at(LOG_LEVEL_LOG, c->prefix, "closing because: %s (age=%llds)", reason,
+               (long long)((time_now_usec() - c->connect_time) / USEC_PER_SEC));
+
+    Server *s = c->server;
+    if (s) {
+        bool clean = client_server_clean(c, s);
+        c->server = NULL;
+        s->client = NULL;
+        if (clean) {
+            pool_release_server(s);
+        } else {
+            server_close(s, "client disconnected in the middle of a transaction or query");
+        }
+    }
+    client_set_state(c, CLIENT_CLOSING);
+    loop_client_unregister(c->loop, c);
+    list_remove(&c->loop->clients, &c->all_node);
+    c->loop->client_count--;
+    conn_close(&c->conn);
+    loop_defer_free(c->loop, &c->deferred, client_free, c);
+}
+
+static void client_protocol_violation(Client *c, const char *what)
+{
+    client_close(c, "08P01", "%s", what);
+}
+
+/* ---------------------------------------------------------------- relay */
+
+/*
+ * What the relay does with a client message while linked.  Everything the
+ * protocol defines for a frontend is forwarded; Terminate is consumed.
+ */
+static bool client_msg_known(uint8_t type)
+{
+    switch (type) {
+    case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H':
+    case 'F': case 'd': case 'c': case 'f':
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Bookkeeping for a message about to be forwarded (header only). */
+static void client_note_message(Client *c, uint8_t type, usec_t *now)
+{
+    switch (type) {
+    case 'Q':
+    case 'F':
+        if (c->expected_rfq == 0) c->query_start = *now ? *now : (*now = time_now_usec());
+        c->expected_rfq++;
+        if (c->pool) c->pool->stats.query_count++;
+        break;
+    case 'S':
+        if (c->expected_rfq == 0 && !c->query_start)
+            c->query_start = *now ? *now : (*now = time_now_usec());
+        c->expected_rfq++;
+        c->extended_open = false;
+        break;
+    case 'E':
+        if (c->pool) c->pool->stats.query_count++;
+        /* fall through */
+    case 'P': case 'B': case 'D': case 'C': case 'H':
+        if (!c->query_start) c->query_start = *now ? *now : (*now = time_now_usec());
+        c->extended_open = true;
+        break;
+    default: break;
+    }
+}
+
+static void client_relay(Client *c)
+{
+    uint32_t max_pkt = (uint32_t)c->loop->cfg->max_packet_size;
+    usec_t now = 0;
+
+    while (c->state == CLIENT_ACTIVE && !c->linking) {
+        Server *s = c->server;
+        uint32_t avail = conn_avail(&c->conn);
+        if (avail == 0) break;
+        uint8_t *p = conn_data(&c->conn);
+        uint32_t off = 0;
+
+        if (c->fwd_left) {
+            off = avail < c->fwd_left ? avail : c->fwd_left;
+            c->fwd_left -= off;
+        } else {
+            /* batch every forwardable message that starts in the buffer */
+            while (avail - off >= 5) {
+                uint8_t type = p[off];
+                uint32_t len = proto_get_u32(p + off + 1);
+                if (!client_msg_known(type) || len < 4 || len > max_pkt) break;
+                client_note_message(c, type, &now);
+                uint64_t total = (uint64_t)len + 1;
+                if (avail - off >= total) {
+                    off += (uint32_t)total;
+                } else {
+                    c->fwd_left = (uint32_t)(total - (avail - off));
+                    off = avail;
+                    break;
+                }
+            }
+        }
+        if (off > 0) {
+            if (c->pool) c->pool->stats.bytes_in += off;
+            if (server_send(s, p, off) < 0) {
+                conn_consume(&c->conn, off);
+                server_close(s, "write to server failed");
+                return;
+            }
+            conn_consume(&c->conn, off);
+            continue;
+        }
+        if (avail < 5) break;
+        uint8_t type = p[0];
+        uint32_t len = proto_get_u32(p + 1);
+        if (type == 'X' && len == 4) {
+            conn_consume(&c->conn, 5);
+            client_close(c, NULL, "client sent Terminate");
+            return;
+        }
+        if (len < 4 || len > max_pkt) {
+            client_protocol_violation(c, "invalid message length");
+            return;
+        }
+        char msg[64];
+        snprintf(msg, sizeof(msg), "invalid frontend message type %d", type);
+        client_protocol_violation(c, msg);
+        return;
+    }
+    if (c->state == CLIENT_CLOSING) return;
+    /* backpressure: stop reading while the server has a backlog */
+    if (c->server && conn_has_queue(&c->server->conn)) conn_want_read(&c->conn, false);
+    else conn_want_read(&c->conn, true);
+    conn_release_buffer(&c->conn);
+}
+
+/* A logged-in client without a server has input. */
+static void client_process_idle(Client *c)
+{
+    uint32_t avail = conn_avail(&c->conn);
+    if (avail == 0) {
+        conn_want_read(&c->conn, true);
+        conn_release_buffer(&c->conn);
+        return;
+    }
+    uint8_t *p = conn_data(&c->conn);
+    if (avail < 5) {
+        conn_want_read(&c->conn, true);
+        return;
+    }
+    uint32_t len = proto_get_u32(p + 1);
+    if (p[0] == 'X' && len == 4) {
+        conn_consume(&c->conn, 5);
+        client_close(c, NULL, "client sent Terminate");
+        return;
+    }
+    if (!client_msg_known(p[0]) || len < 4 || len > (uint32_t)c->loop->cfg->max_packet_size) {
+        char msg[64];
+        if (!client_msg_known(p[0]))
+            snprintf(msg, sizeof(msg), "invalid frontend message type %d", p[0]);
+        else snprintf(msg, sizeof(msg), "invalid message length");
+        client_protocol_violation(c, msg);
+        return;
+    }
+    /* keep the bytes; read no more until a server is linked */
+    conn_want_read(&c->conn, false);
+    pool_request_server(c->pool, c);
+}
+
+/* ---------------------------------------------------------------- startup */
+
+static int client_add_option(Client *c, const char *arg, char *err, size_t errlen)
+{
+    /* "name=value" from "-c name=value" or "--name=value"; dashes become underscores */
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) {
+        snprintf(err, errlen, "invalid command-line argument for server process: %s", arg);
+        return -1;
+    }
+    char name[128];
+    size_t nl = (size_t)(eq - arg);
+    if (nl >= sizeof(name)) {
+        snprintf(err, errlen, "parameter name too long");
+        return -1;
+    }
+    for (size_t i = 0; i < nl; i++)
+        name[i] = arg[i] == '-' ? '_' : arg[i];
+    name[nl] = 0;
+    if (config_list_contains(c->loop->cfg->ignore_startup_parameters, name)) return 0;
+    if (params_is_startup_only(name)) {
+        snprintf(err, errlen, "parameter \"%s\" cannot be set in options", name);
+        return -1;
+    }
+    return params_set(&c->params, name, eq + 1) < 0 ? (snprintf(err, errlen, "out of memory"), -1)
+                                                     : 0;
+}
+
+/* Split libpq's "options" like PostgreSQL does: spaces separate, backslash escapes. */
+static int client_parse_options(Client *c, const char *opts, char *err, size_t errlen)
+{
+    char tok[1024];
+    const char *p = opts;
+    bool expect_c_value = false;
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (!*p) break;
+        size_t n = 0;
+        while (*p && *p != ' ' && *p != '\t') {
+            if (*p == '\\' && p[1]) p++;
+            if (n + 1 >= sizeof(tok)) {
+                snprintf(err, errlen, "options too long");
+                return -1;
+            }
+            tok[n++] = *p++;
+        }
+        tok[n] = 0;
+        if (expect_c_value) {
+            if (client_add_option(c, tok, err, errlen) < 0) return -1;
+            expect_c_value = false;
+        } else if (strcmp(tok, "-c") == 0) {
+            expect_c_value = true;
+        } else if (strncmp(tok, "-c", 2) == 0) {
+            if (client_add_option(c, tok + 2, err, errlen) < 0) return -1;
+        } else if (strncmp(tok, "--", 2) == 0) {
+            if (client_add_option(c, tok + 2, err, errlen) < 0) return -1;
+        } else {
+            snprintf(err, errlen, "unsupported startup option \"%s\" (only -c name=value)", tok);
+            return -1;
+        }
+    }
+    if (expect_c_value) {
+        snprintf(err, errlen, "-c requires a value");
+        return -1;
+    }
+    return 0;
+}
+
+static void client_handle_cancel(Client *c, uint32_t pid, uint32_t key)
+{
+    Client *target = loop_client_find(c->loop, pid);
+    /* unknown keys are ignored silently, as PostgreSQL does */
+    if (target && target->cancel_key == key && target != c) {
+        log_at(LOG_LEVEL_DEBUG, target->prefix, "cancel request");
+        if (target->server && target->state == CLIENT_ACTIVE) server_cancel(target->server);
+    }
+    client_close(c, NULL, "cancel request handled");
+}
+
+/* Startup packet parsed: decide who this is and where it goes. */
+static void client_start_login(Client *c, const StartupPacket *sp)
+{
+    char err[256];
+    const char *user = NULL, *database = NULL, *options = NULL;
+    const char *unknown_pq[STARTUP_MAX_PARAMS];
+    int nunknown = 0;
+    Config *cfg = c->loop->cfg;
+
+    for (int i = 0; i < sp->nparams; i++) {
+        const char *n = sp->names[i], *v = sp->values[i];
+        if (strcmp(n, "user") == 0) user = v;
+        else if (strcmp(n, "database") == 0) database = v;
+        else if (strcmp(n, "options") == 0) options = v;
+        else if (strncmp(n, "_pq_.", 5) == 0) unknown_pq[nunknown++] = n;
+        else if (strcmp(n, "replication") == 0) {
+            if (strcasecmp(v, "false") != 0 && strcmp(v, "0") != 0 && strcasecmp(v, "off") != 0 &&
+                strcasecmp(v, "no") != 0) {
+                client_close(c, "08P01", "replication connections are not supported by pgfunnel");
+                return;
+            }
+        } else if (config_list_contains(cfg->ignore_startup_parameters, n)) {
+            continue;
+        } else if (params_set(&c->params, n, v) < 0) {
+            client_close(c, "53200", "out of memory");
+            return;
+        }
+    }
+    if (!user || !*user) {
+        client_close(c, "28000", "no PostgreSQL user name specified in startup packet");
+        return;
+    }
+    if (!database || !*database) database = user;
+    c->user = strdup(user);
+    c->database = strdup(database);
+    if (!c->user || !c->database) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    client_update_prefix(c);
+    if (options && client_parse_options(c, options, err, sizeof(err)) < 0) {
+        client_close(c, "08P01", "%s", err);
+        return;
+    }
+    /* a newer minor version or _pq_ options: negotiate down, as PostgreSQL does */
+    if ((sp->version & 0xffff) > 0 || nunknown > 0) {
+        PktBuf b;
+        pkt_init(&b);
+        pkt_negotiate_version(&b, 0, unknown_pq, nunknown);
+        if (b.failed || conn_send(&c->conn, b.data, b.len) < 0) {
+            pkt_free(&b);
+            client_close(c, NULL, "write failed");
+            return;
+        }
+        pkt_free(&b);
+    }
+    if (c->loop->client_count > cfg->max_client_conn) {
+        c->loop->stats.clients_rejected++;
+        client_close(c, "53300", "no more connections allowed (max_client_conn)");
+        return;
+    }
+    if (c->loop->shutdown != SHUTDOWN_NONE) {
+        client_close(c, "57P01", "pgfunnel is shutting down");
+        return;
+    }
+    if (admin_is_console_db(c->database)) {
+        c->admin = true;
+        client_set_state(c, CLIENT_AUTH);
+        auth_begin(c);
+        return;
+    }
+    const char *sqlstate = "08P01";
+    c->pool = pool_for_client(c->loop, c->database, c->user, &sqlstate, err, sizeof(err));
+    if (!c->pool) {
+        client_close(c, sqlstate, "%s", err);
+        return;
+    }
+    client_set_state(c, CLIENT_AUTH);
+    auth_begin(c);
+}
+
+/* Called by auth.c when authentication succeeded. */
+void client_auth_ok(Client *c)
+{
+    if (c->loop->cfg->log_connections) log_at(LOG_LEVEL_LOG, c->prefix, "login attempt: ok");
+    if (c->admin) {
+        admin_client_login(c);
+        return;
+    }
+    c->pool->stats.logins++;
+    pool_client_login(c->pool, c);
+}
+
+void client_finish_login(Client *c)
+{
+    Pool *p = c->pool;
+    PktBuf b;
+    pkt_init(&b);
+    pkt_auth_ok(&b);
+    for (int i = 0; i < p->welcome.n; i++) {
+        const char *name = p->welcome.v[i].name;
+        const char *v = params_get(&c->params, name);
+        if (!v && strcasecmp(name, "application_name") == 0) v = "";
+        pkt_param_status(&b, name, v ? v : p->welcome.v[i].value);
+    }
+    pkt_backend_key(&b, c->id, c->cancel_key);
+    pkt_ready(&b, 'I');
+    c->tx_status = 'I';
+    if (b.failed || conn_send(&c->conn, b.data, b.len) < 0) {
+        pkt_free(&b);
+        client_close(c, NULL, "write failed during login");
+        return;
+    }
+    pkt_free(&b);
+    client_set_state(c, CLIENT_IDLE);
+    c->last_activity = time_now_usec();
+    client_process(c);
+}
+
+static void client_process_startup(Client *c)
+{
+    for (;;) {
+        uint32_t avail = conn_avail(&c->conn);
+        if (avail < 4) return;
+        uint8_t *p = conn_data(&c->conn);
+        uint32_t len = proto_get_u32(p);
+        if (len < 8 || len > PROTO_STARTUP_MAX) {
+            client_protocol_violation(c, "invalid length of startup packet");
+            return;
+        }
+        if (avail < len) {
+            if (conn_reserve(&c->conn, len, PROTO_STARTUP_MAX) < 0) {
+                client_close(c, "53200", "out of memory");
+            }
+            return;
+        }
+        StartupPacket sp;
+        char err[256];
+        if (proto_parse_startup(p, len, &sp, err, sizeof(err)) < 0) {
+            client_protocol_violation(c, err);
+            return;
+        }
+        if (sp.kind == STARTUP_SSL || sp.kind == STARTUP_GSSENC) {
+            conn_consume(&c->conn, len);
+            /* TLS is not offered yet: 'N' and the client continues in clear text */
+            if (conn_send(&c->conn, "N", 1) < 0) {
+                client_close(c, NULL, "write failed");
+                return;
+            }
+            continue;
+        }
+        if (sp.kind == STARTUP_CANCEL) {
+            conn_consume(&c->conn, len);
+            client_handle_cancel(c, sp.cancel_pid, sp.cancel_key);
+            return;
+        }
+        /* the startup packet's strings point into the buffer: consume after use */
+        client_start_login(c, &sp);
+        if (c->state != CLIENT_CLOSING) conn_consume(&c->conn, len);
+        return;
+    }
+}
+
+void client_process(Client *c)
+{
+    switch (c->state) {
+    case CLIENT_STARTUP: client_process_startup(c); break;
+    case CLIENT_IDLE:
+        if (c->admin) admin_process(c);
+        else client_process_idle(c);
+        break;
+    case CLIENT_ACTIVE: client_relay(c); break;
+    default:
+        /* LOGIN_WAIT, WAITING: keep the bytes, read no more */
+        conn_want_read(&c->conn, false);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void client_on_read(evutil_socket_t fd, short ev, void *arg)
+{
+    Client *c = arg;
+    (void)fd;
+    (void)ev;
+    int n = conn_fill(&c->conn);
+    if (n == 0) {
+        client_close(c, NULL, "client closed connection");
+        return;
+    }
+    if (n == -1) {
+        client_close(c, NULL, "client connection error: %s", strerror(errno));
+        return;
+    }
+    c->last_activity = time_now_usec();
+    client_process(c);
+}
+
+static void client_on_write(evutil_socket_t fd, short ev, void *arg)
+{
+    Client *c = arg;
+    (void)fd;
+    (void)ev;
+    int r = conn_flush(&c->conn);
+    if (r < 0) {
+        client_close(c, NULL, "client write failed");
+        return;
+    }
+    if (r == 0 && c->server) server_resume(c->server);
+}
+
+static void client_set_socket_options(Loop *loop, int fd, bool unix_socket)
+{
+    int on = 1;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    if (unix_socket) return;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    Config *cfg = loop->cfg;
+    if (cfg->tcp_keepalive) {
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        if (cfg->tcp_keepidle > 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &cfg->tcp_keepidle, sizeof(int));
+        if (cfg->tcp_keepintvl > 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &cfg->tcp_keepintvl, sizeof(int));
+        if (cfg->tcp_keepcnt > 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt, sizeof(int));
+    }
+    if (cfg->tcp_user_timeout > 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg->tcp_user_timeout, sizeof(int));
+}
+
+void client_accept(Loop *loop, int fd, bool unix_socket)
+{
+    Client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    client_set_socket_options(loop, fd, unix_socket);
+    conn_init(&c->conn, loop, fd);
+    c->loop = loop;
+    list_node_init(&c->pool_node);
+    params_init(&c->params);
+    c->connect_time = c->state_since = c->last_activity = time_now_usec();
+    c->tx_status = 'I';
+    if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
+        c->cancel_key = (uint32_t)random();
+    if (loop_client_register(loop, c) < 0) {
+        close(fd);
+        free(c);
+        return;
+    }
+    list_append(&loop->clients, &c->all_node);
+    loop->client_count++;
+    loop->stats.clients_accepted++;
+    if (unix_socket) snprintf(c->conn.addr, sizeof(c->conn.addr), "unix");
+    else conn_describe_peer(&c->conn, 0);
+    client_update_prefix(c);
+    c->state = CLIENT_STARTUP;
+    conn_set_callbacks(&c->conn, client_on_read, client_on_write, c);
+    conn_want_read(&c->conn, true);
+}
+
+/* ---------------------------------------------------------------- linking */
+
+void client_link_server(Client *c, Server *s)
+{
+    char sql[8192];
+    c->server = s;
+    s->client = c;
+    c->fwd_left = 0;
+    c->expected_rfq = 0;
+    c->extended_open = false;
+    c->tx_status = 'I';
+    usec_t now = time_now_usec();
+    if (c->pool) {
+        c->pool->stats.server_assignments++;
+        if (c->state == CLIENT_WAITING) c->pool->stats.wait_time += (uint64_t)(now - c->wait_start);
+    }
+    client_set_state(c, CLIENT_ACTIVE);
+    server_set_state(s, SERVER_ACTIVE);
+    s->link_count++;
+    s->last_used = now;
+    int n = params_diff_sql(&c->params, &s->params, &s->applied, &c->pool->welcome, sql,
+                            sizeof(sql));
+    if (n > 0) {
+        c->linking = true;
+        if (server_run_internal(s, INTERNAL_SETPARAMS, sql) < 0) {
+            c->linking = false;
+            server_close(s, "could not send parameters");
+            return;
+        }
+        return;
+    }
+    if (n < 0) log_at(LOG_LEVEL_WARNING, c->prefix, "too many session parameters to apply");
+    server_start_relay(s);
+    client_process(c);
+}
+
+void client_server_ready(Client *c)
+{
+    c->linking = false;
+    if (c->server) server_start_relay(c->server);
+    client_process(c);
+}
+
+void client_server_released(Client *c)
+{
+    c->server = NULL;
+    c->query_start = 0;
+    c->fwd_left = 0;
+    client_set_state(c, CLIENT_IDLE);
+    c->last_activity = time_now_usec();
+    client_process(c);
+}
+
+/* ---------------------------------------------------------------- timeouts */
+
+void client_check_timeouts(Client *c, usec_t now)
+{
+    Config *cfg = c->loop->cfg;
+    switch (c->state) {
+    case CLIENT_STARTUP:
+    case CLIENT_AUTH:
+    case CLIENT_LOGIN_WAIT:
+        if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
+            client_close(c, "08P01", "client_login_timeout");
+        break;
+    case CLIENT_IDLE:
+        if (cfg->client_idle_timeout > 0 && !c->admin &&
+            now - c->last_activity > cfg->client_idle_timeout)
+            client_close(c, "57P05", "client_idle_timeout");
+        break;
+    case CLIENT_WAITING:
+        if (cfg->query_wait_timeout > 0 && now - c->wait_start > cfg->query_wait_timeout)
+            client_close(c, "08P01", "query_wait_timeout");
+        break;
+    case CLIENT_ACTIVE:
+        if (c->expected_rfq > 0 || c->extended_open) {
+            if (cfg->query_timeout > 0 && c->query_start &&
+                now - c->query_start > cfg->query_timeout) {
+                if (c->server) server_cancel(c->server);
+                client_close(c, "57014", "query_timeout");
+            }
+        } else if (c->tx_status != 'I' && cfg->idle_transaction_timeout > 0 &&
+                   now - c->last_activity > cfg->idle_transaction_timeout) {
+            client_close(c, "25P03", "idle transaction timeout");
+        }
+        break;
+    default: break;
+    }
+}

@@ -1,0 +1,100 @@
+/*
+ * client.h — one application connection: the server half of the protocol.
+ *
+ * State machine (the list a client is in is given after the arrow; only
+ * client_set_state() changes the state and moves it):
+ *
+ *   CLIENT_STARTUP    reading the startup packet          -> loop->clients only
+ *   CLIENT_AUTH       authenticating (maybe on a worker)  -> loop->clients only
+ *   CLIENT_LOGIN_WAIT logged in, waiting for the pool to
+ *                     learn the server's parameters        -> pool->login_wait
+ *   CLIENT_IDLE       logged in, no server                 -> pool->idle_clients
+ *   CLIENT_WAITING    has a query, queued for a server     -> pool->waiting (FIFO)
+ *   CLIENT_ACTIVE     linked to a server                   -> pool->active_clients
+ *   CLIENT_CLOSING    socket closed, freed at end of loop  -> none
+ *
+ * Ownership: the Loop owns every Client (loop->clients); a client is freed
+ * only through client_close(), which unlinks it from its server and pool
+ * and defers the free.  Cancel requests never become clients beyond
+ * STARTUP.  Admin console clients have `admin` set and never get a server.
+ */
+#ifndef PGFUNNEL_CLIENT_H
+#define PGFUNNEL_CLIENT_H
+
+#include "conn.h"
+#include "list.h"
+#include "loop.h"
+#include "params.h"
+#include "types.h"
+
+typedef enum {
+    CLIENT_STARTUP = 0,
+    CLIENT_AUTH,
+    CLIENT_LOGIN_WAIT,
+    CLIENT_IDLE,
+    CLIENT_WAITING,
+    CLIENT_ACTIVE,
+    CLIENT_CLOSING,
+} ClientState;
+
+struct client {
+    Conn conn;
+    Loop *loop;
+    ClientState state;
+    uint32_t id;            /* also the "pid" in BackendKeyData */
+    uint32_t cancel_key;
+    ListNode all_node;      /* loop->clients */
+    ListNode pool_node;     /* the pool list of its state */
+    Client *id_next;        /* loop->client_ids chain */
+    Pool *pool;
+    Server *server;         /* when ACTIVE */
+    char *user;             /* from the startup packet */
+    char *database;
+    ParamSet params;        /* the session as the client sees it */
+    bool admin;             /* admin console connection */
+    bool linking;           /* server is applying our parameters */
+    bool extended_open;     /* extended-protocol messages sent since the last Sync */
+    bool tls;
+    uint32_t fwd_left;      /* bytes of the current message still to forward */
+    int expected_rfq;       /* ReadyForQuery messages the server still owes */
+    char tx_status;         /* last ReadyForQuery status seen: I, T, E */
+    usec_t connect_time;
+    usec_t state_since;     /* when the current state began (timeouts) */
+    usec_t query_start;     /* 0 when no query is running */
+    usec_t wait_start;
+    usec_t last_activity;
+    Deferred deferred;
+    char prefix[160];       /* "C-17 app@db 10.0.0.5:4312" for log lines */
+};
+
+/* Accepted socket -> new client in STARTUP.  Takes ownership of fd. */
+void client_accept(Loop *loop, int fd, bool unix_socket);
+
+/*
+ * Disconnect with an optional ErrorResponse first (sqlstate NULL = none).
+ * Logs once with the reason.  The client is freed at the end of the loop
+ * iteration; callers must not touch it afterwards.
+ */
+void client_close(Client *c, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);
+
+/* Pool hands a server to a WAITING client (or takes it back). */
+void client_link_server(Client *c, Server *s);
+/* The server finished applying parameters: forward what the client has sent. */
+void client_server_ready(Client *c);
+/* The server's transaction is over and it went back to the pool. */
+void client_server_released(Client *c);
+/* Relay a message from the server was a login failure etc.: send an error and close. */
+void client_send_error(Client *c, const char *severity, const char *sqlstate, const char *fmt, ...)
+    PRINTF_LIKE(4, 5);
+/* The pool learned its parameters: finish login of a LOGIN_WAIT client. */
+void client_finish_login(Client *c);
+/* Continue processing buffered input (after a state change). */
+void client_process(Client *c);
+
+void client_set_state(Client *c, ClientState st);
+const char *client_state_name(ClientState st);
+
+/* Periodic timeout checks, run by the janitor. */
+void client_check_timeouts(Client *c, usec_t now);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * loop.h — the event-loop context: owns every client, server, pool and
+ * counter of one libevent loop.
+ *
+ * Nothing here is global: every function takes the Loop, so a later step
+ * can run several loops side by side.  Objects are freed on a deferred list
+ * at the end of a loop iteration (loop_defer_free), because libevent may
+ * still be in the middle of a callback chain that references them.
+ */
+#ifndef PGFUNNEL_LOOP_H
+#define PGFUNNEL_LOOP_H
+
+#include <event2/event.h>
+
+#include "list.h"
+#include "types.h"
+
+/* How the process is shutting down, PgBouncer 1.26 signal meanings. */
+typedef enum {
+    SHUTDOWN_NONE = 0,
+    SHUTDOWN_WAIT_SERVERS, /* SIGINT: stop accepting, wait for servers to be released */
+    SHUTDOWN_WAIT_CLIENTS, /* SIGTERM: stop accepting, wait for clients to leave */
+    SHUTDOWN_IMMEDIATE,    /* SIGQUIT */
+} ShutdownMode;
+
+typedef struct deferred {
+    void (*fn)(void *obj);
+    void *obj;
+    struct deferred *next;
+} Deferred;
+
+/* Hash table of clients by id (the pid we hand out in BackendKeyData). */
+typedef struct client_table {
+    Client **slots;
+    uint32_t mask;
+    uint32_t count;
+} ClientTable;
+
+typedef struct loop_stats {
+    uint64_t clients_accepted;
+    uint64_t clients_rejected; /* max_client_conn, bad startup */
+    uint64_t servers_opened;
+    uint64_t servers_failed;
+    uint64_t accept_errors;
+    /* loop health: how late the 100 ms tick fires (usec) */
+    uint64_t lag_samples;
+    usec_t lag_max;
+    usec_t lag_hist[32]; /* log2 buckets of lag in usec */
+    usec_t longest_callback;
+} LoopStats;
+
+struct loop {
+    struct event_base *base;
+    Config *cfg;             /* current configuration; replaced whole on reload */
+    Workq *workq;
+    List listeners;          /* Listener.node */
+    List clients;            /* every Client, login or not (Client.all_node) */
+    List databases;          /* Database.node */
+    List users;              /* PoolUser.node */
+    ClientTable client_ids;
+    uint32_t next_client_id;
+    uint32_t next_server_id;
+    int client_count;        /* for max_client_conn */
+    int server_count;
+    /* standard-size receive buffers not in use */
+    void *buf_free;
+    int buf_free_count;
+    int buf_in_use;
+    uint32_t buf_size;
+    /* deferred frees, run by ev_reap */
+    Deferred *deferred;
+    struct event *ev_reap;
+    struct event *ev_janitor;
+    struct event *ev_tick;
+    usec_t tick_expected;
+    ShutdownMode shutdown;
+    bool paused_accept;      /* accept backs off after EMFILE */
+    LoopStats stats;
+    usec_t started_at;
+};
+
+Loop *loop_create(Config *cfg) WUR;
+void loop_destroy(Loop *loop);
+
+/* Receive buffers of cfg->pkt_buf bytes from a free list. */
+uint8_t *loop_buffer_get(Loop *loop, uint32_t *size);
+void loop_buffer_put(Loop *loop, uint8_t *buf, uint32_t size);
+
+/* Run d->fn(d->obj) after the current callbacks; d is embedded in the object. */
+void loop_defer_free(Loop *loop, Deferred *d, void (*fn)(void *), void *obj);
+
+/* Client lookup by id for cancel requests and worker completions. */
+int loop_client_register(Loop *loop, Client *c) WUR;
+void loop_client_unregister(Loop *loop, Client *c);
+Client *loop_client_find(Loop *loop, uint32_t id);
+
+/* Begin a shutdown; the janitor finishes it when its condition holds. */
+void loop_begin_shutdown(Loop *loop, ShutdownMode mode);
+
+#endif

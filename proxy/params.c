@@ -1,0 +1,183 @@
+/*
+ * params.c — tracked session parameters (see params.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "params.h"
+#include "proto.h"
+
+/* GUC_REPORT parameters a client may change and must keep across servers. */
+static const char *const reported_tracked[] = {
+    "client_encoding", "DateStyle", "IntervalStyle", "TimeZone",
+    "standard_conforming_strings", "application_name", NULL,
+};
+
+/* Names that are part of the connection, not of the session state. */
+static const char *const startup_only[] = {
+    "user", "database", "replication", "options", "server_version", "server_encoding",
+    "integer_datetimes", "is_superuser", "session_authorization", "in_hot_standby",
+    "default_transaction_read_only", NULL,
+};
+
+static bool name_in(const char *const *list, const char *name)
+{
+    for (int i = 0; list[i]; i++)
+        if (strcasecmp(list[i], name) == 0) return true;
+    return false;
+}
+
+bool params_is_reported_tracked(const char *name)
+{
+    return name_in(reported_tracked, name);
+}
+
+bool params_is_startup_only(const char *name)
+{
+    return name_in(startup_only, name);
+}
+
+void params_init(ParamSet *ps)
+{
+    memset(ps, 0, sizeof(*ps));
+}
+
+void params_free(ParamSet *ps)
+{
+    for (int i = 0; i < ps->n; i++) {
+        free(ps->v[i].name);
+        free(ps->v[i].value);
+    }
+    free(ps->v);
+    memset(ps, 0, sizeof(*ps));
+}
+
+static int params_index(const ParamSet *ps, const char *name)
+{
+    for (int i = 0; i < ps->n; i++)
+        if (strcasecmp(ps->v[i].name, name) == 0) return i;
+    return -1;
+}
+
+const char *params_get(const ParamSet *ps, const char *name)
+{
+    int i = params_index(ps, name);
+    return i < 0 ? NULL : ps->v[i].value;
+}
+
+int params_set(ParamSet *ps, const char *name, const char *value)
+{
+    int i = params_index(ps, name);
+    if (i >= 0) {
+        if (strcmp(ps->v[i].value, value) == 0) return 0;
+        char *nv = strdup(value);
+        if (!nv) return -1;
+        free(ps->v[i].value);
+        ps->v[i].value = nv;
+        return 0;
+    }
+    if (ps->n == ps->cap) {
+        int cap = ps->cap ? ps->cap * 2 : 8;
+        Param *nv = realloc(ps->v, (size_t)cap * sizeof(*nv));
+        if (!nv) return -1;
+        ps->v = nv;
+        ps->cap = cap;
+    }
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return -1;
+    }
+    ps->v[ps->n].name = n;
+    ps->v[ps->n].value = v;
+    ps->n++;
+    return 0;
+}
+
+void params_unset(ParamSet *ps, const char *name)
+{
+    int i = params_index(ps, name);
+    if (i < 0) return;
+    free(ps->v[i].name);
+    free(ps->v[i].value);
+    ps->v[i] = ps->v[ps->n - 1];
+    ps->n--;
+}
+
+int params_copy(ParamSet *dst, const ParamSet *src)
+{
+    for (int i = 0; i < src->n; i++)
+        if (params_set(dst, src->v[i].name, src->v[i].value) < 0) return -1;
+    return 0;
+}
+
+/* GUC names are identifiers; anything else is refused rather than quoted. */
+static bool name_is_safe(const char *name)
+{
+    if (!*name) return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '.'))
+            return false;
+    return true;
+}
+
+static int append(char *sql, size_t len, size_t *o, const char *s)
+{
+    size_t l = strlen(s);
+    if (*o + l + 1 > len) return -1;
+    memcpy(sql + *o, s, l + 1);
+    *o += l;
+    return 0;
+}
+
+static int add_set(char *sql, size_t len, size_t *o, const char *name, const char *value)
+{
+    char lit[2048], stmt[2200];
+    if (!name_is_safe(name)) return 0;
+    if (!value) {
+        snprintf(stmt, sizeof(stmt), "RESET %s;", name);
+    } else {
+        if (proto_quote_literal(value, lit, sizeof(lit)) < 0) return 0;
+        snprintf(stmt, sizeof(stmt), "SET %s = %s;", name, lit);
+    }
+    return append(sql, len, o, stmt) < 0 ? -1 : 1;
+}
+
+int params_diff_sql(const ParamSet *client, const ParamSet *server, const ParamSet *applied,
+                    const ParamSet *defaults, char *sql, size_t len)
+{
+    size_t o = 0;
+    int count = 0, r;
+    sql[0] = 0;
+    /* reported parameters: compare with what the server last reported */
+    for (int i = 0; reported_tracked[i]; i++) {
+        const char *name = reported_tracked[i];
+        const char *want = params_get(client, name);
+        if (!want) want = strcasecmp(name, "application_name") == 0 ? "" : params_get(defaults, name);
+        const char *have = params_get(server, name);
+        if (!want || (have && strcmp(want, have) == 0)) continue;
+        if ((r = add_set(sql, len, &o, name, want)) < 0) return -1;
+        count += r;
+    }
+    /* other client parameters: compare with what the pooler applied */
+    for (int i = 0; i < client->n; i++) {
+        const char *name = client->v[i].name;
+        if (params_is_reported_tracked(name) || params_is_startup_only(name)) continue;
+        const char *have = params_get(applied, name);
+        if (have && strcmp(have, client->v[i].value) == 0) continue;
+        if ((r = add_set(sql, len, &o, name, client->v[i].value)) < 0) return -1;
+        count += r;
+    }
+    /* set for an earlier client, absent for this one: back to the default */
+    for (int i = 0; i < applied->n; i++) {
+        const char *name = applied->v[i].name;
+        if (params_get(client, name)) continue;
+        if ((r = add_set(sql, len, &o, name, NULL)) < 0) return -1;
+        count += r;
+    }
+    return count;
+}

@@ -1,0 +1,111 @@
+/*
+ * pool.h — databases, users and pools: where waiting clients get a server.
+ *
+ * One Database per [databases] entry that clients used (entries reached
+ * through the "*" fallback are created on first use), one PoolUser per
+ * user name (for max_user_connections), one Pool per (database, user) — or
+ * per database when the entry forces `user=`.  A pool owns its servers and
+ * a FIFO of waiting clients.  Pools live until shutdown, so worker jobs may
+ * refer to them by pointer.
+ *
+ * Where a client gets a server: pool_request_server() (idle server, or a
+ * new connection, or the FIFO), and pool_server_idle() (a released or new
+ * server goes to the first waiting client before it goes idle).
+ */
+#ifndef PGFUNNEL_POOL_H
+#define PGFUNNEL_POOL_H
+
+#include "list.h"
+#include "loop.h"
+#include "params.h"
+#include "types.h"
+
+typedef struct pool_user {
+    ListNode node;       /* loop->users */
+    char *name;
+    int server_count;    /* over all pools, for max_user_connections */
+} PoolUser;
+
+/* Per pool (and summed per database) counters, as SHOW STATS reports them. */
+typedef struct pool_stats {
+    uint64_t xact_count, query_count, server_assignments;
+    uint64_t bytes_in, bytes_out;         /* client->server, server->client */
+    uint64_t xact_time, query_time, wait_time; /* usec */
+    uint64_t logins, login_failures;
+} PoolStats;
+
+struct database {
+    ListNode node;           /* loop->databases */
+    char *name;              /* as clients name it */
+    bool auto_db;            /* made from the "*" entry */
+    /* connection settings, copied from the DbConf on creation and reload */
+    char *dbname, *host, *user, *password, *connect_query;
+    char *client_encoding, *datestyle, *timezone, *application_name;
+    int port;
+    int generation;          /* bumped when connection settings change: old servers drain */
+    bool paused;             /* PAUSE: hold new queries */
+    bool disabled;           /* DISABLE: refuse new clients */
+    List pools;              /* Pool.db_node */
+    int server_count;        /* for max_db_connections */
+    /* resolved host names, from the worker pool */
+    char *hostaddr;          /* comma list parallel to host, or NULL */
+    usec_t resolved_at;
+    bool resolving;
+};
+
+struct pool {
+    ListNode db_node;
+    Database *db;
+    PoolUser *user;          /* accounting for the backend user */
+    char *username;          /* backend user name */
+    /* limits and mode resolved from the configuration (pool_apply_config) */
+    int mode;                /* PoolMode */
+    int size, min_size, reserve_size, max_db, max_user;
+    usec_t server_lifetime;
+    /* servers */
+    List connecting;         /* CONNECTING and INTERNAL */
+    List idle;               /* IDLE, most recently used first */
+    List active;             /* ACTIVE */
+    /* clients */
+    List login_wait, idle_clients, waiting, active_clients;
+    /* what a client is told at login; learned from the first server */
+    ParamSet welcome;
+    bool have_welcome;
+    /* server_login_retry: the last login failure */
+    usec_t last_failure;
+    char failure_sqlstate[6];
+    char *failure_msg;
+    PoolStats stats;
+};
+
+/*
+ * Find or create the pool for a client's database and user.  Returns NULL
+ * with a client-presentable error (sqlstate + message) when the database is
+ * unknown or disabled.
+ */
+Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const char **sqlstate,
+                      char *err, size_t errlen);
+
+/* A client finished authentication: log it in now or when params are known. */
+void pool_client_login(Pool *pool, Client *c);
+/* A logged-in client has a query: link a server now or queue it. */
+void pool_request_server(Pool *pool, Client *c);
+/* The client's transaction/session is over; the server goes back. */
+void pool_release_server(Server *s);
+/* A new or reset server is ready: give it to a waiting client or keep it idle. */
+void pool_server_idle(Server *s);
+/* Server login finished / failed (called by server.c). */
+void pool_server_login_ok(Server *s);
+void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg);
+/* An internal query finished (called by server.c). */
+void pool_internal_done(Server *s, bool ok);
+/* Total servers of the pool in any state. */
+int pool_server_total(const Pool *pool);
+
+/* Periodic work: timeouts, idle servers, min_pool_size, reserve pool. */
+void pool_janitor(Loop *loop, usec_t now);
+/* Configuration was reloaded: refresh databases and pool limits. */
+void pool_apply_config(Loop *loop);
+void pool_free_all(Loop *loop);
+
+#endif

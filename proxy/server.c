@@ -1,0 +1,744 @@
+/*
+ * server.c — backend connections: libpq connect, then the server->client relay.
+ *
+ * Connecting: PQconnectStartParams + PQconnectPoll driven by loop events on
+ * PQsocket(), re-read after every poll because libpq may switch sockets
+ * (several hosts, SSL retry).  After CONNECTION_OK libpq is done: the relay
+ * reads the socket itself (through libpq's SSL object when TLS is on).
+ *
+ * Relaying: every server message is forwarded in batches straight from the
+ * receive buffer, except that ParameterStatus is read (to track the
+ * session) and ReadyForQuery ends a batch, because it may end the
+ * transaction and release the server.  Internal queries (connect_query,
+ * check, reset, the SETs before a client's messages) use the same socket;
+ * their results are swallowed and only their ReadyForQuery matters.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <openssl/ssl.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "proto.h"
+#include "server.h"
+#include "workq.h"
+
+/* ParameterStatus values a client is told at login, read from libpq after connecting. */
+static const char *const login_params[] = {
+    "server_version", "server_encoding", "client_encoding", "DateStyle", "IntervalStyle",
+    "TimeZone", "integer_datetimes", "standard_conforming_strings", "application_name",
+    "is_superuser", "session_authorization", "default_transaction_read_only", "in_hot_standby",
+    NULL,
+};
+
+/* ParameterStatus / ErrorResponse messages larger than this are forwarded unparsed. */
+#define SERVER_WHOLE_MAX (64 * 1024)
+
+static const char *const server_state_names[] = {
+    "connecting", "internal", "idle", "active", "closing",
+};
+
+const char *server_state_name(ServerState st)
+{
+    return (unsigned)st < sizeof(server_state_names) / sizeof(server_state_names[0])
+               ? server_state_names[st]
+               : "?";
+}
+
+/* The one place a server changes state and pool list. */
+void server_set_state(Server *s, ServerState st)
+{
+    Pool *p = s->pool;
+    if (list_node_linked(&s->pool_node)) {
+        switch (s->state) {
+        case SERVER_CONNECTING:
+        case SERVER_INTERNAL: list_remove(&p->connecting, &s->pool_node); break;
+        case SERVER_IDLE: list_remove(&p->idle, &s->pool_node); break;
+        case SERVER_ACTIVE: list_remove(&p->active, &s->pool_node); break;
+        default: break;
+        }
+    }
+    s->state = st;
+    switch (st) {
+    case SERVER_CONNECTING:
+    case SERVER_INTERNAL: list_append(&p->connecting, &s->pool_node); break;
+    case SERVER_IDLE:
+        s->idle_since = time_now_usec();
+        list_prepend(&p->idle, &s->pool_node);
+        break;
+    case SERVER_ACTIVE: list_append(&p->active, &s->pool_node); break;
+    default: break;
+    }
+}
+
+static void server_free(void *arg)
+{
+    Server *s = arg;
+    params_free(&s->params);
+    params_free(&s->applied);
+    free(s->internal_error);
+    free(s);
+}
+
+/* ---------------------------------------------------------------- TLS I/O */
+
+static ssize_t server_ssl_result(SSL *ssl, int n)
+{
+    if (n > 0) return n;
+    switch (SSL_get_error(ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE: errno = EAGAIN; return -1;
+    case SSL_ERROR_ZERO_RETURN: return 0;
+    default: errno = EIO; return -1;
+    }
+}
+
+static ssize_t server_ssl_read(Conn *c, void *buf, size_t len)
+{
+    SSL *ssl = c->io_ctx;
+    return server_ssl_result(ssl, SSL_read(ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len)));
+}
+
+static ssize_t server_ssl_write(Conn *c, const void *buf, size_t len)
+{
+    SSL *ssl = c->io_ctx;
+    return server_ssl_result(ssl, SSL_write(ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len)));
+}
+
+static const ConnIo server_ssl_io = {server_ssl_read, server_ssl_write};
+
+static bool server_ssl_pending(const Server *s)
+{
+    return s->conn.io == &server_ssl_io && SSL_pending((SSL *)s->conn.io_ctx) > 0;
+}
+
+/* ---------------------------------------------------------------- closing */
+
+void server_close(Server *s, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    if (s->state == SERVER_CLOSING) return;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    log_at(LOG_LEVEL_LOG, s->prefix, "closing because: %s (age=%llds)", reason,
+           (long long)(s->created ? (time_now_usec() - s->created) / USEC_PER_SEC : 0));
+
+    Client *c = s->client;
+    Pool *p = s->pool;
+    s->client = NULL;
+    if (s->state == SERVER_CONNECTING) p->db->server_count--, p->user->server_count--;
+    else {
+        p->db->server_count--;
+        p->user->server_count--;
+    }
+    server_set_state(s, SERVER_CLOSING);
+    s->loop->server_count--;
+    if (s->ev_connect_set) {
+        event_del(&s->ev_connect);
+        s->ev_connect_set = false;
+    }
+    conn_close(&s->conn);
+    if (s->pg) {
+        PQfinish(s->pg);
+        s->pg = NULL;
+    }
+    loop_defer_free(s->loop, &s->deferred, server_free, s);
+    if (c) {
+        c->server = NULL;
+        client_close(c, "08006", "server conn crashed?");
+    }
+    /* a slot was freed: waiting clients may get a new connection */
+    pool_request_server(p, NULL);
+}
+
+/* ---------------------------------------------------------------- cancel */
+
+typedef struct cancel_job {
+    WorkqJob job;
+    PGcancel *cancel;
+    int ok;
+    char err[256];
+} CancelJob;
+
+static void cancel_work(WorkqJob *j)
+{
+    CancelJob *cj = (CancelJob *)j;
+    /* PQcancel blocks on a new connection: this is why it runs here */
+    cj->ok = PQcancel(cj->cancel, cj->err, sizeof(cj->err));
+}
+
+static void cancel_done(WorkqJob *j, int status)
+{
+    CancelJob *cj = (CancelJob *)j;
+    if (status == 0 && !cj->ok) log_warning("cancel request failed: %s", cj->err);
+    PQfreeCancel(cj->cancel);
+    free(cj);
+}
+
+void server_cancel(Server *s)
+{
+    if (!s->pg || s->state == SERVER_CLOSING) return;
+    CancelJob *cj = calloc(1, sizeof(*cj));
+    if (!cj) return;
+    cj->cancel = PQgetCancel(s->pg);
+    if (!cj->cancel || workq_submit(s->loop->workq, &cj->job, cancel_work, cancel_done) < 0) {
+        log_at(LOG_LEVEL_WARNING, s->prefix, "could not queue cancel request");
+        if (cj->cancel) PQfreeCancel(cj->cancel);
+        free(cj);
+    }
+}
+
+/* ---------------------------------------------------------------- relay */
+
+static void server_track_param(Server *s, const uint8_t *msg, uint32_t total)
+{
+    PktReader r;
+    rd_init(&r, msg + 5, total - 5);
+    const char *name = rd_str(&r);
+    const char *value = rd_str(&r);
+    if (r.bad) return;
+    if (params_set(&s->params, name, value) < 0) s->dirty = true;
+    Client *c = s->client;
+    if (c && s->internal == INTERNAL_NONE && !params_is_startup_only(name)) {
+        if (params_set(&c->params, name, value) < 0) s->dirty = true;
+    }
+}
+
+/* A ReadyForQuery reached the client: maybe the transaction is over. */
+static void server_after_ready(Server *s, char status)
+{
+    Client *c = s->client;
+    usec_t now = time_now_usec();
+    s->tx_status = status;
+    if (!c) return;
+    c->tx_status = status;
+    c->last_activity = now;
+    if (c->expected_rfq > 0) c->expected_rfq--;
+    if (c->expected_rfq > 0 || c->extended_open) return;
+    Pool *p = s->pool;
+    if (c->query_start) {
+        p->stats.query_time += (uint64_t)(now - c->query_start);
+        c->query_start = 0;
+    }
+    if (status == 'I') {
+        p->stats.xact_count++;
+        if (c->xact_start) p->stats.xact_time += (uint64_t)(now - c->xact_start);
+        c->xact_start = 0;
+    } else if (!c->xact_start) {
+        c->xact_start = now;
+    }
+    if (p->mode == POOL_MODE_SESSION) return;
+    if (status != 'I') {
+        if (p->mode == POOL_MODE_STATEMENT)
+            client_close(c, "08P01", "transaction blocks not allowed in statement pooling mode");
+        return;
+    }
+    if (c->fwd_left || s->fwd_left || conn_avail(&s->conn) > 0) return;
+    pool_release_server(s);
+}
+
+/*
+ * Relay from the server to its client.  Returns false when the server or
+ * client went away (the caller must not touch them).
+ */
+static bool server_relay(Server *s)
+{
+    Client *c = s->client;
+    while (s->state == SERVER_ACTIVE && s->internal == INTERNAL_NONE && s->client == c) {
+        uint32_t avail = conn_avail(&s->conn);
+        if (avail == 0) break;
+        uint8_t *p = conn_data(&s->conn);
+        uint32_t off = 0;
+        char ready = 0;
+        if (s->fwd_left) {
+            off = avail < s->fwd_left ? avail : s->fwd_left;
+            s->fwd_left -= off;
+        } else {
+            while (avail - off >= 5) {
+                uint8_t type = p[off];
+                uint32_t len = proto_get_u32(p + off + 1);
+                uint64_t total = (uint64_t)len + 1;
+                if (len < 4) {
+                    server_close(s, "protocol error from server: bad length");
+                    return false;
+                }
+                if ((type == 'S' || type == 'Z') && total <= SERVER_WHOLE_MAX) {
+                    if (avail - off < total) {
+                        if (off == 0 && conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0) {
+                            server_close(s, "out of memory");
+                            return false;
+                        }
+                        break; /* forward what we have; wait for the rest */
+                    }
+                    if (type == 'S') server_track_param(s, p + off, (uint32_t)total);
+                    off += (uint32_t)total;
+                    if (type == 'Z') {
+                        ready = len >= 5 ? (char)p[off - 1] : 'I';
+                        break;
+                    }
+                    continue;
+                }
+                if (avail - off >= total) {
+                    off += (uint32_t)total;
+                } else {
+                    s->fwd_left = (uint32_t)(total - (avail - off));
+                    off = avail;
+                    break;
+                }
+            }
+        }
+        if (off == 0) break; /* an incomplete header or message */
+        s->pool->stats.bytes_out += off;
+        if (conn_send(&c->conn, p, off) < 0) {
+            conn_consume(&s->conn, off);
+            client_close(c, NULL, "client write failed");
+            return false;
+        }
+        conn_consume(&s->conn, off);
+        if (ready) {
+            server_after_ready(s, ready);
+            if (s->client != c || s->state != SERVER_ACTIVE) return s->state != SERVER_CLOSING;
+        }
+    }
+    if (s->state == SERVER_CLOSING) return false;
+    /* backpressure: the client has a backlog, stop reading the server */
+    conn_want_read(&s->conn, !(s->client && conn_has_queue(&s->client->conn)));
+    conn_release_buffer(&s->conn);
+    return true;
+}
+
+/* Internal query: swallow results, track ParameterStatus, stop at ReadyForQuery. */
+static void server_internal_finish(Server *s, bool ok)
+{
+    InternalKind kind = s->internal;
+    s->internal = INTERNAL_NONE;
+    if (kind == INTERNAL_SETPARAMS) {
+        Client *c = s->client;
+        if (!c) {
+            pool_release_server(s);
+            return;
+        }
+        if (!ok) {
+            client_send_error(c, "ERROR", "22023", "%s",
+                              s->internal_error ? s->internal_error : "could not set parameters");
+            c->linking = false;
+            client_close(c, "08P01", "failed to apply session parameters");
+            return;
+        }
+        /* remember the non-reported parameters this server now carries */
+        for (int i = 0; i < c->params.n; i++) {
+            const char *n = c->params.v[i].name;
+            if (params_is_reported_tracked(n) || params_is_startup_only(n)) continue;
+            if (params_set(&s->applied, n, c->params.v[i].value) < 0) s->dirty = true;
+        }
+        for (int i = s->applied.n - 1; i >= 0; i--)
+            if (!params_get(&c->params, s->applied.v[i].name))
+                params_unset(&s->applied, s->applied.v[i].name);
+        client_server_ready(c);
+        return;
+    }
+    if (kind == INTERNAL_RESET) {
+        /* DISCARD ALL / RESET ALL also drop what the pooler applied */
+        params_free(&s->applied);
+        params_init(&s->applied);
+    }
+    pool_internal_done(s, ok);
+}
+
+static void server_process_internal(Server *s)
+{
+    while (s->internal != INTERNAL_NONE && s->state != SERVER_CLOSING) {
+        uint32_t avail = conn_avail(&s->conn);
+        uint8_t *p = conn_data(&s->conn);
+        if (s->fwd_left) {
+            uint32_t n = avail < s->fwd_left ? avail : s->fwd_left;
+            if (n == 0) break;
+            s->fwd_left -= n;
+            conn_consume(&s->conn, n);
+            continue;
+        }
+        if (avail < 5) break;
+        uint8_t type = p[0];
+        uint32_t len = proto_get_u32(p + 1);
+        uint64_t total = (uint64_t)len + 1;
+        if (len < 4) {
+            server_close(s, "protocol error from server: bad length");
+            return;
+        }
+        bool whole = (type == 'S' || type == 'Z' || type == 'E') && total <= SERVER_WHOLE_MAX;
+        if (!whole) {
+            uint32_t n = avail < total ? avail : (uint32_t)total;
+            s->fwd_left = (uint32_t)(total - n);
+            conn_consume(&s->conn, n);
+            continue;
+        }
+        if (avail < total) {
+            if (conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0)
+                server_close(s, "out of memory");
+            break;
+        }
+        if (type == 'S') {
+            server_track_param(s, p, (uint32_t)total);
+        } else if (type == 'E') {
+            ErrorFields ef;
+            proto_parse_error(p + 5, len - 4, &ef);
+            if (!s->internal_failed) {
+                free(s->internal_error);
+                s->internal_error = strdup(ef.message ? ef.message : "error");
+            }
+            s->internal_failed = true;
+            log_at(LOG_LEVEL_WARNING, s->prefix, "internal query failed: %s %s",
+                   ef.sqlstate ? ef.sqlstate : "", ef.message ? ef.message : "");
+            if (ef.severity && (strcmp(ef.severity, "FATAL") == 0 || strcmp(ef.severity, "PANIC") == 0))
+                s->dirty = true;
+        } else { /* 'Z' */
+            s->tx_status = len >= 5 ? (char)p[5] : 'I';
+            conn_consume(&s->conn, (uint32_t)total);
+            bool ok = !s->internal_failed && s->tx_status == 'I';
+            server_internal_finish(s, ok);
+            return;
+        }
+        conn_consume(&s->conn, (uint32_t)total);
+    }
+    if (s->state != SERVER_CLOSING) conn_release_buffer(&s->conn);
+}
+
+/* An idle server spoke: ParameterStatus and notices are fine, anything else ends it. */
+static void server_process_idle(Server *s)
+{
+    while (s->state == SERVER_IDLE) {
+        uint32_t avail = conn_avail(&s->conn);
+        if (avail < 5) break;
+        uint8_t *p = conn_data(&s->conn);
+        uint32_t len = proto_get_u32(p + 1);
+        uint64_t total = (uint64_t)len + 1;
+        if (len < 4 || total > SERVER_WHOLE_MAX) {
+            server_close(s, "unexpected data from idle server");
+            return;
+        }
+        if (avail < total) {
+            if (conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0)
+                server_close(s, "out of memory");
+            return;
+        }
+        if (p[0] == 'S') {
+            server_track_param(s, p, (uint32_t)total);
+        } else if (p[0] == 'E') {
+            ErrorFields ef;
+            proto_parse_error(p + 5, len - 4, &ef);
+            server_close(s, "server sent %s %s: %s", ef.severity ? ef.severity : "error",
+                         ef.sqlstate ? ef.sqlstate : "", ef.message ? ef.message : "");
+            return;
+        } else if (p[0] != 'N' && p[0] != 'A') {
+            server_close(s, "unexpected message '%c' from idle server", p[0]);
+            return;
+        }
+        conn_consume(&s->conn, (uint32_t)total);
+    }
+    if (s->state != SERVER_CLOSING) conn_release_buffer(&s->conn);
+}
+
+static void server_process(Server *s)
+{
+    do {
+        if (s->state == SERVER_CLOSING) return;
+        if (s->internal != INTERNAL_NONE) server_process_internal(s);
+        else if (s->state == SERVER_ACTIVE && s->client) {
+            if (!server_relay(s)) return;
+        } else if (s->state == SERVER_IDLE) server_process_idle(s);
+        else break;
+        /* TLS may hold decrypted bytes the socket will not signal again */
+    } while (s->state != SERVER_CLOSING && conn_avail(&s->conn) == 0 && server_ssl_pending(s) &&
+             s->conn.reading && conn_fill(&s->conn) > 0);
+}
+
+static void server_on_read(evutil_socket_t fd, short ev, void *arg)
+{
+    Server *s = arg;
+    (void)fd;
+    (void)ev;
+    int n = conn_fill(&s->conn);
+    if (n == 0 || n == -1) {
+        Client *c = s->client;
+        /* the backend's own FATAL (e.g. 57P01 on terminate) was already forwarded */
+        if (c && s->state == SERVER_ACTIVE && conn_avail(&s->conn) == 0) {
+            s->client = NULL;
+            c->server = NULL;
+            server_close(s, "server closed the connection");
+            client_close(c, "08006", "server conn crashed?");
+            return;
+        }
+        server_close(s, n == 0 ? "server closed the connection" : "server read error");
+        return;
+    }
+    server_process(s);
+}
+
+static void server_on_write(evutil_socket_t fd, short ev, void *arg)
+{
+    Server *s = arg;
+    (void)fd;
+    (void)ev;
+    int r = conn_flush(&s->conn);
+    if (r < 0) {
+        server_close(s, "write to server failed");
+        return;
+    }
+    if (r == 0 && s->client && s->state == SERVER_ACTIVE && !s->client->linking) {
+        conn_want_read(&s->client->conn, true);
+        client_process(s->client);
+    }
+}
+
+int server_send(Server *s, const void *data, size_t len)
+{
+    return conn_send(&s->conn, data, len);
+}
+
+void server_resume(Server *s)
+{
+    if (s->state == SERVER_CLOSING) return;
+    conn_want_read(&s->conn, true);
+    server_process(s);
+}
+
+void server_start_relay(Server *s)
+{
+    conn_want_read(&s->conn, true);
+    if (conn_avail(&s->conn) > 0) server_process(s);
+}
+
+int server_run_internal(Server *s, InternalKind kind, const char *sql)
+{
+    PktBuf b;
+    pkt_init(&b);
+    pkt_query(&b, sql);
+    s->internal = kind;
+    s->internal_failed = false;
+    free(s->internal_error);
+    s->internal_error = NULL;
+    if (kind != INTERNAL_SETPARAMS) server_set_state(s, SERVER_INTERNAL);
+    int r = b.failed ? -1 : server_send(s, b.data, b.len);
+    pkt_free(&b);
+    conn_want_read(&s->conn, true);
+    return r;
+}
+
+/* ---------------------------------------------------------------- connecting */
+
+/*
+ * libpq reports login errors as text; with PQERRORS_VERBOSE the text carries
+ * the SQLSTATE ("FATAL:  3D000: database ... does not exist"), so the
+ * backend's own error reaches the client unchanged.
+ */
+static void server_parse_login_error(const char *text, char sqlstate[6], char *msg, size_t len)
+{
+    static const char *const sev[] = {"FATAL:  ", "ERROR:  ", "PANIC:  ", NULL};
+    strcpy(sqlstate, "08006");
+    for (int i = 0; sev[i]; i++) {
+        const char *p = strstr(text, sev[i]);
+        if (!p) continue;
+        p += strlen(sev[i]);
+        if (strlen(p) > 7 && p[5] == ':' && p[6] == ' ') {
+            memcpy(sqlstate, p, 5);
+            sqlstate[5] = 0;
+            p += 7;
+        }
+        size_t n = strcspn(p, "\n");
+        snprintf(msg, len, "%.*s", (int)n, p);
+        return;
+    }
+    /* a network-level failure: keep libpq's first line */
+    const char *p = text;
+    const char *colon = strstr(p, "failed: ");
+    if (colon) p = colon + 8;
+    size_t n = strcspn(p, "\n");
+    snprintf(msg, len, "server login failed: %.*s", (int)n, p);
+}
+
+static void server_login_failed(Server *s, const char *text)
+{
+    char sqlstate[6], msg[512];
+    server_parse_login_error(text, sqlstate, msg, sizeof(msg));
+    Pool *p = s->pool;
+    s->loop->stats.servers_failed++;
+    log_at(LOG_LEVEL_WARNING, s->prefix, "login failed: %s %s", sqlstate, msg);
+    server_close(s, "login failed");
+    pool_server_login_failed(p, sqlstate, msg);
+}
+
+static void server_login_done(Server *s)
+{
+    int fd = PQsocket(s->pg);
+    if (s->ev_connect_set) {
+        event_del(&s->ev_connect);
+        s->ev_connect_set = false;
+    }
+    s->backend_pid = (uint32_t)PQbackendPID(s->pg);
+    s->created = s->last_used = time_now_usec();
+    snprintf(s->prefix, sizeof(s->prefix), "S-%u %s@%s pid=%u", s->id, s->pool->username,
+             s->pool->db->name, s->backend_pid);
+    for (int i = 0; login_params[i]; i++) {
+        const char *v = PQparameterStatus(s->pg, login_params[i]);
+        if (v && params_set(&s->params, login_params[i], v) < 0) {
+            server_close(s, "out of memory");
+            return;
+        }
+    }
+    conn_init(&s->conn, s->loop, fd);
+    s->conn.keep_fd = true;
+    snprintf(s->conn.addr, sizeof(s->conn.addr), "%s:%s", PQhost(s->pg) ? PQhost(s->pg) : "?",
+             PQport(s->pg) ? PQport(s->pg) : "?");
+    if (PQsslInUse(s->pg)) {
+        s->conn.io = &server_ssl_io;
+        s->conn.io_ctx = PQsslStruct(s->pg, "OpenSSL");
+    }
+    conn_set_callbacks(&s->conn, server_on_read, server_on_write, s);
+    conn_want_read(&s->conn, true);
+    s->tx_status = 'I';
+    s->loop->stats.servers_opened++;
+    log_at(LOG_LEVEL_DEBUG, s->prefix, "new server connection");
+    Database *db = s->pool->db;
+    if (db->connect_query && *db->connect_query) {
+        if (server_run_internal(s, INTERNAL_CONNECT_QUERY, db->connect_query) < 0)
+            server_close(s, "could not send connect_query");
+        return;
+    }
+    pool_server_login_ok(s);
+}
+
+static void server_on_connect_event(evutil_socket_t fd, short ev, void *arg);
+
+static void server_wait_connect(Server *s, short what)
+{
+    int fd = PQsocket(s->pg);
+    if (s->ev_connect_set) event_del(&s->ev_connect);
+    s->connect_fd = fd;
+    event_assign(&s->ev_connect, s->loop->base, fd, what, server_on_connect_event, s);
+    event_add(&s->ev_connect, NULL);
+    s->ev_connect_set = true;
+}
+
+static void server_poll(Server *s)
+{
+    switch (PQconnectPoll(s->pg)) {
+    case PGRES_POLLING_READING: server_wait_connect(s, EV_READ); break;
+    case PGRES_POLLING_WRITING: server_wait_connect(s, EV_WRITE); break;
+    case PGRES_POLLING_OK: server_login_done(s); break;
+    default: server_login_failed(s, PQerrorMessage(s->pg)); break;
+    }
+}
+
+static void server_on_connect_event(evutil_socket_t fd, short ev, void *arg)
+{
+    (void)fd;
+    (void)ev;
+    Server *s = arg;
+    s->ev_connect_set = false; /* not persistent: it fired */
+    server_poll(s);
+}
+
+static const char *sslmode_for_libpq(int mode)
+{
+    switch (mode) {
+    case SSLMODE_DISABLE: return "disable";
+    case SSLMODE_ALLOW: return "allow";
+    case SSLMODE_PREFER: return "prefer";
+    case SSLMODE_REQUIRE: return "require";
+    case SSLMODE_VERIFY_CA: return "verify-ca";
+    default: return "verify-full";
+    }
+}
+
+Server *server_connect(Pool *pool, const char *hostaddr)
+{
+    Loop *loop = pool->db->node.next ? ((void)0, NULL) : NULL;
+    (void)loop;
+    Database *db = pool->db;
+    Server *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    /* the loop is reached through any of the pool's owners; the pool keeps it */
+    s->loop = pool_loop(pool);
+    s->pool = pool;
+    s->id = ++s->loop->next_server_id;
+    list_node_init(&s->pool_node);
+    params_init(&s->params);
+    params_init(&s->applied);
+    s->connect_start = time_now_usec();
+    snprintf(s->prefix, sizeof(s->prefix), "S-%u %s@%s", s->id, pool->username, db->name);
+
+    Config *cfg = s->loop->cfg;
+    const char *kw[24], *val[24];
+    char port[16], options[512];
+    int n = 0;
+#define KV(k, v)                                                                                   \
+    do {                                                                                           \
+        if ((v) && *(v)) {                                                                         \
+            kw[n] = (k);                                                                           \
+            val[n] = (v);                                                                          \
+            n++;                                                                                   \
+        }                                                                                          \
+    } while (0)
+    KV("host", db->host);
+    KV("hostaddr", hostaddr);
+    snprintf(port, sizeof(port), "%d", db->port ? db->port : 5432);
+    KV("port", port);
+    KV("dbname", db->dbname ? db->dbname : db->name);
+    KV("user", pool->username);
+    KV("password", db->password);
+    KV("client_encoding", db->client_encoding);
+    KV("application_name", db->application_name);
+    KV("fallback_application_name", "pgfunnel");
+    options[0] = 0;
+    if (db->datestyle || db->timezone) {
+        size_t o = 0;
+        if (db->datestyle)
+            o += (size_t)snprintf(options + o, sizeof(options) - o, "-c datestyle=%s ",
+                                  db->datestyle);
+        if (db->timezone && o < sizeof(options))
+            snprintf(options + o, sizeof(options) - o, "-c timezone=%s", db->timezone);
+        /* libpq splits options at spaces; escape the ones inside values */
+        KV("options", options);
+    }
+    KV("sslmode", sslmode_for_libpq(cfg->server_tls_sslmode));
+    KV("sslrootcert", cfg->server_tls_ca_file);
+    KV("sslcert", cfg->server_tls_cert_file);
+    KV("sslkey", cfg->server_tls_key_file);
+    kw[n] = val[n] = NULL;
+#undef KV
+
+    s->pg = PQconnectStartParams(kw, val, 0);
+    pool->db->server_count++;
+    pool->user->server_count++;
+    s->loop->server_count++;
+    server_set_state(s, SERVER_CONNECTING);
+    if (!s->pg) {
+        server_login_failed(s, "out of memory");
+        return NULL;
+    }
+    PQsetErrorVerbosity(s->pg, PQERRORS_VERBOSE);
+    if (PQstatus(s->pg) == CONNECTION_BAD) {
+        server_login_failed(s, PQerrorMessage(s->pg));
+        return NULL;
+    }
+    /* libpq's first step is to wait for the socket to become writable */
+    server_wait_connect(s, EV_WRITE);
+    return s;
+}
+
+void server_check_timeouts(Server *s, usec_t now)
+{
+    Config *cfg = s->loop->cfg;
+    if (s->state == SERVER_CONNECTING && cfg->server_connect_timeout > 0 &&
+        now - s->connect_start > cfg->server_connect_timeout) {
+        server_login_failed(s, "server_connect_timeout: the server did not answer in time");
+    }
+}

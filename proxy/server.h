@@ -1,0 +1,96 @@
+/*
+ * server.h — one backend connection.
+ *
+ * State machine (list in the pool after the arrow; only server_set_state()
+ * changes it):
+ *   SERVER_CONNECTING  libpq PQconnectPoll in progress      -> pool->connecting
+ *   SERVER_INTERNAL    running a pooler query (connect_query, check, reset)
+ *                                                            -> pool->connecting
+ *   SERVER_IDLE        in the pool, ready                    -> pool->idle (LIFO)
+ *   SERVER_ACTIVE      linked to a client                    -> pool->active
+ *   SERVER_CLOSING     closed, freed at end of loop          -> none
+ *
+ * libpq only connects and authenticates; after CONNECTION_OK the relay
+ * reads and writes the socket itself.  The PGconn is kept for PQgetCancel
+ * and closed with PQfinish (which also closes the socket).
+ * Ownership: the Pool owns its servers; server_close() unlinks and defers
+ * the free.
+ */
+#ifndef PGFUNNEL_SERVER_H
+#define PGFUNNEL_SERVER_H
+
+#include <libpq-fe.h>
+
+#include "conn.h"
+#include "list.h"
+#include "loop.h"
+#include "params.h"
+#include "types.h"
+
+typedef enum {
+    SERVER_CONNECTING = 0,
+    SERVER_INTERNAL,
+    SERVER_IDLE,
+    SERVER_ACTIVE,
+    SERVER_CLOSING,
+} ServerState;
+
+/* What an internal query is for, deciding what happens when it ends. */
+typedef enum {
+    INTERNAL_NONE = 0,
+    INTERNAL_CONNECT_QUERY, /* connect_query after login */
+    INTERNAL_CHECK,         /* server_check_query on an idle server */
+    INTERNAL_RESET,         /* server_reset_query on release */
+    INTERNAL_SETPARAMS,     /* SETs for the linked client, before its messages */
+} InternalKind;
+
+struct server {
+    Conn conn;
+    Loop *loop;
+    Pool *pool;
+    ServerState state;
+    InternalKind internal;
+    uint32_t id;
+    ListNode pool_node;
+    Client *client;         /* when ACTIVE */
+    PGconn *pg;
+    int connect_fd;         /* fd registered for PQconnectPoll */
+    struct event ev_connect;
+    bool ev_connect_set;
+    uint32_t fwd_left;
+    bool skip_current;      /* the message being streamed is swallowed, not forwarded */
+    bool internal_failed;
+    char *internal_error;   /* first ErrorResponse message of an internal query */
+    char tx_status;
+    bool dirty;             /* must not be reused (unknown state) */
+    ParamSet params;        /* reported values as the backend has them */
+    ParamSet applied;       /* non-reported parameters the pooler SET */
+    uint32_t backend_pid;
+    usec_t connect_start;
+    usec_t created;         /* login finished */
+    usec_t idle_since;
+    usec_t last_used;
+    uint64_t link_count;
+    Deferred deferred;
+    char prefix[160];
+};
+
+/* Start a new connection for the pool (hostaddr already resolved or NULL). */
+Server *server_connect(Pool *pool, const char *hostaddr) WUR;
+void server_close(Server *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
+void server_set_state(Server *s, ServerState st);
+const char *server_state_name(ServerState st);
+/* Run an internal query; its end calls back into the pool (see pool.c). */
+int server_run_internal(Server *s, InternalKind kind, const char *sql) WUR;
+/* Start relaying for a linked client (reading the socket). */
+void server_start_relay(Server *s);
+/* A linked client forwards bytes; returns 0 or -1 if the server socket failed. */
+int server_send(Server *s, const void *data, size_t len) WUR;
+/* Resume reading after the client drained its out-queue. */
+void server_resume(Server *s);
+/* Cancel the running query of this server (PQcancel on a worker). */
+void server_cancel(Server *s);
+/* Janitor: connect timeout. */
+void server_check_timeouts(Server *s, usec_t now);
+
+#endif
