@@ -20,10 +20,12 @@
  * returns), plus one syslog() call per line since syslog has no batch API.
  *
  * Only the writer touches the logfile descriptor and syslog.  Settings reach
- * it through a "pending" block under log_lock with a generation number:
- * log_configure() opens a new logfile on the calling thread (so that an
- * unwritable path is reported to the caller, e.g. as a reload error) and
- * hands the descriptor over; the writer swaps it in before its next batch.
+ * it in-band: log_configure() queues a marker entry carrying the new
+ * destinations, so lines queued before a reconfiguration still go where they
+ * were meant to and lines after it go to the new places, without a second
+ * channel to keep in order.  log_configure() opens a new logfile on the
+ * calling thread (so that an unwritable path is reported to the caller, e.g.
+ * as a reload error) and hands the descriptor over in the marker.
  * log_reopen() sets a flag; the writer closes and reopens the file by path
  * before its next write (logrotate renames the file, sends SIGHUP, and new
  * lines go to a fresh file at the configured path).
@@ -35,13 +37,11 @@
  * written them (the caller is about to exit).  Callers should still call
  * log_shutdown() before exit() so the rest of the queue is flushed.
  *
- * Threads and locks: log_lock protects the queue, the pending settings and
- * the flags; log_life_lock serialises log_configure()/log_shutdown() (thread
- * start and join).  Order: log_life_lock before log_lock.  The counters and
- * the caller-visible settings (format, log_max_level) are atomics so that
- * readers need no lock.  Changing settings while other threads log is safe,
- * except that the log_at() macros read log_max_level with a plain volatile
- * load (one comparison is the point of the check).
+ * Threads and locks: log_lock protects the queue and the flags; log_life_lock serialises
+ * log_configure()/log_shutdown() (thread start and join).  Order: log_life_lock before log_lock.
+ * The counters and the caller-visible settings (format, log_max_level) are atomics so that readers
+ * need no lock.  Changing settings while other threads log is safe, except that the log_at() macros
+ * read log_max_level with a plain volatile load (one comparison is the point of the check).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,24 +69,31 @@
 
 volatile int log_max_level = LOG_LEVEL_LOG;
 
-/* One formatted line, owned by the queue and then by the writer, which frees it. */
+typedef struct writer_settings WriterSettings;
+
+/*
+ * One formatted line, owned by the queue and then by the writer, which frees
+ * it.  An entry with `settings` set is a marker from log_configure(): it holds
+ * no text and does not count against the queue bound.
+ */
 typedef struct log_line {
     struct log_line *next;
+    WriterSettings *settings;
     int level;
     size_t len;        /* bytes in text, including the final newline */
     size_t syslog_off; /* syslog gets text + syslog_off (no timestamp/pid) */
     char text[];
 } LogLine;
 
-/* Settings only the writer uses; handed over under log_lock (see DESIGN). */
-typedef struct writer_settings {
+/* Destinations only the writer uses; they travel in a queue marker (see DESIGN). */
+struct writer_settings {
     char *logfile;  /* NULL = none */
     int logfile_fd; /* opened by log_configure, -1 = none */
     bool to_stderr;
     bool use_syslog;
     char *syslog_ident;
     int syslog_facility;
-} WriterSettings;
+};
 
 static pthread_mutex_t log_life_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -103,10 +110,8 @@ static int queue_len;
 static int queue_max = LOG_QUEUE_DEFAULT;
 static uint64_t seq_queued;  /* lines ever queued */
 static uint64_t seq_written; /* lines the writer has finished with */
-static WriterSettings pending = {.logfile_fd = -1};
 /* Drops already reported; writer only (kept across restarts of the writer). */
 static uint64_t dropped_reported;
-static unsigned pending_gen, applied_gen;
 
 /* Thread handle: only touched under log_life_lock. */
 static pthread_t writer_thread;
@@ -375,6 +380,7 @@ static LogLine *log_format_line(int format, int level, const char *prefix, const
     LogLine *line = malloc(sizeof(*line) + b.len);
     if (!line) return NULL;
     line->next = NULL;
+    line->settings = NULL;
     line->level = level;
     line->len = b.len;
     line->syslog_off = syslog_off;
@@ -412,14 +418,14 @@ static void write_all(int fd, const char *buf, size_t len)
 /* ---- the writer thread ------------------------------------------------ */
 
 /* Write a batch (a list of lines) to one descriptor, LOG_IOV_BATCH lines per writev. */
-static void writer_writev(int fd, LogLine *lines)
+static void writer_writev(int fd, LogLine *lines, LogLine *end)
 {
     struct iovec iov[LOG_IOV_BATCH];
 
-    while (lines) {
+    while (lines != end) {
         int cnt = 0;
         size_t total = 0;
-        for (; lines && cnt < LOG_IOV_BATCH; lines = lines->next, cnt++) {
+        for (; lines != end && cnt < LOG_IOV_BATCH; lines = lines->next, cnt++) {
             iov[cnt].iov_base = lines->text;
             iov[cnt].iov_len = lines->len;
             total += lines->len;
@@ -446,12 +452,14 @@ static void writer_writev(int fd, LogLine *lines)
     }
 }
 
-static void writer_output(const WriterSettings *ws, LogLine *lines)
+/* Write the lines from `lines` up to (not including) `end` to every destination. */
+static void writer_output(const WriterSettings *ws, LogLine *lines, LogLine *end)
 {
-    if (ws->to_stderr) writer_writev(STDERR_FILENO, lines);
-    if (ws->logfile_fd >= 0) writer_writev(ws->logfile_fd, lines);
+    if (lines == end) return;
+    if (ws->to_stderr) writer_writev(STDERR_FILENO, lines, end);
+    if (ws->logfile_fd >= 0) writer_writev(ws->logfile_fd, lines, end);
     if (ws->use_syslog) {
-        for (LogLine *l = lines; l; l = l->next) {
+        for (LogLine *l = lines; l != end; l = l->next) {
             int len = (int)(l->len - l->syslog_off - 1); /* without newline */
             syslog(log_level_to_syslog(l->level), "%.*s", len, l->text + l->syslog_off);
         }
@@ -461,7 +469,7 @@ static void writer_output(const WriterSettings *ws, LogLine *lines)
 static void writer_report(const WriterSettings *ws, LogLine *line)
 {
     if (!line) return;
-    writer_output(ws, line);
+    writer_output(ws, line, NULL);
     free(line);
 }
 
@@ -470,24 +478,65 @@ static int open_logfile(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, LOG_FILE_MODE);
 }
 
-/* Take over new settings from `pending` (called with log_lock held). */
-static void writer_take_settings(WriterSettings *ws)
+static void settings_free(WriterSettings *ws)
+{
+    if (!ws) return;
+    if (ws->logfile_fd >= 0) close(ws->logfile_fd);
+    free(ws->logfile);
+    free(ws->syslog_ident);
+    free(ws);
+}
+
+/* Free a queue entry: a line, or a marker with the settings it still owns. */
+static void line_free(LogLine *line)
+{
+    settings_free(line->settings);
+    free(line);
+}
+
+/* Switch to the settings of a marker, which gives up ownership of them. */
+static void writer_apply_settings(WriterSettings *ws, WriterSettings *next)
 {
     bool had_syslog = ws->use_syslog;
     char *old_ident = ws->syslog_ident;
 
     if (ws->logfile_fd >= 0) close(ws->logfile_fd);
     free(ws->logfile);
-    *ws = pending;
-    pending.logfile = NULL;
-    pending.syslog_ident = NULL;
-    pending.logfile_fd = -1;
-    applied_gen = pending_gen;
+    *ws = *next;
+    free(next);
 
     /* openlog keeps the ident pointer: close before freeing the old one. */
     if (had_syslog) closelog();
     if (ws->use_syslog) openlog(ws->syslog_ident, LOG_PID | LOG_NDELAY, ws->syslog_facility);
     free(old_ident);
+}
+
+/*
+ * Write a batch in order, switching settings at each marker, and free it.
+ * Returns the number of lines (not markers) it held.
+ */
+static uint64_t writer_process(WriterSettings *ws, LogLine *batch)
+{
+    LogLine *seg = batch;
+    uint64_t n = 0;
+
+    for (LogLine *l = batch;; l = l->next) {
+        if (l && !l->settings) {
+            n++;
+            continue;
+        }
+        writer_output(ws, seg, l);
+        if (!l) break;
+        writer_apply_settings(ws, l->settings);
+        l->settings = NULL;
+        seg = l->next;
+    }
+    while (batch) {
+        LogLine *next = batch->next;
+        line_free(batch);
+        batch = next;
+    }
+    return n;
 }
 
 static void *writer_main(void *arg)
@@ -497,11 +546,9 @@ static void *writer_main(void *arg)
     (void)arg;
     pthread_mutex_lock(&log_lock);
     for (;;) {
-        while (!log_stop && applied_gen == pending_gen && !log_reopen_requested &&
-               (log_paused || !queue_head))
+        while (!log_stop && !log_reopen_requested && (log_paused || !queue_head))
             pthread_cond_wait(&log_wake, &log_lock);
 
-        if (applied_gen != pending_gen) writer_take_settings(&ws);
         bool reopen = log_reopen_requested;
         log_reopen_requested = false;
         LogLine *batch = log_paused && !log_stop ? NULL : queue_head;
@@ -538,17 +585,8 @@ static void *writer_main(void *arg)
             }
         }
 
-        uint64_t n = 0;
-        if (batch) {
-            writer_output(&ws, batch);
-            while (batch) {
-                LogLine *next = batch->next;
-                free(batch);
-                batch = next;
-                n++;
-            }
-            __atomic_fetch_add(&written_count, n, __ATOMIC_RELAXED);
-        }
+        uint64_t n = writer_process(&ws, batch);
+        if (n > 0) __atomic_fetch_add(&written_count, n, __ATOMIC_RELAXED);
 
         /* The queue was just emptied, so there is room again: report drops. */
         uint64_t dropped = __atomic_load_n(&dropped_count, __ATOMIC_RELAXED);
@@ -579,7 +617,7 @@ static void log_free_queue_locked(void)
 {
     while (queue_head) {
         LogLine *next = queue_head->next;
-        free(queue_head);
+        line_free(queue_head);
         queue_head = next;
     }
     queue_tail = NULL;
@@ -589,9 +627,9 @@ static void log_free_queue_locked(void)
 int log_configure(const LogSettings *s, char *err, size_t errlen)
 {
     int facility = LOG_DAEMON;
-    int fd = -1;
-    char *logfile = NULL, *ident = NULL;
-    int rc = 0;
+    WriterSettings *ws;
+    LogLine *marker;
+    int rc;
 
     if (s->syslog) {
         facility = log_facility_from_name(s->syslog_facility);
@@ -600,33 +638,36 @@ int log_configure(const LogSettings *s, char *err, size_t errlen)
             return -EINVAL;
         }
     }
+    ws = calloc(1, sizeof(*ws));
+    marker = calloc(1, sizeof(*marker));
+    if (!ws || !marker) goto fail_nomem;
+    ws->logfile_fd = -1;
+    ws->to_stderr = s->to_stderr;
+    ws->use_syslog = s->syslog;
+    ws->syslog_facility = facility;
+    ws->syslog_ident = strdup(s->syslog_ident && *s->syslog_ident ? s->syslog_ident : "pgfunnel");
+    if (!ws->syslog_ident) goto fail_nomem;
     if (s->logfile && *s->logfile) {
         /* Open here so the caller learns about a bad path; the writer takes the fd. */
-        fd = open_logfile(s->logfile);
-        if (fd < 0) {
+        ws->logfile_fd = open_logfile(s->logfile);
+        if (ws->logfile_fd < 0) {
             rc = -errno;
-            snprintf(err, errlen, "cannot open logfile \"%s\": %s", s->logfile, strerror(errno));
-            return rc;
+            snprintf(err, errlen, "cannot open logfile \"%s\": %s", s->logfile, strerror(-rc));
+            goto fail;
         }
-        logfile = strdup(s->logfile);
-        if (!logfile) goto fail_nomem;
+        ws->logfile = strdup(s->logfile);
+        if (!ws->logfile) goto fail_nomem;
     }
-    ident = strdup(s->syslog_ident && *s->syslog_ident ? s->syslog_ident : "pgfunnel");
-    if (!ident) goto fail_nomem;
+    marker->settings = ws;
 
     pthread_mutex_lock(&log_life_lock);
     pthread_mutex_lock(&log_lock);
-    /* Replace a hand-over the writer has not picked up yet. */
-    if (pending.logfile_fd >= 0) close(pending.logfile_fd);
-    free(pending.logfile);
-    free(pending.syslog_ident);
-    pending.logfile = logfile;
-    pending.logfile_fd = fd;
-    pending.to_stderr = s->to_stderr;
-    pending.use_syslog = s->syslog;
-    pending.syslog_ident = ident;
-    pending.syslog_facility = facility;
-    pending_gen++;
+    /* The marker goes through the queue so earlier lines keep their destinations. */
+    if (queue_tail)
+        queue_tail->next = marker;
+    else
+        queue_head = marker;
+    queue_tail = marker;
     queue_max = s->queue_lines > 0 ? s->queue_lines : LOG_QUEUE_DEFAULT;
     __atomic_store_n(&log_format_cur,
                      s->format == LOG_FORMAT_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT,
@@ -648,6 +689,7 @@ int log_configure(const LogSettings *s, char *err, size_t errlen)
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (prc != 0) {
             log_running = false;
+            log_free_queue_locked(); /* only the marker: nothing was queued without a writer */
             pthread_mutex_unlock(&log_lock);
             pthread_mutex_unlock(&log_life_lock);
             snprintf(err, errlen, "cannot start log writer thread: %s", strerror(prc));
@@ -660,10 +702,12 @@ int log_configure(const LogSettings *s, char *err, size_t errlen)
     return 0;
 
 fail_nomem:
-    free(logfile);
-    if (fd >= 0) close(fd);
+    rc = -ENOMEM;
     snprintf(err, errlen, "out of memory");
-    return -ENOMEM;
+fail:
+    free(marker);
+    settings_free(ws);
+    return rc;
 }
 
 void log_reopen(void)
@@ -711,11 +755,6 @@ void log_shutdown(void)
     log_paused = false;
     log_reopen_requested = false;
     log_free_queue_locked(); /* empty already; defensive */
-    if (pending.logfile_fd >= 0) close(pending.logfile_fd);
-    free(pending.logfile);
-    free(pending.syslog_ident);
-    pending = (WriterSettings){.logfile_fd = -1};
-    applied_gen = pending_gen;
     seq_written = seq_queued;
     pthread_cond_broadcast(&log_flushed);
     pthread_mutex_unlock(&log_lock);
