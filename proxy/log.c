@@ -62,7 +62,7 @@
 /* Longest line content; longer lines are cut and end in "...". */
 #define LOG_LINE_MAX       4096
 #define LOG_QUEUE_DEFAULT  8192
-#define LOG_IOV_BATCH      64 /* iovecs per writev (well below IOV_MAX) */
+#define LOG_IOV_BATCH      1024 /* iovecs per writev (IOV_MAX on Linux) */
 #define LOG_FILE_MODE      0640
 #define LOG_TRUNC_MARK     "..."
 #define LOG_TRUNC_MARK_LEN 3
@@ -588,9 +588,9 @@ static void *writer_main(void *arg)
         uint64_t n = writer_process(&ws, batch);
         if (n > 0) __atomic_fetch_add(&written_count, n, __ATOMIC_RELAXED);
 
-        /* The queue was just emptied, so there is room again: report drops. */
+        /* The queue was just emptied (not while paused), so there is room again: report drops. */
         uint64_t dropped = __atomic_load_n(&dropped_count, __ATOMIC_RELAXED);
-        if (dropped > dropped_reported) {
+        if (took_all && dropped > dropped_reported) {
             writer_report(&ws, log_format_linef(batch_format, LOG_LEVEL_WARNING, NULL,
                                                 "log: %llu lines dropped (queue full)",
                                                 (unsigned long long)(dropped - dropped_reported)));
