@@ -68,7 +68,9 @@ int workq_submit(Workq *wq, WorkqJob *job, workq_work_fn work, workq_done_fn don
 /*
  * Stop the pool: running jobs finish and complete normally; queued jobs get
  * done(-ECANCELED).  All completions have run when this returns.  Must be
- * called on the loop thread (completions run there).
+ * called on the loop thread (completions run there), not from inside a
+ * done() callback.  Finished jobs are delivered with 0 before the cancelled
+ * ones.
  */
 void workq_destroy(Workq *wq);
 
