@@ -22,20 +22,20 @@ typedef enum {
     LOG_LEVEL_FATAL = 0, /* logged, then the caller exits */
     LOG_LEVEL_ERROR,
     LOG_LEVEL_WARNING,
-    LOG_LEVEL_LOG,       /* normal operational messages (PgBouncer's LOG) */
-    LOG_LEVEL_DEBUG,     /* -v */
-    LOG_LEVEL_NOISE,     /* -vv */
+    LOG_LEVEL_LOG,   /* normal operational messages (PgBouncer's LOG) */
+    LOG_LEVEL_DEBUG, /* -v */
+    LOG_LEVEL_NOISE, /* -vv */
 } LogLevel;
 
 typedef struct log_settings {
-    const char *logfile;    /* NULL or "" = none */
-    bool to_stderr;         /* false with -q or when daemonized */
+    const char *logfile; /* NULL or "" = none */
+    bool to_stderr;      /* false with -q or when daemonized */
     bool syslog;
     const char *syslog_ident;
     const char *syslog_facility; /* "daemon", "local0".. */
-    int format;             /* LogFormat from config.h */
-    int verbose;            /* 0 = LOG, 1 = DEBUG, 2+ = NOISE */
-    int queue_lines;        /* bound of the queue; 0 = default (8192) */
+    int format;                  /* LogFormat from config.h */
+    int verbose;                 /* 0 = LOG, 1 = DEBUG, 2+ = NOISE */
+    int queue_lines;             /* bound of the queue; 0 = default (8192) */
 } LogSettings;
 
 /* The current maximum level that is emitted; read before formatting. */
@@ -51,8 +51,22 @@ int log_configure(const LogSettings *s, char *err, size_t errlen) WUR;
 /* Ask the writer to reopen the logfile (SIGHUP / logrotate). */
 void log_reopen(void);
 
-/* Flush everything queued and stop the writer thread. */
+/*
+ * Flush everything queued and stop the writer thread.  Safe to call twice;
+ * afterwards log_write() writes synchronously to stderr, and log_configure()
+ * may start a new writer.  Call it before exit() so no queued line is lost.
+ */
 void log_shutdown(void);
+
+/* Wait until every line queued before the call has been written (no-op without a writer). */
+void log_flush(void);
+
+/*
+ * Test hook: while paused the writer leaves queued lines alone, so tests can
+ * fill the queue deterministically.  log_shutdown() still drains the queue.
+ * Do not call log_flush() or log FATAL while paused.
+ */
+void log_pause_writer(bool paused);
 
 /* Lines dropped because the queue was full, since start. */
 uint64_t log_dropped_count(void);
@@ -61,19 +75,18 @@ uint64_t log_written_count(void);
 
 /* conn_prefix may be NULL; it is the "C-17 app@db 10.0.0.5:4312" of a connection. */
 void log_write(int level, const char *conn_prefix, const char *fmt, ...) PRINTF_LIKE(3, 4);
-void log_writev(int level, const char *conn_prefix, const char *fmt, va_list ap)
-    PRINTF_LIKE(3, 0);
+void log_writev(int level, const char *conn_prefix, const char *fmt, va_list ap) PRINTF_LIKE(3, 0);
 
 #define log_at(level, prefix, ...)                                                                 \
     do {                                                                                           \
         if ((level) <= log_max_level) log_write((level), (prefix), __VA_ARGS__);                   \
     } while (0)
 
-#define log_fatal(...) log_at(LOG_LEVEL_FATAL, NULL, __VA_ARGS__)
-#define log_error(...) log_at(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
+#define log_fatal(...)   log_at(LOG_LEVEL_FATAL, NULL, __VA_ARGS__)
+#define log_error(...)   log_at(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
 #define log_warning(...) log_at(LOG_LEVEL_WARNING, NULL, __VA_ARGS__)
-#define log_info(...) log_at(LOG_LEVEL_LOG, NULL, __VA_ARGS__)
-#define log_debug(...) log_at(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__)
-#define log_noise(...) log_at(LOG_LEVEL_NOISE, NULL, __VA_ARGS__)
+#define log_info(...)    log_at(LOG_LEVEL_LOG, NULL, __VA_ARGS__)
+#define log_debug(...)   log_at(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__)
+#define log_noise(...)   log_at(LOG_LEVEL_NOISE, NULL, __VA_ARGS__)
 
 #endif

@@ -25,25 +25,30 @@
 struct event_base;
 typedef struct workq_job WorkqJob;
 
-typedef void (*workq_work_fn)(WorkqJob *job);              /* worker thread */
+typedef void (*workq_work_fn)(WorkqJob *job);             /* worker thread */
 typedef void (*workq_done_fn)(WorkqJob *job, int status); /* loop thread; 0 or -ECANCELED */
 
 struct workq_job {
     workq_work_fn work;
     workq_done_fn done;
-    usec_t queued_at;    /* set by workq_submit, for wait-time statistics */
-    WorkqJob *next;      /* private to workq */
+    usec_t queued_at;  /* set by workq_submit, for wait-time statistics */
+    usec_t started_at; /* set when a worker picks the job up (0 if it never ran) */
+    WorkqJob *next;    /* private to workq */
 };
 
 typedef struct workq_stats {
     int threads;
-    int queue_depth;         /* jobs waiting for a thread now */
-    int queue_max;           /* bound given at create */
+    int queue_depth; /* jobs waiting for a thread now */
+    int queue_max;   /* bound given at create */
     uint64_t submitted;
     uint64_t completed;
-    uint64_t rejected;       /* submit refused: queue full */
-    uint64_t wait_usec_total;/* sum over completed jobs of (start - queued) */
+    uint64_t rejected;        /* submit refused: queue full */
+    uint64_t wait_usec_total; /* sum over completed jobs of (start - queued) */
     uint64_t wait_usec_max;
+    /* additions: submitted == completed + cancelled + queue_depth + running */
+    int running;        /* jobs inside work() now */
+    uint64_t cancelled; /* queued jobs completed with -ECANCELED at destroy */
+    uint64_t wakeups;   /* loop wake-ups (eventfd writes), one per batch */
 } WorkqStats;
 
 /*
@@ -52,16 +57,24 @@ typedef struct workq_stats {
  */
 Workq *workq_create(struct event_base *base, int threads, int max_queue) WUR;
 
-/* Queue a job.  0, or -EAGAIN when the queue is full, -ESHUTDOWN after shutdown began. */
+/*
+ * Queue a job.  0, or -EAGAIN when the queue is full, -ESHUTDOWN after
+ * shutdown began.  Never sleeps beyond the pool's mutex.  Shutdown begins in
+ * workq_destroy(), so the only caller that can see -ESHUTDOWN is a done()
+ * callback run by workq_destroy() that tries to resubmit.
+ */
 int workq_submit(Workq *wq, WorkqJob *job, workq_work_fn work, workq_done_fn done) WUR;
 
 /*
  * Stop the pool: running jobs finish and complete normally; queued jobs get
  * done(-ECANCELED).  All completions have run when this returns.  Must be
- * called on the loop thread (completions run there).
+ * called on the loop thread (completions run there), not from inside a
+ * done() callback.  Finished jobs are delivered with 0 before the cancelled
+ * ones.
  */
 void workq_destroy(Workq *wq);
 
+/* A consistent snapshot (taken under the pool's mutex); any thread. */
 void workq_get_stats(Workq *wq, WorkqStats *out);
 
 /* Monotonic clock in microseconds (shared helper). */
