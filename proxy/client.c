@@ -181,6 +181,7 @@ static void client_note_message(Client *c, uint8_t type, usec_t *now)
     case 'Q':
     case 'F':
         if (c->expected_rfq == 0) c->query_start = *now ? *now : (*now = time_now_usec());
+        if (!c->xact_start) c->xact_start = c->query_start;
         c->expected_rfq++;
         if (c->pool) c->pool->stats.query_count++;
         break;

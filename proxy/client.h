@@ -61,6 +61,7 @@ struct client {
     usec_t connect_time;
     usec_t state_since;     /* when the current state began (timeouts) */
     usec_t query_start;     /* 0 when no query is running */
+    usec_t xact_start;      /* 0 outside a transaction */
     usec_t wait_start;
     usec_t last_activity;
     Deferred deferred;

@@ -36,6 +36,7 @@ typedef struct pool_stats {
 
 struct database {
     ListNode node;           /* loop->databases */
+    Loop *loop;
     char *name;              /* as clients name it */
     bool auto_db;            /* made from the "*" entry */
     /* connection settings, copied from the DbConf on creation and reload */
@@ -55,6 +56,7 @@ struct database {
 
 struct pool {
     ListNode db_node;
+    Loop *loop;
     Database *db;
     PoolUser *user;          /* accounting for the backend user */
     char *username;          /* backend user name */
@@ -98,7 +100,7 @@ void pool_server_idle(Server *s);
 void pool_server_login_ok(Server *s);
 void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg);
 /* An internal query finished (called by server.c). */
-void pool_internal_done(Server *s, bool ok);
+void pool_internal_done(Server *s, int kind, bool ok);
 /* Total servers of the pool in any state. */
 int pool_server_total(const Pool *pool);
 

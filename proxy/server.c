@@ -134,11 +134,8 @@ void server_close(Server *s, const char *fmt, ...)
     Client *c = s->client;
     Pool *p = s->pool;
     s->client = NULL;
-    if (s->state == SERVER_CONNECTING) p->db->server_count--, p->user->server_count--;
-    else {
-        p->db->server_count--;
-        p->user->server_count--;
-    }
+    p->db->server_count--;
+    p->user->server_count--;
     server_set_state(s, SERVER_CLOSING);
     s->loop->server_count--;
     if (s->ev_connect_set) {
@@ -232,8 +229,6 @@ static void server_after_ready(Server *s, char status)
         p->stats.xact_count++;
         if (c->xact_start) p->stats.xact_time += (uint64_t)(now - c->xact_start);
         c->xact_start = 0;
-    } else if (!c->xact_start) {
-        c->xact_start = now;
     }
     if (p->mode == POOL_MODE_SESSION) return;
     if (status != 'I') {
@@ -350,7 +345,7 @@ static void server_internal_finish(Server *s, bool ok)
         params_free(&s->applied);
         params_init(&s->applied);
     }
-    pool_internal_done(s, ok);
+    pool_internal_done(s, kind, ok);
 }
 
 static void server_process_internal(Server *s)
@@ -571,8 +566,9 @@ static void server_login_failed(Server *s, const char *text)
     Pool *p = s->pool;
     s->loop->stats.servers_failed++;
     log_at(LOG_LEVEL_WARNING, s->prefix, "login failed: %s %s", sqlstate, msg);
-    server_close(s, "login failed");
+    /* first the failure (so closing does not retry at once), then the close */
     pool_server_login_failed(p, sqlstate, msg);
+    server_close(s, "login failed");
 }
 
 static void server_login_done(Server *s)
@@ -660,19 +656,17 @@ static const char *sslmode_for_libpq(int mode)
 
 Server *server_connect(Pool *pool, const char *hostaddr)
 {
-    Loop *loop = pool->db->node.next ? ((void)0, NULL) : NULL;
-    (void)loop;
     Database *db = pool->db;
     Server *s = calloc(1, sizeof(*s));
     if (!s) return NULL;
-    /* the loop is reached through any of the pool's owners; the pool keeps it */
-    s->loop = pool_loop(pool);
+    s->loop = pool->loop;
     s->pool = pool;
     s->id = ++s->loop->next_server_id;
     list_node_init(&s->pool_node);
     params_init(&s->params);
     params_init(&s->applied);
     s->connect_start = time_now_usec();
+    s->generation = db->generation;
     snprintf(s->prefix, sizeof(s->prefix), "S-%u %s@%s", s->id, pool->username, db->name);
 
     Config *cfg = s->loop->cfg;

@@ -71,6 +71,7 @@ struct server {
     usec_t idle_since;
     usec_t last_used;
     uint64_t link_count;
+    int generation;         /* Database.generation at connect: stale ones drain */
     Deferred deferred;
     char prefix[160];
 };

@@ -1,0 +1,654 @@
+/*
+ * pool.c — databases, users, pools; where waiting clients get a server.
+ *
+ * Limits, in the order they are checked before a new backend connection is
+ * opened: the pool's size (pool_size of [users], then of [databases], then
+ * default_pool_size), plus reserve_pool_size once a client has waited
+ * reserve_pool_timeout; max_db_connections over all pools of the database;
+ * max_user_connections over all pools of the backend user.
+ *
+ * A released or new server first goes to the oldest waiting client (FIFO);
+ * only when nobody waits does it go idle.  Idle servers are reused most
+ * recently used first, so the rest age out by server_idle_timeout.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <arpa/inet.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "server.h"
+#include "workq.h"
+
+static char *xstrdup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static bool str_equal(const char *a, const char *b)
+{
+    if (!a || !b) return a == b;
+    return strcmp(a, b) == 0;
+}
+
+/* ---------------------------------------------------------------- databases */
+
+static void database_free_settings(Database *db)
+{
+    free(db->dbname);
+    free(db->host);
+    free(db->user);
+    free(db->password);
+    free(db->connect_query);
+    free(db->client_encoding);
+    free(db->datestyle);
+    free(db->timezone);
+    free(db->application_name);
+    db->dbname = db->host = db->user = db->password = db->connect_query = NULL;
+    db->client_encoding = db->datestyle = db->timezone = db->application_name = NULL;
+}
+
+/* Copy connection settings; returns true when they differ from the old ones. */
+static bool database_load(Database *db, const DbConf *dc)
+{
+    const char *dbname = dc->dbname ? dc->dbname : (db->auto_db ? db->name : dc->name);
+    bool changed = !str_equal(db->dbname, dbname) || !str_equal(db->host, dc->host) ||
+                   db->port != dc->port || !str_equal(db->user, dc->user) ||
+                   !str_equal(db->password, dc->password) ||
+                   !str_equal(db->client_encoding, dc->client_encoding) ||
+                   !str_equal(db->datestyle, dc->datestyle) ||
+                   !str_equal(db->timezone, dc->timezone) ||
+                   !str_equal(db->application_name, dc->application_name) ||
+                   !str_equal(db->connect_query, dc->connect_query);
+    if (!changed) return false;
+    database_free_settings(db);
+    db->dbname = xstrdup_or_null(dbname);
+    db->host = xstrdup_or_null(dc->host);
+    db->port = dc->port;
+    db->user = xstrdup_or_null(dc->user);
+    db->password = xstrdup_or_null(dc->password);
+    db->connect_query = xstrdup_or_null(dc->connect_query);
+    db->client_encoding = xstrdup_or_null(dc->client_encoding);
+    db->datestyle = xstrdup_or_null(dc->datestyle);
+    db->timezone = xstrdup_or_null(dc->timezone);
+    db->application_name = xstrdup_or_null(dc->application_name);
+    free(db->hostaddr);
+    db->hostaddr = NULL;
+    db->resolved_at = 0;
+    return true;
+}
+
+static Database *database_find(Loop *loop, const char *name)
+{
+    ListNode *it;
+    list_for_each(it, &loop->databases)
+    {
+        Database *db = list_entry(it, Database, node);
+        if (strcmp(db->name, name) == 0) return db;
+    }
+    return NULL;
+}
+
+static Database *database_create(Loop *loop, const char *name, const DbConf *dc)
+{
+    Database *db = calloc(1, sizeof(*db));
+    if (!db || !(db->name = strdup(name))) {
+        free(db);
+        return NULL;
+    }
+    db->loop = loop;
+    db->auto_db = strcmp(dc->name, "*") == 0;
+    list_init(&db->pools);
+    database_load(db, dc);
+    list_append(&loop->databases, &db->node);
+    return db;
+}
+
+static PoolUser *pool_user_get(Loop *loop, const char *name)
+{
+    ListNode *it;
+    list_for_each(it, &loop->users)
+    {
+        PoolUser *u = list_entry(it, PoolUser, node);
+        if (strcmp(u->name, name) == 0) return u;
+    }
+    PoolUser *u = calloc(1, sizeof(*u));
+    if (!u || !(u->name = strdup(name))) {
+        free(u);
+        return NULL;
+    }
+    list_append(&loop->users, &u->node);
+    return u;
+}
+
+/* Resolve mode and limits: [users] beats [databases] beats [pgbouncer]. */
+static void pool_resolve_settings(Pool *p)
+{
+    Config *cfg = p->loop->cfg;
+    const DbConf *dc = config_find_db(cfg, p->db->name);
+    const UserConf *uc = config_find_user(cfg, p->username);
+    p->mode = cfg->pool_mode;
+    p->size = cfg->default_pool_size;
+    p->min_size = cfg->min_pool_size;
+    p->reserve_size = cfg->reserve_pool_size;
+    p->max_db = cfg->max_db_connections;
+    p->max_user = cfg->max_user_connections;
+    p->server_lifetime = cfg->server_lifetime;
+    if (dc) {
+        if (dc->pool_mode != CONF_UNSET) p->mode = dc->pool_mode;
+        if (dc->pool_size != CONF_UNSET) p->size = dc->pool_size;
+        if (dc->min_pool_size != CONF_UNSET) p->min_size = dc->min_pool_size;
+        if (dc->reserve_pool_size != CONF_UNSET) p->reserve_size = dc->reserve_pool_size;
+        if (dc->max_db_connections != CONF_UNSET) p->max_db = dc->max_db_connections;
+        if (dc->server_lifetime != CONF_UNSET) p->server_lifetime = dc->server_lifetime;
+    }
+    if (uc) {
+        if (uc->pool_mode != CONF_UNSET) p->mode = uc->pool_mode;
+        if (uc->pool_size != CONF_UNSET) p->size = uc->pool_size;
+        if (uc->reserve_pool_size != CONF_UNSET) p->reserve_size = uc->reserve_pool_size;
+        if (uc->max_user_connections != CONF_UNSET) p->max_user = uc->max_user_connections;
+    }
+}
+
+Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const char **sqlstate,
+                      char *err, size_t errlen)
+{
+    Database *db = database_find(loop, dbname);
+    if (!db) {
+        const DbConf *dc = config_find_db(loop->cfg, dbname);
+        if (!dc) {
+            *sqlstate = "3D000";
+            snprintf(err, errlen, "no such database: %s", dbname);
+            return NULL;
+        }
+        db = database_create(loop, dbname, dc);
+        if (!db) {
+            *sqlstate = "53200";
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+    }
+    if (db->disabled) {
+        *sqlstate = "08P01";
+        snprintf(err, errlen, "database \"%s\" is disabled", dbname);
+        return NULL;
+    }
+    /* a forced user means one pool per database */
+    const char *backend_user = db->user ? db->user : user;
+    ListNode *it;
+    list_for_each(it, &db->pools)
+    {
+        Pool *p = list_entry(it, Pool, db_node);
+        if (strcmp(p->username, backend_user) == 0) return p;
+    }
+    Pool *p = calloc(1, sizeof(*p));
+    if (!p || !(p->username = strdup(backend_user))) {
+        free(p);
+        *sqlstate = "53200";
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->loop = loop;
+    p->db = db;
+    p->user = pool_user_get(loop, backend_user);
+    if (!p->user) {
+        free(p->username);
+        free(p);
+        *sqlstate = "53200";
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    list_init(&p->connecting);
+    list_init(&p->idle);
+    list_init(&p->active);
+    list_init(&p->login_wait);
+    list_init(&p->idle_clients);
+    list_init(&p->waiting);
+    list_init(&p->active_clients);
+    params_init(&p->welcome);
+    pool_resolve_settings(p);
+    list_append(&db->pools, &p->db_node);
+    return p;
+}
+
+int pool_server_total(const Pool *p)
+{
+    return p->connecting.count + p->idle.count + p->active.count;
+}
+
+/* ---------------------------------------------------------------- DNS */
+
+/*
+ * libpq resolves `host` synchronously inside PQconnectPoll, which would
+ * stall the loop; names are therefore resolved on the worker pool and
+ * passed as `hostaddr` (a parallel comma list; empty for IPs and sockets).
+ */
+typedef struct dns_job {
+    WorkqJob job;
+    Database *db;
+    char *hosts;
+    char *result;
+    char error[256];
+} DnsJob;
+
+static bool host_needs_dns(const char *h, size_t n)
+{
+    char buf[256];
+    struct in6_addr a6;
+    if (n == 0 || h[0] == '/' || h[0] == '@' || n >= sizeof(buf)) return false;
+    memcpy(buf, h, n);
+    buf[n] = 0;
+    return inet_pton(AF_INET, buf, &a6) != 1 && inet_pton(AF_INET6, buf, &a6) != 1;
+}
+
+static bool hosts_need_dns(const char *hosts)
+{
+    if (!hosts) return false;
+    for (const char *p = hosts; *p;) {
+        size_t n = strcspn(p, ",");
+        if (host_needs_dns(p, n)) return true;
+        p += n;
+        if (*p == ',') p++;
+    }
+    return false;
+}
+
+static void dns_work(WorkqJob *j)
+{
+    DnsJob *dj = (DnsJob *)j;
+    size_t cap = strlen(dj->hosts) * 4 + 64;
+    char *out = calloc(1, cap);
+    if (!out) return;
+    size_t o = 0;
+    for (const char *p = dj->hosts; *p;) {
+        size_t n = strcspn(p, ",");
+        char name[256] = "";
+        if (n < sizeof(name)) {
+            memcpy(name, p, n);
+            name[n] = 0;
+        }
+        char addr[INET6_ADDRSTRLEN] = "";
+        if (host_needs_dns(p, n)) {
+            struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+            int rc = getaddrinfo(name, NULL, &hints, &res);
+            if (rc != 0 || !res) {
+                snprintf(dj->error, sizeof(dj->error), "could not resolve \"%s\": %s", name,
+                         gai_strerror(rc));
+            } else {
+                if (res->ai_family == AF_INET)
+                    inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, addr,
+                              sizeof(addr));
+                else
+                    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr, addr,
+                              sizeof(addr));
+                freeaddrinfo(res);
+            }
+        }
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? "," : "", addr);
+        /* keep the lists parallel even for an empty element */
+        if (!addr[0] && o == 0) o += (size_t)snprintf(out + o, cap - o, "%s", "");
+        p += n;
+        if (*p == ',') p++;
+    }
+    dj->result = out;
+}
+
+static void pool_launch_all(Database *db);
+
+static void dns_done(WorkqJob *j, int status)
+{
+    DnsJob *dj = (DnsJob *)j;
+    Database *db = dj->db;
+    db->resolving = false;
+    if (status == 0 && dj->result && !dj->error[0]) {
+        free(db->hostaddr);
+        db->hostaddr = dj->result;
+        dj->result = NULL;
+        db->resolved_at = time_now_usec();
+        pool_launch_all(db);
+    } else if (status == 0) {
+        ListNode *it;
+        list_for_each(it, &db->pools)
+        {
+            Pool *p = list_entry(it, Pool, db_node);
+            pool_server_login_failed(p, "08006", dj->error[0] ? dj->error : "name resolution failed");
+        }
+    }
+    free(dj->result);
+    free(dj->hosts);
+    free(dj);
+}
+
+/* Returns true when hostaddr is ready (or not needed); false while resolving. */
+static bool database_resolve(Database *db)
+{
+    Loop *loop = db->loop;
+    if (!hosts_need_dns(db->host)) return true;
+    usec_t ttl = loop->cfg->dns_max_ttl;
+    if (db->hostaddr && time_now_usec() - db->resolved_at < ttl) return true;
+    if (db->resolving) return false;
+    DnsJob *dj = calloc(1, sizeof(*dj));
+    if (!dj || !(dj->hosts = strdup(db->host))) {
+        free(dj);
+        return db->hostaddr != NULL;
+    }
+    dj->db = db;
+    if (workq_submit(loop->workq, &dj->job, dns_work, dns_done) < 0) {
+        free(dj->hosts);
+        free(dj);
+        return db->hostaddr != NULL;
+    }
+    db->resolving = true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- launching */
+
+static bool pool_in_retry_window(const Pool *p)
+{
+    return p->last_failure && time_now_usec() - p->last_failure < p->loop->cfg->server_login_retry;
+}
+
+/* How many servers this pool may have right now. */
+static int pool_allowed(const Pool *p)
+{
+    int allowed = p->size;
+    if (p->reserve_size > 0 && !list_empty(&p->waiting)) {
+        Client *first = list_entry(list_first(&p->waiting), Client, pool_node);
+        if (time_now_usec() - first->wait_start >= p->loop->cfg->reserve_pool_timeout)
+            allowed += p->reserve_size;
+    }
+    return allowed;
+}
+
+/* Open new connections while clients wait for them and limits allow. */
+static void pool_launch(Pool *p)
+{
+    Loop *loop = p->loop;
+    if (loop->shutdown == SHUTDOWN_IMMEDIATE || loop->shutdown == SHUTDOWN_WAIT_SERVERS ||
+        pool_in_retry_window(p))
+        return;
+    int demand = p->waiting.count + (p->have_welcome ? 0 : p->login_wait.count > 0);
+    while (p->connecting.count < demand) {
+        if (pool_server_total(p) >= pool_allowed(p)) return;
+        if (p->max_db > 0 && p->db->server_count >= p->max_db) return;
+        if (p->max_user > 0 && p->user->server_count >= p->max_user) return;
+        if (!database_resolve(p->db)) return; /* dns_done launches again */
+        if (!server_connect(p, p->db->hostaddr)) return;
+    }
+}
+
+static void pool_launch_all(Database *db)
+{
+    ListNode *it, *tmp;
+    list_for_each_safe(it, tmp, &db->pools)
+    {
+        Pool *p = list_entry(it, Pool, db_node);
+        pool_launch(p);
+    }
+}
+
+/* ---------------------------------------------------------------- clients */
+
+void pool_client_login(Pool *p, Client *c)
+{
+    if (p->have_welcome) {
+        client_finish_login(c);
+        return;
+    }
+    if (pool_in_retry_window(p) && pool_server_total(p) == 0) {
+        client_close(c, p->failure_sqlstate, "%s", p->failure_msg ? p->failure_msg : "server login failed");
+        return;
+    }
+    client_set_state(c, CLIENT_LOGIN_WAIT);
+    pool_launch(p);
+}
+
+void pool_request_server(Pool *p, Client *c)
+{
+    if (c) {
+        if (!p->db->paused && !list_empty(&p->idle) && list_empty(&p->waiting)) {
+            Server *s = list_entry(list_first(&p->idle), Server, pool_node);
+            client_link_server(c, s);
+            return;
+        }
+        if (pool_in_retry_window(p) && pool_server_total(p) == 0) {
+            client_close(c, p->failure_sqlstate, "%s",
+                         p->failure_msg ? p->failure_msg : "server login failed");
+            return;
+        }
+        client_set_state(c, CLIENT_WAITING);
+    }
+    /* hand idle servers to waiters (also after a resume) */
+    while (!p->db->paused && !list_empty(&p->idle) && !list_empty(&p->waiting)) {
+        Server *s = list_entry(list_first(&p->idle), Server, pool_node);
+        Client *w = list_entry(list_first(&p->waiting), Client, pool_node);
+        client_link_server(w, s);
+    }
+    if (!p->db->paused) pool_launch(p);
+}
+
+/* ---------------------------------------------------------------- servers */
+
+void pool_server_idle(Server *s)
+{
+    Pool *p = s->pool;
+    Loop *loop = p->loop;
+    usec_t now = time_now_usec();
+    if (s->dirty) {
+        server_close(s, "server in unknown state");
+        return;
+    }
+    if (loop->shutdown != SHUTDOWN_NONE && loop->shutdown != SHUTDOWN_WAIT_CLIENTS) {
+        server_close(s, "shutting down");
+        return;
+    }
+    if (p->server_lifetime > 0 && now - s->created > p->server_lifetime) {
+        server_close(s, "server lifetime over");
+        return;
+    }
+    if (s->pool->db->generation != s->generation) {
+        server_close(s, "database configuration changed");
+        return;
+    }
+    if (!p->db->paused && !list_empty(&p->waiting)) {
+        Client *w = list_entry(list_first(&p->waiting), Client, pool_node);
+        client_link_server(w, s);
+        return;
+    }
+    server_set_state(s, SERVER_IDLE);
+    s->client = NULL;
+}
+
+void pool_release_server(Server *s)
+{
+    Pool *p = s->pool;
+    Client *c = s->client;
+    Config *cfg = p->loop->cfg;
+    s->client = NULL;
+    if (c) {
+        c->server = NULL;
+        client_server_released(c);
+    }
+    if (s->state == SERVER_CLOSING) return;
+    bool reset = (p->mode == POOL_MODE_SESSION || cfg->server_reset_query_always) &&
+                 cfg->server_reset_query && *cfg->server_reset_query;
+    /* in transaction mode only a session ending (client gone) runs the reset with _always */
+    if (reset && (p->mode == POOL_MODE_SESSION || !c || cfg->server_reset_query_always)) {
+        if (server_run_internal(s, INTERNAL_RESET, cfg->server_reset_query) < 0)
+            server_close(s, "could not send reset query");
+        return;
+    }
+    pool_server_idle(s);
+}
+
+void pool_internal_done(Server *s, int kind, bool ok)
+{
+    if (!ok) {
+        server_close(s, "internal query failed");
+        return;
+    }
+    if (kind == INTERNAL_CONNECT_QUERY) pool_server_login_ok(s);
+    else pool_server_idle(s);
+}
+
+void pool_server_login_ok(Server *s)
+{
+    Pool *p = s->pool;
+    p->last_failure = 0;
+    if (!p->have_welcome) {
+        if (params_copy(&p->welcome, &s->params) < 0) {
+            server_close(s, "out of memory");
+            return;
+        }
+        p->have_welcome = true;
+        ListNode *it, *tmp;
+        list_for_each_safe(it, tmp, &p->login_wait)
+        {
+            Client *c = list_entry(it, Client, pool_node);
+            client_finish_login(c);
+        }
+    }
+    pool_server_idle(s);
+}
+
+void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg)
+{
+    p->last_failure = time_now_usec();
+    snprintf(p->failure_sqlstate, sizeof(p->failure_sqlstate), "%s", sqlstate);
+    free(p->failure_msg);
+    p->failure_msg = strdup(msg);
+    p->stats.login_failures++;
+    /* fail fast: nobody waits for a server that refuses logins */
+    if (!list_empty(&p->idle)) return;
+    ListNode *it, *tmp;
+    list_for_each_safe(it, tmp, &p->login_wait)
+    {
+        Client *c = list_entry(it, Client, pool_node);
+        client_close(c, sqlstate, "%s", msg);
+    }
+    list_for_each_safe(it, tmp, &p->waiting)
+    {
+        Client *c = list_entry(it, Client, pool_node);
+        client_close(c, sqlstate, "%s", msg);
+    }
+}
+
+/* ---------------------------------------------------------------- janitor */
+
+static void pool_janitor_servers(Pool *p, usec_t now)
+{
+    Config *cfg = p->loop->cfg;
+    ListNode *it, *tmp;
+    list_for_each_safe(it, tmp, &p->connecting)
+    {
+        Server *s = list_entry(it, Server, pool_node);
+        server_check_timeouts(s, now);
+    }
+    list_for_each_safe(it, tmp, &p->idle)
+    {
+        Server *s = list_entry(it, Server, pool_node);
+        int total = pool_server_total(p);
+        if (p->server_lifetime > 0 && now - s->created > p->server_lifetime) {
+            server_close(s, "server lifetime over");
+        } else if (cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout &&
+                   total > p->min_size) {
+            server_close(s, "server idle timeout");
+        } else if (s->pool->db->generation != s->generation) {
+            server_close(s, "database configuration changed");
+        } else if (cfg->server_check_query && *cfg->server_check_query &&
+                   now - s->idle_since > cfg->server_check_delay && cfg->server_check_delay > 0) {
+            if (server_run_internal(s, INTERNAL_CHECK, cfg->server_check_query) < 0)
+                server_close(s, "could not send check query");
+        }
+    }
+    /* min_pool_size: keep warm connections once the pool has been used */
+    if (p->have_welcome && !pool_in_retry_window(p) && p->loop->shutdown == SHUTDOWN_NONE) {
+        while (pool_server_total(p) < p->min_size && pool_server_total(p) < p->size &&
+               (p->max_db <= 0 || p->db->server_count < p->max_db) &&
+               (p->max_user <= 0 || p->user->server_count < p->max_user)) {
+            if (!database_resolve(p->db)) break;
+            if (!server_connect(p, p->db->hostaddr)) break;
+        }
+    }
+    /* reserve pool and retries after server_login_retry */
+    if (!list_empty(&p->waiting) || (!p->have_welcome && !list_empty(&p->login_wait)))
+        pool_request_server(p, NULL);
+}
+
+void pool_janitor(Loop *loop, usec_t now)
+{
+    ListNode *it, *tmp;
+    list_for_each_safe(it, tmp, &loop->clients)
+    {
+        Client *c = list_entry(it, Client, all_node);
+        client_check_timeouts(c, now);
+    }
+    ListNode *dit, *pit, *ptmp;
+    list_for_each(dit, &loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        list_for_each_safe(pit, ptmp, &db->pools)
+        {
+            pool_janitor_servers(list_entry(pit, Pool, db_node), now);
+        }
+    }
+}
+
+void pool_apply_config(Loop *loop)
+{
+    ListNode *dit, *pit;
+    list_for_each(dit, &loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        const DbConf *dc = config_find_db(loop->cfg, db->name);
+        if (dc && database_load(db, dc)) db->generation++;
+        list_for_each(pit, &db->pools)
+        {
+            pool_resolve_settings(list_entry(pit, Pool, db_node));
+        }
+    }
+}
+
+static void pool_close_servers(List *l)
+{
+    while (!list_empty(l)) {
+        Server *s = list_entry(list_first(l), Server, pool_node);
+        server_close(s, "shutting down");
+    }
+}
+
+void pool_free_all(Loop *loop)
+{
+    while (!list_empty(&loop->databases)) {
+        Database *db = list_entry(list_first(&loop->databases), Database, node);
+        while (!list_empty(&db->pools)) {
+            Pool *p = list_entry(list_first(&db->pools), Pool, db_node);
+            pool_close_servers(&p->connecting);
+            pool_close_servers(&p->idle);
+            pool_close_servers(&p->active);
+            list_remove(&db->pools, &p->db_node);
+            params_free(&p->welcome);
+            free(p->failure_msg);
+            free(p->username);
+            free(p);
+        }
+        list_remove(&loop->databases, &db->node);
+        database_free_settings(db);
+        free(db->hostaddr);
+        free(db->name);
+        free(db);
+    }
+    while (!list_empty(&loop->users)) {
+        PoolUser *u = list_entry(list_first(&loop->users), PoolUser, node);
+        list_remove(&loop->users, &u->node);
+        free(u->name);
+        free(u);
+    }
+}
