@@ -901,7 +901,7 @@ Config *config_load(const char *path, char *err, size_t errlen)
 
     abs = realpath(path, NULL);
     if (abs == NULL) {
-        snprintf(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+        load_error(st, path, 0, "cannot open config file: %s", strerror(errno));
         goto fail;
     }
     cfg->path = abs;
