@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <ini.h>
@@ -609,9 +610,16 @@ static const char *remember_file(LoadState *st, const char *path)
 static int push_file(LoadState *st, const char *path, const char *shown)
 {
     const char *kept;
+    struct stat sb;
     FILE *fp;
 
     fp = fopen(path, "r");
+    /* fopen() succeeds on a directory; say so now rather than as a read error */
+    if (fp != NULL && fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        fclose(fp);
+        fp = NULL;
+        errno = EISDIR;
+    }
     if (fp == NULL) {
         int e = errno;
 

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ini.h>
+
 #include "config.h"
 
 static char tmpdir[512];
@@ -500,6 +502,49 @@ static void test_malformed_lines(void **state)
     config_free(cfg);
 }
 
+static void test_long_line(void **state)
+{
+    size_t n = CONFIG_MAX_LINE + 100;
+    char *text = malloc(n + 64);
+    Config *cfg;
+
+    (void)state;
+    assert_non_null(text);
+    /* just under the limit loads (long auth_query lines are real) */
+    strcpy(text, "[pgbouncer]\nauth_query = ");
+    memset(text + strlen(text), 'x', CONFIG_MAX_LINE - 20);
+    strcpy(text + strlen("[pgbouncer]\nauth_query = ") + CONFIG_MAX_LINE - 20, "\n");
+    cfg = load_text(text);
+    if (cfg == NULL) fail_msg("%s", errbuf);
+    assert_int_equal(strlen(cfg->auth_query), CONFIG_MAX_LINE - 20);
+    config_free(cfg);
+
+    /* over the limit is an error, not a silently split line */
+    strcpy(text, "[pgbouncer]\nauth_query = ");
+    memset(text + strlen(text), 'x', n);
+    strcpy(text + strlen("[pgbouncer]\nauth_query = ") + n, "\nlisten_port = x\n");
+    cfg = load_text(text);
+    assert_null(cfg);
+    assert_err_contains("t.ini:2: line too long");
+    assert_err_contains("t.ini:3: invalid value \"x\" for listen_port");
+    free(text);
+}
+
+/* The inih switches config_load() changes are restored afterwards. */
+static void test_inih_settings_restored(void **state)
+{
+    Config *cfg;
+
+    (void)state;
+    assert_true(ini_allow_multiline);
+    assert_true(ini_allow_inline_comments);
+    cfg = load_text("[pgbouncer]\n");
+    assert_non_null(cfg);
+    config_free(cfg);
+    assert_true(ini_allow_multiline);
+    assert_true(ini_allow_inline_comments);
+}
+
 static void test_error_collection_and_truncation(void **state)
 {
     const char *path =
@@ -811,6 +856,12 @@ static void test_include_missing(void **state)
     cfg = load_text("[pgbouncer]\n%include\n");
     assert_null(cfg);
     assert_err_contains("t.ini:2: %include needs a file name");
+
+    /* a directory is not a config file */
+    write_file("adir/x.ini", "");
+    cfg = load_text("[pgbouncer]\n%include adir\n");
+    assert_null(cfg);
+    assert_err_contains("t.ini:2: cannot open include file \"adir\": Is a directory");
 }
 
 static void test_include_loop(void **state)
@@ -1059,6 +1110,8 @@ int main(void)
         cmocka_unit_test(test_sections),
         cmocka_unit_test(test_malformed_lines),
         cmocka_unit_test(test_error_collection_and_truncation),
+        cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_inih_settings_restored),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_path_and_files),
         cmocka_unit_test(test_validation),
