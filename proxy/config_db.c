@@ -25,7 +25,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "config_db.h"
+#include "config_internal.h"
 
 /* How one connection-string key is stored. */
 typedef enum {

@@ -1,17 +1,25 @@
 /*
- * config_db.h — internal interface between config.c (the [pgbouncer] option
- * table and the file reader) and config_db.c (the [databases] and [users]
- * entries).  Nothing outside the config module includes this header; other
- * modules use config.h only.
+ * config_internal.h — what the three files of the config module share:
+ * config.c (the [pgbouncer] option table and values), config_load.c (reading
+ * files) and config_db.c (the [databases] and [users] entries).  Nothing
+ * outside the config module includes this header; other modules use
+ * config.h only.
  *
  * Functions here return 0 or -1 and describe the problem in a caller's
- * buffer without any "file:line:" prefix: config.c knows where the line came
+ * buffer without any "file:line:" prefix: config_load.c knows where a line came
  * from and adds it, so every message in the final error list has one format.
  */
-#ifndef PGFUNNEL_CONFIG_DB_H
-#define PGFUNNEL_CONFIG_DB_H
+#ifndef PGFUNNEL_CONFIG_INTERNAL_H
+#define PGFUNNEL_CONFIG_INTERNAL_H
 
 #include "config.h"
+
+/*
+ * Parse `value` for opt and store it in cfg.  Nothing is changed on failure,
+ * so config_set() can use it on a live Config.
+ */
+int config_option_parse(Config *cfg, const OptionDef *opt, const char *value, char *msg,
+                        size_t msglen) WUR;
 
 /*
  * Parse one [databases] line `name = key=value ...` and add it to
