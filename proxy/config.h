@@ -44,32 +44,38 @@ typedef enum {
 
 typedef enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON } LogFormat;
 
+/* How deep %include may nest; deeper is reported as an error (catches loops). */
+#define CONFIG_MAX_INCLUDE_DEPTH 10
+
+/* Longest accepted line in a configuration file, in bytes. */
+#define CONFIG_MAX_LINE 32768
+
 /* "unset" marker for per-database / per-user overrides of integer settings */
 #define CONF_UNSET (-1)
 
 /* One [databases] entry: `name = key=value ...`.  Strings are NULL when absent. */
 struct db_conf {
-    char *name;              /* the name clients connect to; "*" is the fallback */
-    char *dbname;            /* backend database; NULL = same as name */
-    char *host;              /* comma-separated list; NULL = libpq default (unix socket) */
-    int port;                /* 0 = 5432 */
-    char *user;              /* forced backend user; NULL = client's own name */
-    char *password;          /* password for `user` */
-    char *auth_user;         /* per-database auth_user */
-    char *auth_query;        /* per-database auth_query */
-    char *auth_dbname;       /* database that auth_query runs in */
-    int pool_size;           /* CONF_UNSET = default_pool_size */
-    int min_pool_size;       /* CONF_UNSET = global */
-    int reserve_pool_size;   /* CONF_UNSET = global */
-    int max_db_connections;  /* CONF_UNSET = global */
-    int pool_mode;           /* CONF_UNSET or a PoolMode */
-    usec_t server_lifetime;  /* CONF_UNSET = global */
-    char *connect_query;     /* run once on each new server connection */
-    char *client_encoding;   /* connection defaults passed to the backend */
+    char *name;             /* the name clients connect to; "*" is the fallback */
+    char *dbname;           /* backend database; NULL = same as name */
+    char *host;             /* comma-separated list; NULL = libpq default (unix socket) */
+    int port;               /* 0 = 5432 */
+    char *user;             /* forced backend user; NULL = client's own name */
+    char *password;         /* password for `user` */
+    char *auth_user;        /* per-database auth_user */
+    char *auth_query;       /* per-database auth_query */
+    char *auth_dbname;      /* database that auth_query runs in */
+    int pool_size;          /* CONF_UNSET = default_pool_size */
+    int min_pool_size;      /* CONF_UNSET = global */
+    int reserve_pool_size;  /* CONF_UNSET = global */
+    int max_db_connections; /* CONF_UNSET = global */
+    int pool_mode;          /* CONF_UNSET or a PoolMode */
+    usec_t server_lifetime; /* CONF_UNSET = global */
+    char *connect_query;    /* run once on each new server connection */
+    char *client_encoding;  /* connection defaults passed to the backend */
     char *datestyle;
     char *timezone;
     char *application_name;
-    const char *file;        /* where it was defined, for messages (points into Config) */
+    const char *file; /* where it was defined, for messages (points into Config) */
     int line;
     DbConf *next;
 };
@@ -90,24 +96,24 @@ struct config {
     /* [pgbouncer] — generic */
     char *logfile;
     char *pidfile;
-    char *listen_addr;        /* comma list, "*" = all; "" = no TCP */
+    char *listen_addr; /* comma list, "*" = all; "" = no TCP */
     int listen_port;
-    char *unix_socket_dir;    /* "" = no unix socket */
+    char *unix_socket_dir; /* "" = no unix socket */
     int unix_socket_mode;
     char *unix_socket_group;
-    char *user;               /* -u / user= : switch to this OS user */
+    char *user; /* -u / user= : switch to this OS user */
     int listen_backlog;
     bool so_reuseport;
-    int workers;              /* worker threads; "auto" = cores */
+    int workers; /* worker threads; "auto" = cores */
     /* authentication */
-    int auth_type;            /* AuthType */
+    int auth_type; /* AuthType */
     char *auth_file;
     char *auth_hba_file;
     char *auth_query;
     char *auth_user;
     char *auth_dbname;
     /* pooling */
-    int pool_mode;            /* PoolMode */
+    int pool_mode; /* PoolMode */
     int max_client_conn;
     int default_pool_size;
     int min_pool_size;
@@ -140,10 +146,10 @@ struct config {
     usec_t suspend_timeout;
     usec_t autodb_idle_timeout;
     /* console / admin */
-    char *admin_users;        /* comma list */
-    char *stats_users;        /* comma list */
+    char *admin_users; /* comma list */
+    char *stats_users; /* comma list */
     char *admin_http_addr;
-    int admin_http_port;      /* 0 = off */
+    int admin_http_port; /* 0 = off */
     bool admin_http_auth;
     /* logging */
     bool syslog;
@@ -155,7 +161,7 @@ struct config {
     bool log_stats;
     usec_t stats_period;
     int verbose;
-    int log_format;           /* LogFormat */
+    int log_format; /* LogFormat */
     /* network */
     int pkt_buf;
     int max_packet_size;
@@ -170,7 +176,7 @@ struct config {
     usec_t dns_max_ttl;
     usec_t dns_nxdomain_ttl;
     /* TLS, client side */
-    int client_tls_sslmode;   /* SslMode */
+    int client_tls_sslmode; /* SslMode */
     char *client_tls_key_file;
     char *client_tls_cert_file;
     char *client_tls_ca_file;
@@ -179,19 +185,19 @@ struct config {
     char *client_tls_ecdhcurve;
     char *client_tls_dheparams;
     /* TLS, server side */
-    int server_tls_sslmode;   /* SslMode */
+    int server_tls_sslmode; /* SslMode */
     char *server_tls_ca_file;
     char *server_tls_key_file;
     char *server_tls_cert_file;
     char *server_tls_protocols;
     char *server_tls_ciphers;
 
-    DbConf *databases;        /* in file order; the "*" entry is kept in the list too */
+    DbConf *databases; /* in file order; the "*" entry is kept in the list too */
     UserConf *users;
-    char *path;               /* absolute path of the main file, for RELOAD */
-    char **warnings;          /* "file:line: message" for ignored/unknown options */
+    char *path;      /* absolute path of the main file, for RELOAD */
+    char **warnings; /* "file:line: message" for ignored/unknown options */
     int nwarnings;
-    char **files;             /* every file read (main + %include), owned; messages point here */
+    char **files; /* every file read (main + %include), owned; messages point here */
     int nfiles;
 };
 
@@ -200,22 +206,25 @@ typedef enum {
     OPT_STRING,
     OPT_INT,
     OPT_BOOL,
-    OPT_TIME,     /* seconds, fractional allowed, stored as usec_t */
-    OPT_ENUM,     /* one of OptionDef.choices, stored as int index */
-    OPT_WORKERS,  /* int >= 1 or "auto" */
-    OPT_MODE,     /* octal file mode, e.g. 0777 */
+    OPT_TIME,    /* seconds, fractional allowed, stored as usec_t */
+    OPT_ENUM,    /* one of OptionDef.choices, stored as int index */
+    OPT_WORKERS, /* int >= 1 or "auto" */
+    OPT_MODE,    /* octal file mode, e.g. 0777 */
 } OptionType;
 
 typedef struct option_def {
     const char *name;
     OptionType type;
-    size_t offset;            /* into struct config */
-    const char *default_value;/* as it would be written in the file */
-    bool reloadable;          /* may change by RELOAD / SET without restart */
-    bool secret;              /* masked in SHOW CONFIG */
-    long min, max;            /* for OPT_INT */
+    size_t offset;              /* into struct config */
+    const char *default_value;  /* as it would be written in the file */
+    bool reloadable;            /* may change by RELOAD / SET without restart */
+    bool secret;                /* masked in SHOW CONFIG */
+    long min, max;              /* for OPT_INT */
     const char *const *choices; /* for OPT_ENUM, NULL-terminated */
-    const char *doc;          /* one line, used for the sample file and SHOW CONFIG */
+    /* OPT_ENUM values PgBouncer accepts that pgfunnel refuses with a clear
+     * "not supported" message instead of "invalid value"; NULL-terminated */
+    const char *const *unsupported;
+    const char *doc; /* one line, used for the sample file and SHOW CONFIG */
 } OptionDef;
 
 /*
