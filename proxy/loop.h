@@ -72,6 +72,7 @@ struct loop {
     struct event *ev_reap;
     struct event *ev_janitor;
     struct event *ev_tick;
+    struct event *ev_accept_resume; /* listener.c: accept back-off timer */
     usec_t tick_expected;
     ShutdownMode shutdown;
     bool paused_accept;      /* accept backs off after EMFILE */

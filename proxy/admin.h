@@ -1,0 +1,20 @@
+/*
+ * admin.h — the admin console: virtual database "pgfunnel" (alias
+ * "pgbouncer") spoken over the PostgreSQL protocol, PgBouncer-style.
+ *
+ * Admin clients are ordinary Clients with `admin` set: they authenticate
+ * like everyone else, never get a server, and their simple-protocol
+ * queries are answered here.
+ */
+#ifndef PGFUNNEL_ADMIN_H
+#define PGFUNNEL_ADMIN_H
+
+#include "types.h"
+
+bool admin_is_console_db(const char *dbname);
+/* Authentication succeeded: check admin_users/stats_users and send the welcome. */
+void admin_client_login(Client *c);
+/* Answer the queries buffered in the client's receive buffer. */
+void admin_process(Client *c);
+
+#endif
