@@ -18,6 +18,7 @@
 #   pf_stop [SIGNAL]                  signal it (default INT), wait ≤15 s, return its status
 #   pf_alive                          true while the started pgfunnel runs
 #   pf_logs                           print its log file and captured stderr
+#   pf_log_mark / pf_logs_since MARK  the part of those written after the mark
 #   pf_psql [ARG…] / pg_psql [ARG…]   psql -X -At as postgres via pgfunnel / directly
 #   pgbench [ARG…]                    the PostgreSQL pgbench
 #   assert_eq EXP ACT [MSG]  assert_ne A B [MSG]
@@ -210,6 +211,18 @@ pf_logs() {
     [ -f "${PF_LOG:-}" ] && cat "$PF_LOG"
     [ -f "$TEST_TMP/pgfunnel.stderr" ] && cat "$TEST_TMP/pgfunnel.stderr"
     [ -s "$TEST_TMP/pgfunnel.stdout" ] && cat "$TEST_TMP/pgfunnel.stdout"
+    return 0
+}
+
+# pf_log_mark — prints a mark of how far the log and stderr are written;
+# pf_logs_since MARK prints what was written after it.
+pf_log_mark() {
+    echo "$(stat -c %s "${PF_LOG:-/nonexistent}" 2>/dev/null || echo 0):$(stat -c %s "$TEST_TMP/pgfunnel.stderr" 2>/dev/null || echo 0)"
+}
+pf_logs_since() {
+    local a=${1%%:*} b=${1##*:}
+    [ -f "${PF_LOG:-}" ] && tail -c +$((a + 1)) "$PF_LOG"
+    [ -f "$TEST_TMP/pgfunnel.stderr" ] && tail -c +$((b + 1)) "$TEST_TMP/pgfunnel.stderr"
     return 0
 }
 

@@ -57,7 +57,7 @@ leftover_kill() { # DIR: SIGKILL pgfunnel processes a test left behind
         [ -f "$f" ] || continue
         for pid in $(tr -c '0-9\n' ' ' <"$f"); do
             [ "$pid" -gt 1 ] 2>/dev/null || continue
-            cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+            cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
             case $cmd in *pgfunnel*) kill -9 "$pid" 2>/dev/null ;; esac
         done
     done
@@ -141,8 +141,8 @@ for file in "$HERE"/t_*.sh; do
         mkdir -p "$ttmp" && chmod 755 "$ttmp"
         t0=${EPOCHREALTIME/./}
         # shellcheck disable=SC2016  # expanded by the inner bash
-        TEST_TMP=$ttmp TEST_NAME=$name timeout -k 5 "$tmo" \
-            bash -c 'source "$1" && source "$2" && "$3"' _ "$LIB" "$file" "$fn" \
+        (cd "$ttmp" && TEST_TMP=$ttmp TEST_NAME=$name exec timeout -k 5 "$tmo" \
+            bash -c 'source "$1" && source "$2" && "$3"' _ "$LIB" "$file" "$fn") \
             >"$out" 2>&1 </dev/null &
         CUR_PID=$!
         wait "$CUR_PID"
