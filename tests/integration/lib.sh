@@ -229,6 +229,10 @@ pf_logs_since() {
 _pf_dump() {
     echo "--- pgfunnel stderr (tail) ---"
     tail -n 30 "$TEST_TMP/pgfunnel.stderr" 2>/dev/null
+    if [ -s "$TEST_TMP/pgfunnel.stdout" ]; then
+        echo "--- pgfunnel stdout (tail) ---"
+        tail -n 10 "$TEST_TMP/pgfunnel.stdout"
+    fi
     if [ -f "${PF_LOG:-}" ]; then
         echo "--- $PF_LOG (tail) ---"
         tail -n 30 "$PF_LOG"
