@@ -218,7 +218,6 @@ if [ -d "$ITEST_DIR" ]; then
             else
                 echo "FAIL $name: $p passed, $f failed ($dt, exit $rc)"
             fi
-            grep -E '^\[  (FAILED|ERROR) +\]' "$out" | indent
             tail -n 60 "$out" | indent
             for lf in "$ttmp"/*.log; do
                 [ -f "$lf" ] || continue
