@@ -308,7 +308,7 @@ static int client_add_option(Client *c, const char *arg, char *err, size_t errle
     /* "name=value" from "-c name=value" or "--name=value"; dashes become underscores */
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg) {
-        snprintf(err, errlen, "invalid command-line argument for server process: %s", arg);
+        snprintf(err, errlen, "invalid command-line argument for server process: %.100s", arg);
         return -1;
     }
     char name[128];
@@ -359,7 +359,7 @@ static int client_parse_options(Client *c, const char *opts, char *err, size_t e
         } else if (strncmp(tok, "--", 2) == 0) {
             if (client_add_option(c, tok + 2, err, errlen) < 0) return -1;
         } else {
-            snprintf(err, errlen, "unsupported startup option \"%s\" (only -c name=value)", tok);
+            snprintf(err, errlen, "unsupported startup option \"%.100s\" (only -c name=value)", tok);
             return -1;
         }
     }
@@ -517,14 +517,26 @@ static void client_process_startup(Client *c)
             }
             return;
         }
+        /*
+         * Work on a copy: logging in may process (and release) the receive
+         * buffer while the parsed strings are still in use.
+         */
+        uint8_t *pkt = malloc(len);
+        if (!pkt) {
+            client_close(c, "53200", "out of memory");
+            return;
+        }
+        memcpy(pkt, p, len);
+        conn_consume(&c->conn, len);
         StartupPacket sp;
         char err[256];
-        if (proto_parse_startup(p, len, &sp, err, sizeof(err)) < 0) {
+        if (proto_parse_startup(pkt, len, &sp, err, sizeof(err)) < 0) {
+            free(pkt);
             client_protocol_violation(c, err);
             return;
         }
         if (sp.kind == STARTUP_SSL || sp.kind == STARTUP_GSSENC) {
-            conn_consume(&c->conn, len);
+            free(pkt);
             /* TLS is not offered yet: 'N' and the client continues in clear text */
             if (conn_send(&c->conn, "N", 1) < 0) {
                 client_close(c, NULL, "write failed");
@@ -533,13 +545,12 @@ static void client_process_startup(Client *c)
             continue;
         }
         if (sp.kind == STARTUP_CANCEL) {
-            conn_consume(&c->conn, len);
+            free(pkt);
             client_handle_cancel(c, sp.cancel_pid, sp.cancel_key);
             return;
         }
-        /* the startup packet's strings point into the buffer: consume after use */
         client_start_login(c, &sp);
-        if (c->state != CLIENT_CLOSING) conn_consume(&c->conn, len);
+        free(pkt);
         return;
     }
 }

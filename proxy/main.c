@@ -1,7 +1,362 @@
-/* main.c — placeholder until the process module lands. */
+/*
+ * main.c — the process: command line, configuration load and reload,
+ * daemonizing, pidfile, signals, start-up and orderly shutdown.
+ *
+ * Signals are libevent signal events, so their handlers run on the loop
+ * thread like everything else (PgBouncer 1.26 meanings):
+ *   SIGHUP  reload the configuration and reopen the log file
+ *   SIGINT  safe shutdown: stop accepting, wait until servers are released
+ *   SIGTERM stop accepting, wait until every client has left
+ *   SIGQUIT exit now
+ *   SIGUSR1 / SIGUSR2 pause / resume (logged; the admin console adds PAUSE)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "loop.h"
+#include "pool.h"
+#include "version.h"
+
+typedef struct options {
+    bool daemon;
+    bool quiet;
+    int verbose;
+    bool check;
+    const char *user;
+    const char *config;
+} Options;
+
+typedef struct process {
+    Options opt;
+    Loop *loop;
+    struct event *sig[6];
+    bool pidfile_written;
+    char *pidfile;
+} Process;
+
+static void usage(FILE *out)
 {
-    puts("pgfunnel (skeleton)");
+    fprintf(out,
+            "%s — a PostgreSQL connection pooler\n\n"
+            "Usage: pgfunnel [OPTION]... CONFIG.ini\n\n"
+            "  -d, --daemon       run in the background\n"
+            "  -q, --quiet        do not log to stderr\n"
+            "  -v, --verbose      more logging (repeat for more)\n"
+            "  -u, --user=USER    switch to USER after opening the sockets\n"
+            "      --check        validate the configuration and exit\n"
+            "      --sample-config  print a commented sample configuration\n"
+            "  -V, --version      print the version and exit\n"
+            "  -h, --help         this help\n\n"
+            "Signals: HUP reload, INT safe shutdown, TERM wait for clients, QUIT immediate.\n",
+            PGFUNNEL_VERSION_STRING);
+}
+
+static int parse_args(int argc, char **argv, Options *o)
+{
+    static const struct option longopts[] = {
+        {"daemon", no_argument, NULL, 'd'},  {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'}, {"user", required_argument, NULL, 'u'},
+        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
+        {"check", no_argument, NULL, 'C'},   {"sample-config", no_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "dqvu:Vh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'd': o->daemon = true; break;
+        case 'q': o->quiet = true; break;
+        case 'v': o->verbose++; break;
+        case 'u': o->user = optarg; break;
+        case 'C': o->check = true; break;
+        case 'V':
+            printf("%s\nlibevent %s, libpq %d, %s\n", PGFUNNEL_VERSION_STRING, event_get_version(),
+                   PQlibVersion(), OpenSSL_version(OPENSSL_VERSION));
+            exit(0);
+        case 'S': config_write_sample(stdout); exit(0);
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "pgfunnel: exactly one configuration file is required\n");
+        usage(stderr);
+        return -1;
+    }
+    o->config = argv[optind];
     return 0;
+}
+
+static int apply_log_settings(const Config *cfg, const Options *o, char *err, size_t len)
+{
+    LogSettings ls = {
+        .logfile = cfg->logfile,
+        .to_stderr = !o->quiet && !o->daemon,
+        .syslog = cfg->syslog,
+        .syslog_ident = cfg->syslog_ident,
+        .syslog_facility = cfg->syslog_facility,
+        .format = cfg->log_format,
+        .verbose = o->verbose > cfg->verbose ? o->verbose : cfg->verbose,
+    };
+    return log_configure(&ls, err, len);
+}
+
+static void log_config_warnings(const Config *cfg)
+{
+    for (int i = 0; i < cfg->nwarnings; i++)
+        log_warning("%s", cfg->warnings[i]);
+}
+
+/* ---- reload ---- */
+
+static void process_reload(Process *pr)
+{
+    Loop *loop = pr->loop;
+    char err[4096];
+    Config *ncfg = config_load(loop->cfg->path ? loop->cfg->path : pr->opt.config, err, sizeof(err));
+    if (!ncfg) {
+        /* each line is "file:line: message"; the old configuration stays */
+        char *save = NULL;
+        for (char *l = strtok_r(err, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+            log_error("%s", l);
+        log_error("configuration reload failed; keeping the previous configuration");
+        return;
+    }
+    log_config_warnings(ncfg);
+    for (size_t i = 0; i < config_option_count(); i++) {
+        const OptionDef *od = config_option_at(i);
+        if (od->reloadable) continue;
+        char a[512], b[512];
+        config_format_value(loop->cfg, od, a, sizeof(a));
+        config_format_value(ncfg, od, b, sizeof(b));
+        if (strcmp(a, b) != 0)
+            log_warning("option %s changed from \"%s\" to \"%s\": takes effect after a restart",
+                        od->name, a, b);
+    }
+    Config *old = loop->cfg;
+    loop->cfg = ncfg;
+    if (apply_log_settings(ncfg, &pr->opt, err, sizeof(err)) < 0) log_error("%s", err);
+    pool_apply_config(loop);
+    config_free(old);
+    log_info("configuration reloaded");
+}
+
+/* ---- signals ---- */
+
+static void on_signal(evutil_socket_t sig, short ev, void *arg)
+{
+    Process *pr = arg;
+    (void)ev;
+    switch (sig) {
+    case SIGHUP:
+        log_info("got SIGHUP: reloading the configuration and reopening the log");
+        log_reopen();
+        process_reload(pr);
+        break;
+    case SIGINT:
+        log_info("got SIGINT: safe shutdown, waiting for servers to be released");
+        listener_pause_all(pr->loop, true);
+        loop_begin_shutdown(pr->loop, SHUTDOWN_WAIT_SERVERS);
+        break;
+    case SIGTERM:
+        log_info("got SIGTERM: shutting down when all clients have left");
+        listener_pause_all(pr->loop, true);
+        loop_begin_shutdown(pr->loop, SHUTDOWN_WAIT_CLIENTS);
+        break;
+    case SIGQUIT:
+        log_info("got SIGQUIT: immediate shutdown");
+        loop_begin_shutdown(pr->loop, SHUTDOWN_IMMEDIATE);
+        break;
+    case SIGUSR1: log_info("got SIGUSR1: pause is not implemented yet"); break;
+    case SIGUSR2: log_info("got SIGUSR2: resume is not implemented yet"); break;
+    default: break;
+    }
+}
+
+static int setup_signals(Process *pr)
+{
+    static const int sigs[6] = {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2};
+    signal(SIGPIPE, SIG_IGN);
+    for (int i = 0; i < 6; i++) {
+        pr->sig[i] = evsignal_new(pr->loop->base, sigs[i], on_signal, pr);
+        if (!pr->sig[i] || evsignal_add(pr->sig[i], NULL) < 0) return -1;
+    }
+    return 0;
+}
+
+/* ---- pidfile, user, daemon ---- */
+
+static int pidfile_write(Process *pr, const char *path, char *err, size_t len)
+{
+    char buf[32];
+    FILE *f = fopen(path, "r");
+    if (f) {
+        long pid = 0;
+        if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && pid != getpid() && kill((pid_t)pid, 0) == 0) {
+            fclose(f);
+            snprintf(err, len, "pidfile %s: pgfunnel is already running as pid %ld", path, pid);
+            return -1;
+        }
+        fclose(f);
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, len, "cannot write pidfile %s: %s", path, strerror(errno));
+        return -1;
+    }
+    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    if (write(fd, buf, (size_t)n) != n) {
+        close(fd);
+        snprintf(err, len, "cannot write pidfile %s: %s", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    pr->pidfile = strdup(path);
+    pr->pidfile_written = pr->pidfile != NULL;
+    return 0;
+}
+
+static int switch_user(const char *user, char *err, size_t len)
+{
+    struct passwd *pw = getpwnam(user);
+    if (!pw) {
+        snprintf(err, len, "user \"%s\" not found", user);
+        return -1;
+    }
+    if (getuid() == pw->pw_uid) return 0;
+    if (setgid(pw->pw_gid) < 0 || initgroups(user, pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+        snprintf(err, len, "cannot switch to user \"%s\": %s", user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Fork into the background.  The parent waits until the child reports on a
+ * pipe that it listens (byte '0') or failed, so `pgfunnel -d` exits with a
+ * truthful status.  Returns the write end of the pipe in the child.
+ */
+static int daemonize(void)
+{
+    int fds[2];
+    if (pipe(fds) < 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid > 0) {
+        close(fds[1]);
+        char c = '1';
+        ssize_t n = read(fds[0], &c, 1);
+        _exit(n == 1 && c == '0' ? 0 : 1);
+    }
+    close(fds[0]);
+    setsid();
+    if (fork() > 0) _exit(0);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2) close(null);
+    }
+    return fds[1];
+}
+
+int main(int argc, char **argv)
+{
+    Process pr;
+    char err[4096];
+    int ready_fd = -1, rc = 1;
+    memset(&pr, 0, sizeof(pr));
+    if (parse_args(argc, argv, &pr.opt) < 0) return 2;
+
+    Config *cfg = config_load(pr.opt.config, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "%s\n", err);
+        fprintf(stderr, "pgfunnel: invalid configuration, not started\n");
+        return 1;
+    }
+    if (pr.opt.check) {
+        for (int i = 0; i < cfg->nwarnings; i++)
+            fprintf(stderr, "WARNING %s\n", cfg->warnings[i]);
+        printf("configuration file %s is valid\n", pr.opt.config);
+        config_free(cfg);
+        return 0;
+    }
+    if (pr.opt.daemon) {
+        ready_fd = daemonize();
+        if (ready_fd < 0) {
+            fprintf(stderr, "pgfunnel: cannot daemonize: %s\n", strerror(errno));
+            config_free(cfg);
+            return 1;
+        }
+    }
+    if (apply_log_settings(cfg, &pr.opt, err, sizeof(err)) < 0) {
+        fprintf(stderr, "pgfunnel: %s\n", err);
+        config_free(cfg);
+        goto out;
+    }
+    log_config_warnings(cfg);
+    evthread_use_pthreads();
+    pr.loop = loop_create(cfg);
+    if (!pr.loop) {
+        log_fatal("cannot create the event loop");
+        config_free(cfg);
+        goto out;
+    }
+    if (listener_open_all(pr.loop, err, sizeof(err)) < 0) {
+        log_fatal("%s", err);
+        goto out_loop;
+    }
+    const char *user = pr.opt.user ? pr.opt.user : (cfg->user && *cfg->user ? cfg->user : NULL);
+    if (user && switch_user(user, err, sizeof(err)) < 0) {
+        log_fatal("%s", err);
+        goto out_loop;
+    }
+    if (cfg->pidfile && *cfg->pidfile && pidfile_write(&pr, cfg->pidfile, err, sizeof(err)) < 0) {
+        log_fatal("%s", err);
+        goto out_loop;
+    }
+    if (setup_signals(&pr) < 0) {
+        log_fatal("cannot install signal handlers");
+        goto out_loop;
+    }
+    log_info("%s started (pid %d, %d workers)", PGFUNNEL_VERSION_STRING, (int)getpid(),
+             cfg->workers);
+    if (ready_fd >= 0) {
+        if (write(ready_fd, "0", 1) != 1) { /* the parent is gone; nothing to tell */
+        }
+        close(ready_fd);
+        ready_fd = -1;
+    }
+    event_base_dispatch(pr.loop->base);
+    log_info("shutting down");
+    rc = 0;
+out_loop:
+    for (int i = 0; i < 6; i++)
+        if (pr.sig[i]) event_free(pr.sig[i]);
+    listener_close_all(pr.loop);
+    cfg = pr.loop->cfg;
+    loop_destroy(pr.loop);
+    config_free(cfg);
+out:
+    if (pr.pidfile_written) unlink(pr.pidfile);
+    free(pr.pidfile);
+    if (ready_fd >= 0) close(ready_fd);
+    log_shutdown();
+    return rc;
 }

@@ -654,6 +654,15 @@ static const char *sslmode_for_libpq(int mode)
     }
 }
 
+/* Append a libpq keyword/value pair when the value is set. */
+static int server_kv(const char **kw, const char **val, int n, const char *k, const char *v)
+{
+    if (!v || !*v) return n;
+    kw[n] = k;
+    val[n] = v;
+    return n + 1;
+}
+
 Server *server_connect(Pool *pool, const char *hostaddr)
 {
     Database *db = pool->db;
@@ -673,14 +682,7 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     const char *kw[24], *val[24];
     char port[16], options[512];
     int n = 0;
-#define KV(k, v)                                                                                   \
-    do {                                                                                           \
-        if ((v) && *(v)) {                                                                         \
-            kw[n] = (k);                                                                           \
-            val[n] = (v);                                                                          \
-            n++;                                                                                   \
-        }                                                                                          \
-    } while (0)
+#define KV(k, v) n = server_kv(kw, val, n, (k), (v))
     KV("host", db->host);
     KV("hostaddr", hostaddr);
     snprintf(port, sizeof(port), "%d", db->port ? db->port : 5432);
