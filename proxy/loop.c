@@ -270,9 +270,10 @@ void loop_destroy(Loop *loop)
         Client *c = list_entry(list_first(&loop->clients), Client, all_node);
         client_close(c, NULL, "shutting down");
     }
-    pool_free_all(loop);
-    /* worker completions may still reference pools' memory: drain before freeing */
+    /* worker completions may reference databases and pools: run them before freeing */
     if (loop->workq) workq_destroy(loop->workq);
+    loop->workq = NULL;
+    pool_free_all(loop);
     loop_run_deferred(loop);
     if (loop->ev_reap) event_free(loop->ev_reap);
     if (loop->ev_janitor) event_free(loop->ev_janitor);

@@ -542,18 +542,36 @@ void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg)
 
 /* ---------------------------------------------------------------- janitor */
 
+/*
+ * Closing a server can cascade (a failed reconnect fails waiting clients),
+ * so the janitor works on a snapshot of the lists and skips servers whose
+ * state changed meanwhile; closed ones are only freed after this callback.
+ */
+static int pool_snapshot(List *l, Server ***out)
+{
+    ListNode *it;
+    int n = 0;
+    *out = NULL;
+    if (l->count == 0) return 0;
+    Server **v = malloc((size_t)l->count * sizeof(*v));
+    if (!v) return 0;
+    list_for_each(it, l) v[n++] = list_entry(it, Server, pool_node);
+    *out = v;
+    return n;
+}
+
 static void pool_janitor_servers(Pool *p, usec_t now)
 {
     Config *cfg = p->loop->cfg;
-    ListNode *it, *tmp;
-    list_for_each_safe(it, tmp, &p->connecting)
-    {
-        Server *s = list_entry(it, Server, pool_node);
-        server_check_timeouts(s, now);
-    }
-    list_for_each_safe(it, tmp, &p->idle)
-    {
-        Server *s = list_entry(it, Server, pool_node);
+    Server **snap;
+    int n = pool_snapshot(&p->connecting, &snap);
+    for (int i = 0; i < n; i++)
+        if (snap[i]->state == SERVER_CONNECTING) server_check_timeouts(snap[i], now);
+    free(snap);
+    n = pool_snapshot(&p->idle, &snap);
+    for (int i = 0; i < n; i++) {
+        Server *s = snap[i];
+        if (s->state != SERVER_IDLE) continue;
         int total = pool_server_total(p);
         if (p->server_lifetime > 0 && now - s->created > p->server_lifetime) {
             server_close(s, "server lifetime over");
@@ -568,6 +586,7 @@ static void pool_janitor_servers(Pool *p, usec_t now)
                 server_close(s, "could not send check query");
         }
     }
+    free(snap);
     /* min_pool_size: keep warm connections once the pool has been used */
     if (p->have_welcome && !pool_in_retry_window(p) && p->loop->shutdown == SHUTDOWN_NONE) {
         while (pool_server_total(p) < p->min_size && pool_server_total(p) < p->size &&
@@ -584,11 +603,20 @@ static void pool_janitor_servers(Pool *p, usec_t now)
 
 void pool_janitor(Loop *loop, usec_t now)
 {
-    ListNode *it, *tmp;
-    list_for_each_safe(it, tmp, &loop->clients)
-    {
-        Client *c = list_entry(it, Client, all_node);
-        client_check_timeouts(c, now);
+    /* by id: a timeout may close other clients too (see pool_snapshot) */
+    ListNode *it;
+    uint32_t *ids = loop->client_count > 0 ? malloc((size_t)loop->client_count * sizeof(*ids)) : NULL;
+    int n = 0;
+    if (ids) {
+        list_for_each(it, &loop->clients)
+        {
+            if (n < loop->client_count) ids[n++] = list_entry(it, Client, all_node)->id;
+        }
+        for (int i = 0; i < n; i++) {
+            Client *c = loop_client_find(loop, ids[i]);
+            if (c) client_check_timeouts(c, now);
+        }
+        free(ids);
     }
     ListNode *dit, *pit, *ptmp;
     list_for_each(dit, &loop->databases)
