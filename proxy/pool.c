@@ -278,7 +278,7 @@ static void dns_work(WorkqJob *j)
             struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
             int rc = getaddrinfo(name, NULL, &hints, &res);
             if (rc != 0 || !res) {
-                snprintf(dj->error, sizeof(dj->error), "could not resolve \"%s\": %s", name,
+                snprintf(dj->error, sizeof(dj->error), "could not resolve \"%.200s\": %s", name,
                          gai_strerror(rc));
             } else {
                 if (res->ai_family == AF_INET)

@@ -51,16 +51,38 @@ nskip=0
 failed=()
 CUR_PID=""
 
-leftover_kill() { # DIR: SIGKILL pgfunnel processes a test left behind
-    local dir=$1 pid cmd f
+leftover_kill() { # DIR: stop pgfunnel processes a test left behind
+    local dir=$1 pid cmd f i pids=()
     for f in "$dir"/pgfunnel.pids "$dir"/*.pid; do
         [ -f "$f" ] || continue
         for pid in $(tr -c '0-9\n' ' ' <"$f"); do
             [ "$pid" -gt 1 ] 2>/dev/null || continue
             cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
-            case $cmd in *pgfunnel*) kill -9 "$pid" 2>/dev/null ;; esac
+            case $cmd in *pgfunnel*) pids+=("$pid") ;; esac
         done
     done
+    [ ${#pids[@]} -eq 0 ] && return 0
+    # SIGQUIT is an orderly immediate exit, so a sanitizer build still reports leaks
+    kill -QUIT "${pids[@]}" 2>/dev/null
+    for ((i = 0; i < 30; i++)); do
+        kill -0 "${pids[@]}" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "${pids[@]}" 2>/dev/null
+}
+
+# sanitizer_report DIR: print (and succeed) if a sanitizer complained in DIR's stderr files
+sanitizer_report() {
+    local f
+    for f in "$1"/*.stderr; do
+        [ -f "$f" ] || continue
+        if grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$f"; then
+            echo "    --- sanitizer report in $(basename "$f") ---"
+            grep -E -A12 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$f" | head -40
+            return 0
+        fi
+    done
+    return 1
 }
 
 cleanup() {
@@ -150,6 +172,9 @@ for file in "$HERE"/t_*.sh; do
         CUR_PID=""
         dt=$(elapsed "$t0")
         leftover_kill "$ttmp"
+        if [ $rc = 0 ] || [ $rc = 77 ]; then
+            if sanitizer_report "$ttmp" >>"$out"; then rc=99; fi
+        fi
         case $rc in
             0)
                 npass=$((npass + 1))
