@@ -1,0 +1,85 @@
+/*
+ * scram.h — SCRAM-SHA-256 (RFC 5802 / RFC 7677) for the server side of a
+ * client login, plus md5 password checks.  Pure code (OpenSSL for the
+ * crypto), no sockets: auth.c feeds it the client's SASL messages and runs
+ * the expensive calls (PBKDF2 in scram_secret_from_password, proof checks)
+ * on the worker pool.
+ *
+ * Channel binding: for SCRAM-SHA-256-PLUS the caller passes the
+ * tls-server-end-point data (hash of the server certificate, RFC 5929).
+ */
+#ifndef PGFUNNEL_SCRAM_H
+#define PGFUNNEL_SCRAM_H
+
+#include "types.h"
+
+#define SCRAM_KEY_LEN 32
+#define SCRAM_SALT_MAX 64
+#define SCRAM_DEFAULT_ITERATIONS 4096
+
+typedef struct scram_secret {
+    int iterations;
+    uint8_t salt[SCRAM_SALT_MAX];
+    int salt_len;
+    uint8_t stored_key[SCRAM_KEY_LEN];
+    uint8_t server_key[SCRAM_KEY_LEN];
+} ScramSecret;
+
+/* "SCRAM-SHA-256$<iter>:<salt b64>$<StoredKey b64>:<ServerKey b64>" -> 0, or -1. */
+int scram_parse_secret(const char *text, ScramSecret *out) WUR;
+/* Format a secret as PostgreSQL stores it (buf of at least 256 bytes). */
+int scram_format_secret(const ScramSecret *s, char *buf, size_t len) WUR;
+/* PBKDF2 (expensive: worker pool).  salt NULL = random 16 bytes. */
+int scram_secret_from_password(const char *password, const uint8_t *salt, int salt_len,
+                               int iterations, ScramSecret *out) WUR;
+
+/* One server-side exchange. */
+typedef struct scram_state {
+    ScramSecret secret;
+    bool plus;                   /* SCRAM-SHA-256-PLUS chosen */
+    char *client_first_bare;     /* owned */
+    char *server_first;          /* owned */
+    char *client_nonce;          /* owned */
+    char *server_nonce;          /* owned, client nonce + ours */
+    char *gs2_header;            /* owned: "n,," / "y,," / "p=tls-server-end-point,," */
+    uint8_t cbind[64];           /* tls-server-end-point data when plus */
+    int cbind_len;
+    bool failed;                 /* verification will fail (unknown user): fake secret in use */
+} ScramState;
+
+void scram_state_init(ScramState *st);
+void scram_state_free(ScramState *st);
+
+/*
+ * Handle SASLInitialResponse: mech is "SCRAM-SHA-256" or "SCRAM-SHA-256-PLUS";
+ * msg is the client-first-message.  cbind/cbind_len: the channel binding data
+ * when the connection is TLS (NULL otherwise; then -PLUS is refused).  On
+ * success *server_first is a malloc'd server-first-message.
+ * Returns 0, or -1 with a client-presentable message in err (protocol error).
+ */
+int scram_handle_client_first(ScramState *st, const char *mech, const char *msg, size_t len,
+                              const uint8_t *cbind, int cbind_len, char **server_first, char *err,
+                              size_t errlen) WUR;
+
+/*
+ * Handle the client-final-message: verify channel binding, nonce and proof
+ * (constant-time).  Returns 1 when the proof is right (*server_final set,
+ * malloc'd "v=..."), 0 when authentication failed, -1 on a protocol error
+ * (message in err).
+ */
+int scram_handle_client_final(ScramState *st, const char *msg, size_t len, char **server_final,
+                              char *err, size_t errlen) WUR;
+
+/* md5: "md5" + hex(md5(password || user)) into out (36 bytes incl. NUL). */
+void md5_password_hash(const char *password, const char *user, char out[36]);
+/*
+ * Check a client's md5 response ("md5" + hex(md5(hex(md5(password||user)) || salt)))
+ * against a stored secret that is either "md5…" or plaintext.  Constant time.
+ */
+bool md5_check_response(const char *stored, const char *user, const uint8_t salt[4],
+                        const char *response);
+
+/* Constant-time equality of n bytes. */
+bool scram_ct_equal(const void *a, const void *b, size_t n);
+
+#endif
