@@ -34,6 +34,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "stats.h"
 #include "workq.h"
 
 static const char *const client_state_names[] = {
@@ -672,7 +673,7 @@ void client_link_server(Client *c, Server *s)
     usec_t now = time_now_usec();
     if (c->pool) {
         c->pool->stats.server_assignments++;
-        if (c->state == CLIENT_WAITING) c->pool->stats.wait_time += (uint64_t)(now - c->wait_start);
+        if (c->state == CLIENT_WAITING) stats_on_wait(c->pool, now - c->wait_start);
     }
     client_set_state(c, CLIENT_ACTIVE);
     server_set_state(s, SERVER_ACTIVE);

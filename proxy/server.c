@@ -27,6 +27,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "stats.h"
 #include "workq.h"
 
 /* ParameterStatus values a client is told at login, read from libpq after connecting. */
@@ -222,12 +223,11 @@ static void server_after_ready(Server *s, char status)
     if (c->expected_rfq > 0 || c->extended_open) return;
     Pool *p = s->pool;
     if (c->query_start) {
-        p->stats.query_time += (uint64_t)(now - c->query_start);
+        stats_on_query(p, now - c->query_start);
         c->query_start = 0;
     }
     if (status == 'I') {
-        p->stats.xact_count++;
-        if (c->xact_start) p->stats.xact_time += (uint64_t)(now - c->xact_start);
+        stats_on_xact(p, c->xact_start ? now - c->xact_start : 0);
         c->xact_start = 0;
     }
     if (p->mode == POOL_MODE_SESSION) return;
