@@ -1,32 +1,952 @@
 /*
  * auth.c — client authentication (see auth.h).
  *
- * trust: the user is admitted without a password.  any: the user name is
- * ignored too (the database entry must force a user; without one the
- * client's name is used for the backend login).  Password methods are not
- * implemented yet and are refused with a clear error rather than silently
- * admitting the client.
+ * The exchange is a small state machine per client (AuthState): choose the
+ * method (auth_type, or the first matching hba rule), find the secret
+ * (auth_file, database entry, or auth_query on a worker), talk to the
+ * client, and hand every expensive check to the worker pool as an AuthJob.
+ * A job carries copies of what it needs and the client's id, never a
+ * pointer to the client: if the client left meanwhile, the completion
+ * finds no client and just frees the job.
+ *
+ * Wrong password, unknown user and expired role end alike, with
+ * 28P01 "password authentication failed for user …"; for SCRAM an unknown
+ * user gets a mock secret so the exchange runs to its end.
  */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
 #include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "hba.h"
+#include "log.h"
+#include "loop.h"
+#include "pool.h"
+#include "proto.h"
+#include "scram.h"
+#include "tls.h"
+#include "userlist.h"
+#include "workq.h"
+
+#define AUTH_MSG_MAX 8192                     /* password / SASL messages */
+#define AUTH_QUERY_TTL (10 * USEC_PER_SEC)    /* auth_query results are cached this long */
+#define CACHE_BUCKETS 1024
+
+/* ---------------------------------------------------------------- caches */
+
+/*
+ * Keyed entries for the SCRAM verifier cache (key = user, tag = SHA-256 of
+ * the plaintext it was derived from, so a changed password invalidates it)
+ * and the auth_query cache (key = db + user, value = secret or NULL).
+ */
+typedef struct cache_entry {
+    struct cache_entry *next;
+    char *key;
+    uint8_t tag[32];
+    ScramSecret verifier;
+    char *secret;
+    bool has_secret;
+    usec_t expires;
+} CacheEntry;
+
+typedef struct cache {
+    CacheEntry *buckets[CACHE_BUCKETS];
+} Cache;
+
+static unsigned cache_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % CACHE_BUCKETS;
+}
+
+static CacheEntry *cache_find(Cache *c, const char *key)
+{
+    for (CacheEntry *e = c->buckets[cache_hash(key)]; e; e = e->next)
+        if (strcmp(e->key, key) == 0) return e;
+    return NULL;
+}
+
+static CacheEntry *cache_put(Cache *c, const char *key)
+{
+    CacheEntry *e = cache_find(c, key);
+    if (e) return e;
+    e = calloc(1, sizeof(*e));
+    if (!e || !(e->key = strdup(key))) {
+        free(e);
+        return NULL;
+    }
+    unsigned h = cache_hash(key);
+    e->next = c->buckets[h];
+    c->buckets[h] = e;
+    return e;
+}
+
+static void cache_clear(Cache *c)
+{
+    for (int i = 0; i < CACHE_BUCKETS; i++) {
+        CacheEntry *e = c->buckets[i];
+        while (e) {
+            CacheEntry *next = e->next;
+            if (e->secret) {
+                OPENSSL_cleanse(e->secret, strlen(e->secret));
+                free(e->secret);
+            }
+            free(e->key);
+            OPENSSL_cleanse(e, sizeof(*e));
+            free(e);
+            e = next;
+        }
+        c->buckets[i] = NULL;
+    }
+}
+
+struct auth_context {
+    Userlist *userlist;
+    Hba *hba;
+    Cache verifiers;
+    Cache queries;
+    AuthStats stats;
+};
+
+AuthContext *auth_context_load(const Config *cfg, char *err, size_t errlen)
+{
+    AuthContext *ac = calloc(1, sizeof(*ac));
+    if (!ac) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (cfg->auth_file && *cfg->auth_file) {
+        ac->userlist = userlist_load(cfg->auth_file, err, errlen);
+        if (!ac->userlist) goto fail;
+    }
+    if (cfg->auth_type == AUTH_TYPE_HBA) {
+        ac->hba = hba_load(cfg->auth_hba_file, err, errlen);
+        if (!ac->hba) goto fail;
+    }
+    return ac;
+fail:
+    auth_context_free(ac);
+    return NULL;
+}
+
+void auth_context_free(AuthContext *ac)
+{
+    if (!ac) return;
+    userlist_free(ac->userlist);
+    hba_free(ac->hba);
+    cache_clear(&ac->verifiers);
+    cache_clear(&ac->queries);
+    free(ac);
+}
+
+void auth_context_swap(Loop *loop, AuthContext *next)
+{
+    AuthContext *old = loop->auth;
+    if (old) {
+        /* verifiers are tagged with their password's hash: stale ones never match */
+        next->verifiers = old->verifiers;
+        next->stats = old->stats;
+        memset(&old->verifiers, 0, sizeof(old->verifiers));
+        auth_context_free(old);
+    }
+    loop->auth = next;
+}
+
+int auth_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen)
+{
+    AuthContext *ac = auth_context_load(cfg, err, errlen);
+    if (!ac) return -1;
+    TlsContext *t = tls_context_load(cfg, err, errlen);
+    if (!t && err[0]) {
+        auth_context_free(ac);
+        return -1;
+    }
+    auth_context_swap(loop, ac);
+    /* sessions keep their own reference to the old SSL_CTX */
+    tls_context_unref(loop->tls);
+    loop->tls = t;
+    return 0;
+}
+
+const AuthStats *auth_get_stats(Loop *loop)
+{
+    static const AuthStats none;
+    return loop->auth ? &loop->auth->stats : &none;
+}
+
+/* ---------------------------------------------------------------- per client */
+
+typedef enum {
+    STEP_START = 0,
+    STEP_LOOKUP,        /* auth_query or verifier derivation on a worker */
+    STEP_WAIT_PASSWORD, /* cleartext or md5 PasswordMessage expected */
+    STEP_WAIT_SASL_INITIAL,
+    STEP_WAIT_SASL_RESPONSE,
+    STEP_CHECKING,      /* a worker checks the answer */
+} AuthStep;
+
+typedef enum {
+    METHOD_TRUST,
+    METHOD_REJECT,
+    METHOD_PLAIN,
+    METHOD_MD5,
+    METHOD_SCRAM,
+    METHOD_CERT,
+} Method;
+
+struct auth_state {
+    Method method;
+    AuthStep step;
+    char *secret;          /* stored secret (NULL: unknown user or expired) */
+    bool secret_known;     /* lookup finished */
+    uint8_t md5_salt[4];
+    ScramState *scram;     /* owned here, or by a job while it runs */
+};
+
+static void auth_state_free(AuthState *a)
+{
+    if (!a) return;
+    if (a->secret) {
+        OPENSSL_cleanse(a->secret, strlen(a->secret));
+        free(a->secret);
+    }
+    if (a->scram) {
+        scram_state_free(a->scram);
+        free(a->scram);
+    }
+    free(a);
+}
+
+void auth_client_free(Client *c)
+{
+    auth_state_free(c->auth);
+    c->auth = NULL;
+}
+
+static void auth_fail(Client *c)
+{
+    Loop *loop = c->loop;
+    if (loop->auth) loop->auth->stats.failed++;
+    if (c->pool) c->pool->stats.login_failures++;
+    log_at(LOG_LEVEL_LOG, c->prefix, "password authentication failed");
+    client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+static void auth_succeed(Client *c)
+{
+    if (c->loop->auth) c->loop->auth->stats.ok++;
+    auth_client_free(c);
+    client_auth_ok(c);
+}
+
+static int auth_send(Client *c, PktBuf *b)
+{
+    int r = (b->failed || conn_send(&c->conn, b->data, b->len) < 0) ? -1 : 0;
+    pkt_free(b);
+    if (r < 0) client_close(c, NULL, "write failed during authentication");
+    return r;
+}
+
+/* ---------------------------------------------------------------- worker jobs */
+
+typedef enum {
+    JOB_CHECK_PLAIN,
+    JOB_CHECK_MD5,
+    JOB_SCRAM_DERIVE,
+    JOB_SCRAM_FINAL,
+    JOB_AUTH_QUERY,
+} JobKind;
+
+typedef struct auth_job {
+    WorkqJob job;
+    Loop *loop;
+    uint32_t client_id;
+    JobKind kind;
+    char *user;
+    char *secret;        /* stored secret (copy) */
+    char *input;         /* the client's password / response / final message */
+    size_t input_len;
+    uint8_t salt[4];
+    ScramState *scram;   /* JOB_SCRAM_FINAL: owned by the job while it runs */
+    char *conninfo;      /* JOB_AUTH_QUERY */
+    char *query;
+    char *cache_key;
+    /* results */
+    int ok;              /* 1 ok, 0 failed, -1 protocol error */
+    char *output;        /* server-final message / auth_query secret */
+    bool found;          /* auth_query returned a row with a usable secret */
+    ScramSecret verifier;
+    uint8_t tag[32];
+    char err[256];
+} AuthJob;
+
+static void auth_job_free(AuthJob *j)
+{
+    if (j->secret) {
+        OPENSSL_cleanse(j->secret, strlen(j->secret));
+        free(j->secret);
+    }
+    if (j->input) {
+        OPENSSL_cleanse(j->input, j->input_len);
+        free(j->input);
+    }
+    if (j->output) {
+        OPENSSL_cleanse(j->output, strlen(j->output));
+        free(j->output);
+    }
+    if (j->scram) {
+        scram_state_free(j->scram);
+        free(j->scram);
+    }
+    free(j->user);
+    free(j->conninfo);
+    free(j->query);
+    free(j->cache_key);
+    OPENSSL_cleanse(j, sizeof(*j));
+    free(j);
+}
+
+static void sha256_tag(const char *s, uint8_t out[32])
+{
+    unsigned int len = 32;
+    EVP_Digest(s, strlen(s), out, &len, EVP_sha256(), NULL);
+}
+
+/* A plaintext password against any kind of stored secret. */
+static bool check_plain(const char *secret, const char *user, const char *password)
+{
+    if (strncmp(secret, "SCRAM-SHA-256$", 14) == 0) {
+        ScramSecret stored, got;
+        if (scram_parse_secret(secret, &stored) < 0) return false;
+        if (scram_secret_from_password(password, stored.salt, stored.salt_len, stored.iterations,
+                                       &got) < 0)
+            return false;
+        return scram_ct_equal(stored.stored_key, got.stored_key, SCRAM_KEY_LEN) &&
+               scram_ct_equal(stored.server_key, got.server_key, SCRAM_KEY_LEN);
+    }
+    if (strncmp(secret, "md5", 3) == 0 && strlen(secret) == 35) {
+        char h[36];
+        md5_password_hash(password, user, h);
+        return scram_ct_equal(h, secret, 35);
+    }
+    size_t a = strlen(secret), b = strlen(password);
+    return a == b && scram_ct_equal(secret, password, a);
+}
+
+static void auth_query_run(AuthJob *j)
+{
+    /* blocking libpq is fine here: this is a worker thread */
+    PGconn *conn = PQconnectdb(j->conninfo);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(j->err, sizeof(j->err), "auth_query connection failed: %.200s",
+                 PQerrorMessage(conn));
+        PQfinish(conn);
+        j->ok = -1;
+        return;
+    }
+    const char *params[1] = {j->user};
+    PGresult *res = PQexecParams(conn, j->query, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(j->err, sizeof(j->err), "auth_query failed: %.200s", PQresultErrorMessage(res));
+        j->ok = -1;
+    } else {
+        j->ok = 1;
+        if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1)) {
+            j->output = strdup(PQgetvalue(res, 0, 1));
+            j->found = j->output != NULL && *j->output;
+        }
+    }
+    PQclear(res);
+    PQfinish(conn);
+}
+
+static void auth_job_work(WorkqJob *wj)
+{
+    AuthJob *j = (AuthJob *)wj;
+    switch (j->kind) {
+    case JOB_CHECK_PLAIN:
+        j->ok = j->secret && check_plain(j->secret, j->user, j->input) ? 1 : 0;
+        break;
+    case JOB_CHECK_MD5:
+        j->ok = j->secret && md5_check_response(j->secret, j->user, j->salt, j->input) ? 1 : 0;
+        break;
+    case JOB_SCRAM_DERIVE:
+        j->ok = scram_secret_from_password(j->secret, NULL, 0, SCRAM_DEFAULT_ITERATIONS,
+                                           &j->verifier) == 0;
+        sha256_tag(j->secret, j->tag);
+        break;
+    case JOB_SCRAM_FINAL:
+        j->ok = scram_handle_client_final(j->scram, j->input, j->input_len, &j->output, j->err,
+                                          sizeof(j->err));
+        break;
+    case JOB_AUTH_QUERY: auth_query_run(j); break;
+    }
+}
+
+static void auth_continue(Client *c);
+static void auth_start_exchange(Client *c);
+
+static void auth_job_done(WorkqJob *wj, int status)
+{
+    AuthJob *j = (AuthJob *)wj;
+    Loop *loop = j->loop;
+    Client *c = status == 0 ? loop_client_find(loop, j->client_id) : NULL;
+    if (!c || c->state != CLIENT_AUTH || !c->auth) {
+        auth_job_free(j); /* the client left while the job ran */
+        return;
+    }
+    AuthState *a = c->auth;
+    switch (j->kind) {
+    case JOB_CHECK_PLAIN:
+    case JOB_CHECK_MD5:
+        if (j->ok == 1) auth_succeed(c);
+        else auth_fail(c);
+        break;
+    case JOB_SCRAM_DERIVE: {
+        if (!j->ok) {
+            client_close(c, "XX000", "could not derive the SCRAM verifier");
+            break;
+        }
+        CacheEntry *e = loop->auth ? cache_put(&loop->auth->verifiers, j->user) : NULL;
+        if (e) {
+            e->verifier = j->verifier;
+            memcpy(e->tag, j->tag, sizeof(e->tag));
+        }
+        a->scram = calloc(1, sizeof(*a->scram));
+        if (!a->scram) {
+            client_close(c, "53200", "out of memory");
+            break;
+        }
+        scram_state_init(a->scram);
+        a->scram->secret = j->verifier;
+        auth_start_exchange(c);
+        break;
+    }
+    case JOB_SCRAM_FINAL: {
+        a->scram = j->scram; /* ownership back to the loop */
+        j->scram = NULL;
+        if (j->ok < 0) {
+            client_close(c, "08P01", "%s", j->err);
+        } else if (j->ok == 0 || !a->secret_known || !a->secret) {
+            auth_fail(c);
+        } else {
+            PktBuf b;
+            pkt_init(&b);
+            pkt_begin(&b, 'R');
+            pkt_put_u32(&b, 12); /* AuthenticationSASLFinal */
+            pkt_put_bytes(&b, j->output, strlen(j->output));
+            pkt_end(&b);
+            if (auth_send(c, &b) == 0) auth_succeed(c);
+        }
+        break;
+    }
+    case JOB_AUTH_QUERY:
+        if (j->ok < 0) {
+            log_at(LOG_LEVEL_WARNING, c->prefix, "%s", j->err);
+            /* the user cannot be verified: fail as for a wrong password */
+        } else if (loop->auth) {
+            CacheEntry *e = cache_put(&loop->auth->queries, j->cache_key);
+            if (e) {
+                free(e->secret);
+                e->secret = j->found ? strdup(j->output) : NULL;
+                e->has_secret = e->secret != NULL;
+                e->expires = time_now_usec() + AUTH_QUERY_TTL;
+            }
+        }
+        a->secret = j->ok > 0 && j->found ? strdup(j->output) : NULL;
+        a->secret_known = true;
+        auth_continue(c);
+        break;
+    }
+    auth_job_free(j);
+}
+
+static int auth_submit(Client *c, AuthJob *j)
+{
+    j->loop = c->loop;
+    j->client_id = c->id;
+    if (c->loop->auth) c->loop->auth->stats.jobs++;
+    if (workq_submit(c->loop->workq, &j->job, auth_job_work, auth_job_done) < 0) {
+        auth_job_free(j);
+        client_close(c, "53300", "too many logins in progress, try again");
+        return -1;
+    }
+    c->auth->step = j->kind == JOB_AUTH_QUERY || j->kind == JOB_SCRAM_DERIVE ? STEP_LOOKUP
+                                                                              : STEP_CHECKING;
+    return 0;
+}
+
+static AuthJob *auth_job_new(Client *c, JobKind kind)
+{
+    AuthJob *j = calloc(1, sizeof(*j));
+    if (!j) return NULL;
+    j->kind = kind;
+    j->user = strdup(c->user);
+    if (c->auth->secret) j->secret = strdup(c->auth->secret);
+    if (!j->user || (c->auth->secret && !j->secret)) {
+        auth_job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+/* ---------------------------------------------------------------- secrets */
+
+static const DbConf *auth_db_conf(Client *c)
+{
+    return c->pool ? config_find_db(c->loop->cfg, c->pool->db->name) : NULL;
+}
+
+/* Start the lookup.  Returns true when the secret is known now. */
+static bool auth_lookup_secret(Client *c)
+{
+    AuthState *a = c->auth;
+    Loop *loop = c->loop;
+    Config *cfg = loop->cfg;
+    const DbConf *dc = auth_db_conf(c);
+    const char *s = NULL;
+    if (dc && dc->user && dc->password && strcmp(dc->user, c->user) == 0) s = dc->password;
+    if (!s && loop->auth && loop->auth->userlist) s = userlist_get(loop->auth->userlist, c->user);
+    if (s) {
+        a->secret = strdup(s);
+        a->secret_known = true;
+        return true;
+    }
+    /* auth_query: per-database auth_user/auth_query, else the global ones */
+    const char *auth_user = dc && dc->auth_user ? dc->auth_user : cfg->auth_user;
+    const char *query = dc && dc->auth_query ? dc->auth_query : cfg->auth_query;
+    if (!auth_user || !*auth_user || !query || !*query || !c->pool || c->admin) {
+        a->secret_known = true; /* unknown user */
+        return true;
+    }
+    Database *db = c->pool->db;
+    char key[512];
+    snprintf(key, sizeof(key), "%s\n%s", db->name, c->user);
+    CacheEntry *e = loop->auth ? cache_find(&loop->auth->queries, key) : NULL;
+    if (e && e->expires > time_now_usec()) {
+        a->secret = e->has_secret ? strdup(e->secret) : NULL;
+        a->secret_known = true;
+        return true;
+    }
+    AuthJob *j = auth_job_new(c, JOB_AUTH_QUERY);
+    if (!j) {
+        client_close(c, "53200", "out of memory");
+        return false;
+    }
+    /* the lookup connection: the database's server, as auth_user */
+    const char *auth_db = dc && dc->auth_dbname ? dc->auth_dbname
+                          : cfg->auth_dbname && *cfg->auth_dbname ? cfg->auth_dbname
+                          : db->dbname ? db->dbname
+                                       : db->name;
+    const char *pw = auth_backend_password(loop, auth_user);
+    char port[16];
+    snprintf(port, sizeof(port), "%d", db->port ? db->port : 5432);
+    char *ci = NULL;
+    size_t cap = 1024;
+    ci = malloc(cap);
+    if (ci) {
+        /* values are quoted for libpq: backslash and single quote escaped */
+        const char *keys[] = {"host", "hostaddr", "port", "dbname", "user", "password",
+                              "application_name", "connect_timeout"};
+        char timeout[16];
+        snprintf(timeout, sizeof(timeout), "%lld",
+                 (long long)(cfg->server_connect_timeout / USEC_PER_SEC > 0
+                                 ? cfg->server_connect_timeout / USEC_PER_SEC
+                                 : 15));
+        const char *vals[] = {db->host, db->hostaddr, port, auth_db, auth_user, pw,
+                              "pgfunnel auth_query", timeout};
+        size_t o = 0;
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+            if (!vals[i] || !*vals[i]) continue;
+            size_t need = o + strlen(keys[i]) + 2 * strlen(vals[i]) + 8;
+            if (need > cap) {
+                cap = need * 2;
+                char *n = realloc(ci, cap);
+                if (!n) {
+                    free(ci);
+                    ci = NULL;
+                    break;
+                }
+                ci = n;
+            }
+            o += (size_t)sprintf(ci + o, "%s='", keys[i]);
+            for (const char *p = vals[i]; *p; p++) {
+                if (*p == '\'' || *p == '\\') ci[o++] = '\\';
+                ci[o++] = *p;
+            }
+            ci[o++] = '\'';
+            ci[o++] = ' ';
+            ci[o] = 0;
+        }
+    }
+    j->conninfo = ci;
+    j->query = strdup(query);
+    j->cache_key = strdup(key);
+    if (!j->conninfo || !j->query || !j->cache_key) {
+        auth_job_free(j);
+        client_close(c, "53200", "out of memory");
+        return false;
+    }
+    auth_submit(c, j);
+    return false;
+}
+
+const char *auth_backend_password(Loop *loop, const char *user)
+{
+    const char *s = NULL;
+    if (loop->auth && loop->auth->userlist) s = userlist_get(loop->auth->userlist, user);
+    if (!s) return NULL;
+    /* libpq needs the password itself: hashes cannot log in */
+    if (strncmp(s, "SCRAM-SHA-256$", 14) == 0) return NULL;
+    if (strncmp(s, "md5", 3) == 0 && strlen(s) == 35) return NULL;
+    return s;
+}
+
+/* ---------------------------------------------------------------- exchange */
+
+static bool secret_is_scram(const char *s)
+{
+    return s && strncmp(s, "SCRAM-SHA-256$", 14) == 0;
+}
+
+static bool secret_is_md5(const char *s)
+{
+    return s && strncmp(s, "md5", 3) == 0 && strlen(s) == 35;
+}
+
+/* SCRAM: make sure a verifier exists (parse, cache, derive on a worker), then offer SASL. */
+static void auth_begin_scram(Client *c)
+{
+    AuthState *a = c->auth;
+    Loop *loop = c->loop;
+    ScramSecret v;
+    bool have = false;
+    if (!a->secret) {
+        scram_mock_secret(c->user, &v); /* unknown user: fail at the end, like a wrong password */
+        have = true;
+    } else if (secret_is_scram(a->secret)) {
+        have = scram_parse_secret(a->secret, &v) == 0;
+        if (!have) {
+            log_at(LOG_LEVEL_WARNING, c->prefix, "invalid SCRAM secret on file");
+            auth_fail(c);
+            return;
+        }
+    } else if (secret_is_md5(a->secret)) {
+        /* an md5 hash cannot answer a SCRAM exchange (PostgreSQL behaves the same) */
+        scram_mock_secret(c->user, &v);
+        free(a->secret);
+        a->secret = NULL;
+        have = true;
+    } else {
+        uint8_t tag[32];
+        sha256_tag(a->secret, tag);
+        CacheEntry *e = loop->auth ? cache_find(&loop->auth->verifiers, c->user) : NULL;
+        if (e && memcmp(e->tag, tag, sizeof(tag)) == 0) {
+            v = e->verifier;
+            have = true;
+            loop->auth->stats.scram_cache_hits++;
+        } else {
+            /* once per user and password: PBKDF2 on a worker, then cached */
+            AuthJob *j = auth_job_new(c, JOB_SCRAM_DERIVE);
+            if (!j) {
+                client_close(c, "53200", "out of memory");
+                return;
+            }
+            if (loop->auth) loop->auth->stats.scram_derivations++;
+            auth_submit(c, j);
+            return;
+        }
+    }
+    a->scram = calloc(1, sizeof(*a->scram));
+    if (!a->scram) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    scram_state_init(a->scram);
+    a->scram->secret = v;
+    auth_start_exchange(c);
+}
+
+/* Send the request that opens the exchange for the chosen method. */
+static void auth_start_exchange(Client *c)
+{
+    AuthState *a = c->auth;
+    PktBuf b;
+    pkt_init(&b);
+    pkt_begin(&b, 'R');
+    switch (a->method) {
+    case METHOD_PLAIN:
+        pkt_put_u32(&b, 3);
+        a->step = STEP_WAIT_PASSWORD;
+        break;
+    case METHOD_MD5:
+        if (RAND_bytes(a->md5_salt, 4) != 1) {
+            pkt_free(&b);
+            client_close(c, "XX000", "could not generate a salt");
+            return;
+        }
+        pkt_put_u32(&b, 5);
+        pkt_put_bytes(&b, a->md5_salt, 4);
+        a->step = STEP_WAIT_PASSWORD;
+        break;
+    default: /* SCRAM */
+        pkt_put_u32(&b, 10);
+        if (c->tls && c->ssl) {
+            uint8_t cb[64];
+            if (tls_server_end_point(c->ssl, cb) > 0) pkt_put_str(&b, "SCRAM-SHA-256-PLUS");
+        }
+        pkt_put_str(&b, "SCRAM-SHA-256");
+        pkt_put_u8(&b, 0);
+        a->step = STEP_WAIT_SASL_INITIAL;
+        break;
+    }
+    pkt_end(&b);
+    if (auth_send(c, &b) < 0) return;
+    conn_want_read(&c->conn, true);
+    auth_process(c); /* a fast client may have answered already (not normally) */
+}
+
+/* The secret is known: run the chosen method. */
+static void auth_continue(Client *c)
+{
+    AuthState *a = c->auth;
+    switch (a->method) {
+    case METHOD_TRUST:
+        auth_succeed(c);
+        return;
+    case METHOD_REJECT:
+        client_close(c, "28000", "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"",
+                     c->conn.addr, c->user, c->database);
+        return;
+    case METHOD_CERT: {
+        char *cn = c->ssl ? tls_peer_common_name(c->ssl) : NULL;
+        bool ok = cn && strcmp(cn, c->user) == 0;
+        free(cn);
+        if (ok) {
+            auth_succeed(c);
+        } else {
+            if (c->loop->auth) c->loop->auth->stats.failed++;
+            client_close(c, "28000", "certificate authentication failed for user \"%s\"",
+                         c->user);
+        }
+        return;
+    }
+    case METHOD_MD5:
+        /* PostgreSQL upgrades md5 to SCRAM when the stored secret is a SCRAM secret */
+        if (secret_is_scram(a->secret)) {
+            a->method = METHOD_SCRAM;
+            auth_begin_scram(c);
+            return;
+        }
+        auth_start_exchange(c);
+        return;
+    case METHOD_PLAIN: auth_start_exchange(c); return;
+    case METHOD_SCRAM: auth_begin_scram(c); return;
+    }
+}
+
+static Method method_from_hba(HbaMethod m)
+{
+    switch (m) {
+    case HBA_TRUST: return METHOD_TRUST;
+    case HBA_MD5: return METHOD_MD5;
+    case HBA_SCRAM: return METHOD_SCRAM;
+    case HBA_PASSWORD: return METHOD_PLAIN;
+    case HBA_CERT: return METHOD_CERT;
+    default: return METHOD_REJECT;
+    }
+}
+
+/* As PgBouncer documents: user "pgbouncer" on the unix socket from our own uid. */
+static bool auth_is_local_admin(Client *c)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (!c->admin || strcmp(c->conn.addr, "unix") != 0) return false;
+    if (strcmp(c->user, "pgbouncer") != 0 && strcmp(c->user, "pgfunnel") != 0) return false;
+    if (getsockopt(c->conn.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return false;
+    return cred.uid == getuid();
+}
 
 void auth_begin(Client *c)
 {
     Config *cfg = c->loop->cfg;
-    switch (cfg->auth_type) {
-    case AUTH_TYPE_TRUST:
-    case AUTH_TYPE_ANY:
-        client_auth_ok(c);
-        return;
-    default:
-        client_close(c, "28000", "auth_type %s is not supported yet (use trust or any)",
-                     config_auth_type_name(cfg->auth_type));
+    AuthState *a = calloc(1, sizeof(*a));
+    if (!a) {
+        client_close(c, "53200", "out of memory");
         return;
     }
+    c->auth = a;
+    conn_want_read(&c->conn, false);
+    if (auth_is_local_admin(c)) {
+        auth_succeed(c);
+        return;
+    }
+    switch (cfg->auth_type) {
+    case AUTH_TYPE_ANY: auth_succeed(c); return;
+    case AUTH_TYPE_TRUST: a->method = METHOD_TRUST; break;
+    case AUTH_TYPE_PLAIN: a->method = METHOD_PLAIN; break;
+    case AUTH_TYPE_MD5: a->method = METHOD_MD5; break;
+    case AUTH_TYPE_SCRAM: a->method = METHOD_SCRAM; break;
+    case AUTH_TYPE_CERT: a->method = METHOD_CERT; break;
+    case AUTH_TYPE_HBA: {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        bool local = strcmp(c->conn.addr, "unix") == 0;
+        if (!local && getpeername(c->conn.fd, (struct sockaddr *)&ss, &sl) < 0) {
+            client_close(c, NULL, "getpeername failed");
+            return;
+        }
+        HbaMethod m = c->loop->auth && c->loop->auth->hba
+                          ? hba_match(c->loop->auth->hba, local ? NULL : (struct sockaddr *)&ss,
+                                      c->tls, c->database, c->user)
+                          : HBA_REJECT;
+        a->method = method_from_hba(m);
+        break;
+    }
+    default: a->method = METHOD_REJECT; break;
+    }
+    if (a->method == METHOD_TRUST) {
+        /* trust still requires the user to be known when there is an auth_file (PgBouncer) */
+        AuthContext *ac = c->loop->auth;
+        if (ac && ac->userlist && !userlist_get(ac->userlist, c->user) && !c->admin) {
+            client_close(c, "28000", "no such user: %s", c->user);
+            return;
+        }
+        auth_succeed(c);
+        return;
+    }
+    if (a->method == METHOD_REJECT || a->method == METHOD_CERT) {
+        auth_continue(c);
+        return;
+    }
+    if (auth_lookup_secret(c)) auth_continue(c);
+}
+
+/* ---------------------------------------------------------------- client messages */
+
+static void auth_on_password(Client *c, const uint8_t *body, uint32_t len)
+{
+    AuthState *a = c->auth;
+    if (len == 0 || body[len - 1] != 0 || memchr(body, 0, len) != body + len - 1) {
+        client_close(c, "08P01", "invalid password packet");
+        return;
+    }
+    AuthJob *j = auth_job_new(c, a->method == METHOD_MD5 ? JOB_CHECK_MD5 : JOB_CHECK_PLAIN);
+    if (!j || !(j->input = malloc(len))) {
+        if (j) auth_job_free(j);
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    memcpy(j->input, body, len);
+    j->input_len = len;
+    memcpy(j->salt, a->md5_salt, 4);
+    auth_submit(c, j);
+}
+
+static void auth_on_sasl_initial(Client *c, const uint8_t *body, uint32_t len)
+{
+    AuthState *a = c->auth;
+    PktReader r;
+    rd_init(&r, body, len);
+    const char *mech = rd_str(&r);
+    uint32_t n = rd_u32(&r);
+    const uint8_t *data = (n == 0xffffffffu || r.bad) ? NULL : rd_bytes(&r, n);
+    if (r.bad || !data || rd_left(&r) != 0) {
+        client_close(c, "08P01", "malformed SASLInitialResponse");
+        return;
+    }
+    char err[256], *server_first = NULL;
+    uint8_t cb[64];
+    int cbind_len = c->tls && c->ssl ? tls_server_end_point(c->ssl, cb) : 0;
+    const uint8_t *cbind = cbind_len > 0 ? cb : NULL;
+    if (scram_handle_client_first(a->scram, mech, (const char *)data, n, cbind, cbind_len,
+                                  &server_first, err, sizeof(err)) < 0) {
+        client_close(c, "08P01", "%s", err);
+        return;
+    }
+    PktBuf b;
+    pkt_init(&b);
+    pkt_begin(&b, 'R');
+    pkt_put_u32(&b, 11); /* AuthenticationSASLContinue */
+    pkt_put_bytes(&b, server_first, strlen(server_first));
+    pkt_end(&b);
+    free(server_first);
+    if (auth_send(c, &b) < 0) return;
+    a->step = STEP_WAIT_SASL_RESPONSE;
+}
+
+static void auth_on_sasl_response(Client *c, const uint8_t *body, uint32_t len)
+{
+    AuthState *a = c->auth;
+    AuthJob *j = auth_job_new(c, JOB_SCRAM_FINAL);
+    if (!j || !(j->input = malloc(len + 1))) {
+        if (j) auth_job_free(j);
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    memcpy(j->input, body, len);
+    j->input[len] = 0;
+    j->input_len = len;
+    j->scram = a->scram; /* the job owns the exchange while it runs */
+    a->scram = NULL;
+    auth_submit(c, j);
 }
 
 void auth_process(Client *c)
 {
-    (void)c;
+    while (c->state == CLIENT_AUTH && c->auth) {
+        AuthState *a = c->auth;
+        if (a->step != STEP_WAIT_PASSWORD && a->step != STEP_WAIT_SASL_INITIAL &&
+            a->step != STEP_WAIT_SASL_RESPONSE) {
+            conn_want_read(&c->conn, false);
+            return;
+        }
+        uint32_t avail = conn_avail(&c->conn);
+        if (avail < 5) {
+            conn_want_read(&c->conn, true);
+            return;
+        }
+        uint8_t *p = conn_data(&c->conn);
+        uint32_t len = proto_get_u32(p + 1);
+        if (p[0] != 'p' || len < 4 || len > AUTH_MSG_MAX) {
+            if (p[0] == 'X') client_close(c, NULL, "client closed during authentication");
+            else client_close(c, "08P01", "expected a password message, got '%c'", p[0]);
+            return;
+        }
+        if (avail < len + 1) {
+            if (conn_reserve(&c->conn, len + 1, AUTH_MSG_MAX + 1) < 0)
+                client_close(c, "53200", "out of memory");
+            else conn_want_read(&c->conn, true);
+            return;
+        }
+        /* copy out: the handlers may release the receive buffer */
+        uint32_t blen = len - 4;
+        uint8_t *body = malloc(blen + 1);
+        if (!body) {
+            client_close(c, "53200", "out of memory");
+            return;
+        }
+        memcpy(body, p + 5, blen);
+        conn_consume(&c->conn, len + 1);
+        switch (a->step) {
+        case STEP_WAIT_PASSWORD: auth_on_password(c, body, blen); break;
+        case STEP_WAIT_SASL_INITIAL: auth_on_sasl_initial(c, body, blen); break;
+        default: auth_on_sasl_response(c, body, blen); break;
+        }
+        OPENSSL_cleanse(body, blen);
+        free(body);
+    }
 }

@@ -3,18 +3,57 @@
  *
  * auth_begin() is called once a client's startup packet named its user and
  * database.  It ends, now or later (a password round trip, a hash on the
- * worker pool), in exactly one of client_auth_ok() or client_close().
- * Today: auth_type trust and any (and the admin console, which follows the
- * same rules); the password methods come with the authentication work.
+ * worker pool, an auth_query), in exactly one of client_auth_ok() or
+ * client_close().  Methods follow PgBouncer's auth_type: trust, any, plain,
+ * md5, scram-sha-256 (with SCRAM-SHA-256-PLUS over TLS), cert and hba.
+ *
+ * Secrets come from auth_file, from the database entry's password for a
+ * forced user, or from auth_query.  Everything that costs CPU (PBKDF2, md5,
+ * SCRAM proofs) and the blocking auth_query connection run on the worker
+ * pool; the loop only moves messages.
+ *
+ * The module's state (userlist, hba rules, caches) lives in an AuthContext
+ * owned by the Loop and rebuilt on reload.
  */
 #ifndef PGFUNNEL_AUTH_H
 #define PGFUNNEL_AUTH_H
 
 #include "types.h"
 
+typedef struct auth_context AuthContext;
+typedef struct auth_state AuthState; /* per client while it authenticates */
+
+/* Build the context for a configuration (auth_file, auth_hba_file, TLS). */
+AuthContext *auth_context_load(const Config *cfg, char *err, size_t errlen) WUR;
+/* Replace the loop's context after a reload; caches of unchanged secrets survive. */
+void auth_context_swap(Loop *loop, AuthContext *next);
+void auth_context_free(AuthContext *ac);
+
+/*
+ * Load what a configuration needs for authentication and TLS (auth_file,
+ * auth_hba_file, certificates) and install it in the loop.  All or nothing:
+ * on error nothing changes and err says why (file:line where it applies).
+ */
+int auth_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen) WUR;
+
 void auth_begin(Client *c);
-/* Bytes arrived while in CLIENT_AUTH (password messages). */
+/* Bytes arrived while in CLIENT_AUTH (password / SASL messages). */
 void auth_process(Client *c);
+/* The client goes away: drop its auth state (jobs finish on their own). */
+void auth_client_free(Client *c);
+
+/*
+ * The password pgfunnel can give libpq for a backend login as `user`: a
+ * plaintext secret from auth_file or auth_query, or NULL when only a hash
+ * (or nothing) is known.
+ */
+const char *auth_backend_password(Loop *loop, const char *user);
+
+typedef struct auth_stats {
+    uint64_t ok, failed, jobs;
+    uint64_t scram_cache_hits, scram_derivations;
+} AuthStats;
+const AuthStats *auth_get_stats(Loop *loop);
 
 /* Defined in client.c: authentication succeeded. */
 void client_auth_ok(Client *c);

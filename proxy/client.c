@@ -35,6 +35,7 @@
 #include "proto.h"
 #include "server.h"
 #include "stats.h"
+#include "tls.h"
 #include "workq.h"
 
 static const char *const client_state_names[] = {
@@ -88,6 +89,9 @@ void client_set_state(Client *c, ClientState st)
 static void client_free(void *arg)
 {
     Client *c = arg;
+    auth_client_free(c);
+    /* while a handshake step runs, the job owns the SSL object and frees it */
+    if (c->ssl && !c->tls_job) SSL_free(c->ssl);
     params_free(&c->params);
     free(c->user);
     free(c->database);
@@ -149,6 +153,8 @@ void client_close(Client *c, const char *sqlstate, const char *fmt, ...)
     loop_client_unregister(c->loop, c);
     list_remove(&c->loop->clients, &c->all_node);
     c->loop->client_count--;
+    /* a worker may be in SSL_do_handshake on this fd: the job closes it */
+    if (c->tls_job) c->conn.keep_fd = true;
     conn_close(&c->conn);
     loop_defer_free(c->loop, &c->deferred, client_free, c);
 }
@@ -447,6 +453,10 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         client_close(c, "57P01", "pgfunnel is shutting down");
         return;
     }
+    if (cfg->client_tls_sslmode >= SSLMODE_REQUIRE && !c->tls && strcmp(c->conn.addr, "unix") != 0) {
+        client_close(c, "28000", "SSL required");
+        return;
+    }
     if (admin_is_console_db(c->database)) {
         c->admin = true;
         client_set_state(c, CLIENT_AUTH);
@@ -501,6 +511,125 @@ void client_finish_login(Client *c)
     client_process(c);
 }
 
+/* ---------------------------------------------------------------- TLS */
+
+static void client_on_read(evutil_socket_t fd, short ev, void *arg);
+static void client_on_write(evutil_socket_t fd, short ev, void *arg);
+
+typedef struct tls_job {
+    WorkqJob job;
+    Loop *loop;
+    uint32_t client_id;
+    SSL *ssl;
+    int fd;
+    TlsStep step;
+    char err[256];
+} TlsJob;
+
+static void tls_job_work(WorkqJob *j)
+{
+    TlsJob *t = (TlsJob *)j;
+    t->step = tls_handshake_step(t->ssl, t->err, sizeof(t->err));
+}
+
+static void client_tls_submit(Client *c);
+
+static void client_on_tls_ready(evutil_socket_t fd, short ev, void *arg)
+{
+    Client *c = arg;
+    (void)fd;
+    (void)ev;
+    conn_want_read(&c->conn, false);
+    conn_want_write(&c->conn, false);
+    client_tls_submit(c);
+}
+
+static void tls_job_done(WorkqJob *j, int status)
+{
+    TlsJob *t = (TlsJob *)j;
+    Client *c = loop_client_find(t->loop, t->client_id);
+    if (!c || c->ssl != t->ssl) {
+        /* the client went away while the worker held its socket */
+        SSL_free(t->ssl);
+        close(t->fd);
+        free(t);
+        return;
+    }
+    c->tls_job = false;
+    if (status != 0) {
+        free(t);
+        client_close(c, NULL, "shutting down during TLS handshake");
+        return;
+    }
+    switch (t->step) {
+    case TLS_STEP_DONE:
+        tls_conn_attach(&c->conn, c->ssl);
+        c->tls = true;
+        c->loop->stats.tls_handshakes++;
+        conn_set_callbacks(&c->conn, client_on_read, client_on_write, c);
+        conn_want_read(&c->conn, true);
+        free(t);
+        /* the startup packet may already sit decrypted inside OpenSSL */
+        client_on_read(c->conn.fd, EV_READ, c);
+        return;
+    case TLS_STEP_WANT_READ: conn_want_read(&c->conn, true); break;
+    case TLS_STEP_WANT_WRITE: conn_want_write(&c->conn, true); break;
+    case TLS_STEP_FAILED:
+        c->loop->stats.tls_handshake_failures++;
+        client_close(c, NULL, "%s", t->err);
+        break;
+    }
+    free(t);
+}
+
+static void client_tls_submit(Client *c)
+{
+    TlsJob *t = calloc(1, sizeof(*t));
+    if (!t) {
+        client_close(c, NULL, "out of memory");
+        return;
+    }
+    t->loop = c->loop;
+    t->client_id = c->id;
+    t->ssl = c->ssl;
+    t->fd = c->conn.fd;
+    c->tls_job = true;
+    if (workq_submit(c->loop->workq, &t->job, tls_job_work, tls_job_done) < 0) {
+        c->tls_job = false;
+        free(t);
+        client_close(c, NULL, "worker queue full during TLS handshake");
+    }
+}
+
+/* SSLRequest: answer 'S' and hand the handshake to the workers, or 'N'. */
+static void client_start_tls(Client *c)
+{
+    TlsContext *t = c->loop->tls;
+    if (!t || strcmp(c->conn.addr, "unix") == 0) {
+        if (conn_send(&c->conn, "N", 1) < 0) client_close(c, NULL, "write failed");
+        return;
+    }
+    /* bytes after the SSLRequest would be unencrypted data smuggled into the session */
+    if (conn_avail(&c->conn) > 0) {
+        client_protocol_violation(c, "received unencrypted data after SSL request");
+        return;
+    }
+    c->ssl = SSL_new(t->ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->conn.fd) != 1) {
+        client_close(c, "XX000", "could not create a TLS session");
+        return;
+    }
+    SSL_set_accept_state(c->ssl);
+    if (conn_send(&c->conn, "S", 1) < 0) {
+        client_close(c, NULL, "write failed");
+        return;
+    }
+    conn_release_buffer(&c->conn);
+    conn_set_callbacks(&c->conn, client_on_tls_ready, client_on_tls_ready, c);
+    conn_want_read(&c->conn, false);
+    client_tls_submit(c);
+}
+
 static void client_process_startup(Client *c)
 {
     for (;;) {
@@ -536,9 +665,14 @@ static void client_process_startup(Client *c)
             client_protocol_violation(c, err);
             return;
         }
+        if (sp.kind == STARTUP_SSL && !c->tls && !c->ssl) {
+            free(pkt);
+            client_start_tls(c);
+            return;
+        }
         if (sp.kind == STARTUP_SSL || sp.kind == STARTUP_GSSENC) {
             free(pkt);
-            /* TLS is not offered yet: 'N' and the client continues in clear text */
+            /* GSS encryption is not offered (nor TLS twice): 'N', go on in the current mode */
             if (conn_send(&c->conn, "N", 1) < 0) {
                 client_close(c, NULL, "write failed");
                 return;
@@ -565,6 +699,7 @@ void client_process(Client *c)
         else client_process_idle(c);
         break;
     case CLIENT_ACTIVE: client_relay(c); break;
+    case CLIENT_AUTH: auth_process(c); break;
     default:
         /* LOGIN_WAIT, WAITING: keep the bytes, read no more */
         conn_want_read(&c->conn, false);
@@ -590,6 +725,16 @@ static void client_on_read(evutil_socket_t fd, short ev, void *arg)
     }
     c->last_activity = time_now_usec();
     client_process(c);
+    /* TLS: decrypted bytes inside OpenSSL will not wake the socket again */
+    while (c->state != CLIENT_CLOSING && c->conn.reading && tls_conn_pending(&c->conn)) {
+        n = conn_fill(&c->conn);
+        if (n == 0 || n == -1) {
+            client_close(c, NULL, "client connection error");
+            return;
+        }
+        if (n == -2) break;
+        client_process(c);
+    }
 }
 
 static void client_on_write(evutil_socket_t fd, short ev, void *arg)

@@ -54,7 +54,10 @@ struct client {
     bool admin;             /* admin console connection */
     bool linking;           /* server is applying our parameters */
     bool extended_open;     /* extended-protocol messages sent since the last Sync */
-    bool tls;
+    bool tls;               /* TLS established */
+    bool tls_job;           /* a handshake step runs on a worker: it owns ssl and the fd */
+    struct ssl_st *ssl;     /* client TLS session (owned; freed with the client) */
+    struct auth_state *auth; /* while authenticating */
     uint32_t fwd_left;      /* bytes of the current message still to forward */
     int expected_rfq;       /* ReadyForQuery messages the server still owes */
     char tx_status;         /* last ReadyForQuery status seen: I, T, E */

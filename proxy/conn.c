@@ -57,7 +57,7 @@ void conn_want_read(Conn *c, bool on)
     else event_del(&c->ev_read);
 }
 
-static void conn_want_write(Conn *c, bool on)
+void conn_want_write(Conn *c, bool on)
 {
     if (c->writing == on || c->closed) return;
     c->writing = on;

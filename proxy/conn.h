@@ -57,6 +57,8 @@ void conn_set_callbacks(Conn *c, event_callback_fn on_read, event_callback_fn on
 void conn_close(Conn *c);
 
 void conn_want_read(Conn *c, bool on);
+/* Arm EV_WRITE (the out-queue does this itself; TLS handshakes need it directly). */
+void conn_want_write(Conn *c, bool on);
 
 /* Bytes available to parse. */
 static inline uint32_t conn_avail(const Conn *c)

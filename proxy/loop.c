@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "client.h"
+#include "tls.h"
 #include "config.h"
 #include "log.h"
 #include "loop.h"
@@ -284,6 +286,8 @@ void loop_destroy(Loop *loop)
         free(f);
     }
     free(loop->client_ids.slots);
+    auth_context_free(loop->auth);
+    tls_context_unref(loop->tls);
     if (loop->base) event_base_free(loop->base);
     free(loop);
 }

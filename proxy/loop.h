@@ -42,6 +42,8 @@ typedef struct loop_stats {
     uint64_t servers_opened;
     uint64_t servers_failed;
     uint64_t accept_errors;
+    uint64_t tls_handshakes;
+    uint64_t tls_handshake_failures;
     /* loop health: how late the 100 ms tick fires (usec) */
     uint64_t lag_samples;
     usec_t lag_max;
@@ -52,6 +54,8 @@ typedef struct loop_stats {
 struct loop {
     struct event_base *base;
     Config *cfg;             /* current configuration; replaced whole on reload */
+    struct auth_context *auth; /* auth.c: userlist, hba, caches; replaced on reload */
+    struct tls_context *tls; /* tls.c: client TLS context (NULL = no TLS); replaced on reload */
     Workq *workq;
     List listeners;          /* Listener.node */
     List clients;            /* every Client, login or not (Client.all_node) */

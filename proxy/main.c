@@ -26,6 +26,7 @@
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
@@ -147,6 +148,12 @@ static void process_reload(Process *pr)
         if (strcmp(a, b) != 0)
             log_warning("option %s changed from \"%s\" to \"%s\": takes effect after a restart",
                         od->name, a, b);
+    }
+    if (auth_apply_config(loop, ncfg, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        log_error("configuration reload failed; keeping the previous configuration");
+        config_free(ncfg);
+        return;
     }
     Config *old = loop->cfg;
     loop->cfg = ncfg;
@@ -317,6 +324,10 @@ int main(int argc, char **argv)
         log_fatal("cannot create the event loop");
         config_free(cfg);
         goto out;
+    }
+    if (auth_apply_config(pr.loop, cfg, err, sizeof(err)) < 0) {
+        log_fatal("%s", err);
+        goto out_loop;
     }
     if (listener_open_all(pr.loop, err, sizeof(err)) < 0) {
         log_fatal("%s", err);

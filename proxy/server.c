@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <openssl/ssl.h>
 
+#include "auth.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
@@ -28,6 +28,7 @@
 #include "proto.h"
 #include "server.h"
 #include "stats.h"
+#include "tls.h"
 #include "workq.h"
 
 /* ParameterStatus values a client is told at login, read from libpq after connecting. */
@@ -85,38 +86,6 @@ static void server_free(void *arg)
     params_free(&s->applied);
     free(s->internal_error);
     free(s);
-}
-
-/* ---------------------------------------------------------------- TLS I/O */
-
-static ssize_t server_ssl_result(SSL *ssl, int n)
-{
-    if (n > 0) return n;
-    switch (SSL_get_error(ssl, n)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE: errno = EAGAIN; return -1;
-    case SSL_ERROR_ZERO_RETURN: return 0;
-    default: errno = EIO; return -1;
-    }
-}
-
-static ssize_t server_ssl_read(Conn *c, void *buf, size_t len)
-{
-    SSL *ssl = c->io_ctx;
-    return server_ssl_result(ssl, SSL_read(ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len)));
-}
-
-static ssize_t server_ssl_write(Conn *c, const void *buf, size_t len)
-{
-    SSL *ssl = c->io_ctx;
-    return server_ssl_result(ssl, SSL_write(ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len)));
-}
-
-static const ConnIo server_ssl_io = {server_ssl_read, server_ssl_write};
-
-static bool server_ssl_pending(const Server *s)
-{
-    return s->conn.io == &server_ssl_io && SSL_pending((SSL *)s->conn.io_ctx) > 0;
 }
 
 /* ---------------------------------------------------------------- closing */
@@ -451,7 +420,7 @@ static void server_process(Server *s)
         } else if (s->state == SERVER_IDLE) server_process_idle(s);
         else break;
         /* TLS may hold decrypted bytes the socket will not signal again */
-    } while (s->state != SERVER_CLOSING && conn_avail(&s->conn) == 0 && server_ssl_pending(s) &&
+    } while (s->state != SERVER_CLOSING && conn_avail(&s->conn) == 0 && tls_conn_pending(&s->conn) &&
              s->conn.reading && conn_fill(&s->conn) > 0);
 }
 
@@ -563,6 +532,15 @@ static void server_login_failed(Server *s, const char *text)
 {
     char sqlstate[6], msg[512];
     server_parse_login_error(text, sqlstate, msg, sizeof(msg));
+    if (strstr(text, "no password supplied")) {
+        /* libpq 15 can only log in with a password, never with a stored hash */
+        strcpy(sqlstate, "28P01");
+        snprintf(msg, sizeof(msg),
+                 "the server requires a password for user \"%s\" and pgfunnel has none it can "
+                 "use: set password= in the [databases] entry or put the plaintext password in "
+                 "auth_file (md5/SCRAM secrets cannot be used to log in to the server)",
+                 s->pool->username);
+    }
     Pool *p = s->pool;
     s->loop->stats.servers_failed++;
     log_at(LOG_LEVEL_WARNING, s->prefix, "login failed: %s %s", sqlstate, msg);
@@ -594,8 +572,13 @@ static void server_login_done(Server *s)
     snprintf(s->conn.addr, sizeof(s->conn.addr), "%s:%s", PQhost(s->pg) ? PQhost(s->pg) : "?",
              PQport(s->pg) ? PQport(s->pg) : "?");
     if (PQsslInUse(s->pg)) {
-        s->conn.io = &server_ssl_io;
-        s->conn.io_ctx = PQsslStruct(s->pg, "OpenSSL");
+        /* libpq did the handshake; the relay continues on its SSL object */
+        SSL *ssl = PQsslStruct(s->pg, "OpenSSL");
+        if (!ssl) {
+            server_close(s, "server TLS session not available");
+            return;
+        }
+        tls_conn_attach(&s->conn, ssl);
     }
     conn_set_callbacks(&s->conn, server_on_read, server_on_write, s);
     conn_want_read(&s->conn, true);
@@ -689,7 +672,8 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     KV("port", port);
     KV("dbname", db->dbname ? db->dbname : db->name);
     KV("user", pool->username);
-    KV("password", db->password);
+    /* a forced user's password, else a plaintext secret from auth_file */
+    KV("password", db->password ? db->password : auth_backend_password(s->loop, pool->username));
     KV("client_encoding", db->client_encoding);
     KV("application_name", db->application_name);
     KV("fallback_application_name", "pgfunnel");
