@@ -32,6 +32,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "prepared.h"
 #include "proto.h"
 #include "server.h"
 #include "stats.h"
@@ -90,6 +91,7 @@ static void client_free(void *arg)
 {
     Client *c = arg;
     auth_client_free(c);
+    if (c->pool) ps_client_map_free(&c->ps, &c->pool->ps);
     /* while a handshake step runs, the job owns the SSL object and frees it */
     if (c->ssl && !c->tls_job) SSL_free(c->ssl);
     params_free(&c->params);
@@ -209,10 +211,72 @@ static void client_note_message(Client *c, uint8_t type, usec_t *now)
     }
 }
 
+/*
+ * With prepared-statement tracking, these messages are handled one by one
+ * (prepared.c) instead of being batched: P/B/D/C may be rewritten, and a
+ * short Query may be DEALLOCATE ALL / DISCARD ALL.
+ */
+static bool client_msg_special(uint8_t type, uint32_t len)
+{
+    return type == 'P' || type == 'B' || type == 'D' || type == 'C' || (type == 'Q' && len <= 256);
+}
+
+/* Largest P/B/D/C head the pooler buffers whole to rewrite a statement name. */
+#define CLIENT_PS_MSG_MAX (16u * 1024 * 1024)
+
+/*
+ * The message at the head of the buffer needs the pooler's attention.
+ * Returns 1 to continue relaying, 0 to wait for more bytes, -1 when the
+ * client was closed.
+ */
+static int client_relay_special(Client *c, usec_t *now)
+{
+    uint8_t *p = conn_data(&c->conn);
+    uint32_t avail = conn_avail(&c->conn);
+    uint8_t type = p[0];
+    uint32_t len = proto_get_u32(p + 1);
+    uint64_t total = (uint64_t)len + 1;
+    char err[256];
+    if (type == 'Q') {
+        if (avail < total) goto need_more;
+        ps_note_query(c, p + 5, len - 4);
+        client_note_message(c, type, now);
+        ps_note_forwarded(c, type);
+        c->fwd_left = (uint32_t)total;
+        return 1;
+    }
+    uint32_t consumed = 0;
+    int r = ps_client_message(c, p, avail, &consumed, err, sizeof(err));
+    if (r < 0) {
+        client_protocol_violation(c, err);
+        return -1;
+    }
+    if (r == 0 && consumed == 0) goto need_more;
+    client_note_message(c, type, now);
+    if (r == 1) {
+        c->fwd_left = (uint32_t)total; /* unchanged */
+        return 1;
+    }
+    conn_consume(&c->conn, consumed);
+    c->fwd_left = (uint32_t)(total - consumed); /* e.g. Bind parameters after the new name */
+    return 1;
+need_more:
+    if (total > CLIENT_PS_MSG_MAX) {
+        client_protocol_violation(c, "message too large for prepared statement tracking");
+        return -1;
+    }
+    if (conn_reserve(&c->conn, (uint32_t)total, CLIENT_PS_MSG_MAX) < 0) {
+        client_close(c, "53200", "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
 static void client_relay(Client *c)
 {
     uint32_t max_pkt = (uint32_t)c->loop->cfg->max_packet_size;
     usec_t now = 0;
+    bool ps = ps_enabled(c->pool);
 
     while (c->state == CLIENT_ACTIVE && !c->linking) {
         Server *s = c->server;
@@ -230,7 +294,9 @@ static void client_relay(Client *c)
                 uint8_t type = p[off];
                 uint32_t len = proto_get_u32(p + off + 1);
                 if (!client_msg_known(type) || len < 4 || len > max_pkt) break;
+                if (ps && client_msg_special(type, len)) break;
                 client_note_message(c, type, &now);
+                if (ps) ps_note_forwarded(c, type);
                 uint64_t total = (uint64_t)len + 1;
                 if (avail - off >= total) {
                     off += (uint32_t)total;
@@ -262,6 +328,12 @@ static void client_relay(Client *c)
         if (len < 4 || len > max_pkt) {
             client_protocol_violation(c, "invalid message length");
             return;
+        }
+        if (ps && client_msg_known(type) && client_msg_special(type, len)) {
+            int r = client_relay_special(c, &now);
+            if (r < 0) return;
+            if (r == 0) break;
+            continue;
         }
         char msg[64];
         snprintf(msg, sizeof(msg), "invalid frontend message type %d", type);

@@ -25,6 +25,7 @@
 #include "list.h"
 #include "loop.h"
 #include "params.h"
+#include "prepared.h"
 #include "types.h"
 
 typedef enum {
@@ -51,6 +52,7 @@ struct client {
     char *user;             /* from the startup packet */
     char *database;
     ParamSet params;        /* the session as the client sees it */
+    PsClientMap ps;         /* its prepared statement names (transaction/statement mode) */
     bool admin;             /* admin console connection */
     bool linking;           /* server is applying our parameters */
     bool extended_open;     /* extended-protocol messages sent since the last Sync */

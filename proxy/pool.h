@@ -18,6 +18,7 @@
 #include "list.h"
 #include "loop.h"
 #include "params.h"
+#include "prepared.h"
 #include "types.h"
 
 typedef struct pool_user {
@@ -32,6 +33,7 @@ typedef struct pool_stats {
     uint64_t bytes_in, bytes_out;         /* client->server, server->client */
     uint64_t xact_time, query_time, wait_time; /* usec */
     uint64_t logins, login_failures;
+    uint64_t ps_client_parses, ps_server_parses, ps_binds; /* prepared statements */
 } PoolStats;
 
 struct database {
@@ -78,6 +80,7 @@ struct pool {
     char failure_sqlstate[6];
     char *failure_msg;
     PoolStats stats;
+    PsRegistry ps;           /* prepared statements of all clients, by text and types */
 };
 
 /*

@@ -25,6 +25,7 @@
 #include "list.h"
 #include "loop.h"
 #include "params.h"
+#include "prepared.h"
 #include "types.h"
 
 typedef enum {
@@ -65,6 +66,8 @@ struct server {
     bool dirty;             /* must not be reused (unknown state) */
     ParamSet params;        /* reported values as the backend has them */
     ParamSet applied;       /* non-reported parameters the pooler SET */
+    PsServerCache ps;       /* prepared statements that exist on this backend */
+    PsQueue psq;            /* requests whose answers are due (prepared-statement tracking) */
     uint32_t backend_pid;
     usec_t connect_start;
     usec_t created;         /* login finished */

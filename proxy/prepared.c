@@ -1,0 +1,601 @@
+/*
+ * prepared.c — prepared statements across pooled servers (see prepared.h).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client.h"
+#include "config.h"
+#include "log.h"
+#include "pool.h"
+#include "prepared.h"
+#include "proto.h"
+#include "server.h"
+
+struct ps_stmt {
+    PsStmt *hnext;
+    uint64_t id;
+    uint32_t hash;
+    int refs;
+    char name[32];       /* internal name used on servers */
+    char *query;
+    uint32_t query_len;
+    uint8_t *types;      /* ntypes * 4 bytes, as sent */
+    uint16_t ntypes;
+};
+
+typedef struct ps_client_entry {
+    char *name;
+    PsStmt *stmt;
+} PsClientEntry;
+
+bool ps_enabled(const Pool *p)
+{
+    return p && p->mode != POOL_MODE_SESSION && p->loop->cfg->max_prepared_statements > 0;
+}
+
+/* ---------------------------------------------------------------- registry */
+
+static uint32_t ps_hash(const char *q, uint32_t qlen, const uint8_t *types, uint16_t ntypes)
+{
+    uint32_t h = 2166136261u;
+    for (uint32_t i = 0; i < qlen; i++)
+        h = (h ^ (uint8_t)q[i]) * 16777619u;
+    for (uint32_t i = 0; i < (uint32_t)ntypes * 4; i++)
+        h = (h ^ types[i]) * 16777619u;
+    return h;
+}
+
+static PsStmt *ps_registry_get(PsRegistry *r, const char *q, uint32_t qlen, const uint8_t *types,
+                               uint16_t ntypes)
+{
+    uint32_t h = ps_hash(q, qlen, types, ntypes);
+    if (r->buckets) {
+        for (PsStmt *s = r->buckets[h & r->mask]; s; s = s->hnext)
+            if (s->hash == h && s->query_len == qlen && s->ntypes == ntypes &&
+                memcmp(s->query, q, qlen) == 0 && memcmp(s->types, types, (size_t)ntypes * 4) == 0) {
+                s->refs++;
+                return s;
+            }
+    }
+    if (!r->buckets || r->count > r->mask) {
+        uint32_t size = r->buckets ? (r->mask + 1) * 2 : 256;
+        PsStmt **nb = calloc(size, sizeof(*nb));
+        if (!nb) return NULL;
+        if (r->buckets) {
+            for (uint32_t i = 0; i <= r->mask; i++) {
+                PsStmt *s = r->buckets[i];
+                while (s) {
+                    PsStmt *next = s->hnext;
+                    s->hnext = nb[s->hash & (size - 1)];
+                    nb[s->hash & (size - 1)] = s;
+                    s = next;
+                }
+            }
+            free(r->buckets);
+        }
+        r->buckets = nb;
+        r->mask = size - 1;
+    }
+    PsStmt *s = calloc(1, sizeof(*s));
+    if (!s) return NULL;
+    s->query = malloc(qlen + 1);
+    s->types = malloc((size_t)ntypes * 4 + 1);
+    if (!s->query || !s->types) {
+        free(s->query);
+        free(s->types);
+        free(s);
+        return NULL;
+    }
+    memcpy(s->query, q, qlen);
+    s->query[qlen] = 0;
+    memcpy(s->types, types, (size_t)ntypes * 4);
+    s->query_len = qlen;
+    s->ntypes = ntypes;
+    s->hash = h;
+    s->id = ++r->next_id;
+    snprintf(s->name, sizeof(s->name), "pgf_%llu", (unsigned long long)s->id);
+    s->refs = 1;
+    s->hnext = r->buckets[h & r->mask];
+    r->buckets[h & r->mask] = s;
+    r->count++;
+    return s;
+}
+
+static void ps_unref(PsRegistry *r, PsStmt *s)
+{
+    if (!s || --s->refs > 0) return;
+    PsStmt **pp = &r->buckets[s->hash & r->mask];
+    while (*pp && *pp != s)
+        pp = &(*pp)->hnext;
+    if (*pp) *pp = s->hnext;
+    r->count--;
+    free(s->query);
+    free(s->types);
+    free(s);
+}
+
+void ps_registry_free(PsRegistry *r)
+{
+    if (r->buckets) {
+        for (uint32_t i = 0; i <= r->mask; i++) {
+            PsStmt *s = r->buckets[i];
+            while (s) {
+                PsStmt *next = s->hnext;
+                free(s->query);
+                free(s->types);
+                free(s);
+                s = next;
+            }
+        }
+    }
+    free(r->buckets);
+    memset(r, 0, sizeof(*r));
+}
+
+/* ---------------------------------------------------------------- client map */
+
+static int ps_map_find(const PsClientMap *m, const char *name)
+{
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->v[i].name, name) == 0) return i;
+    return -1;
+}
+
+static int ps_map_put(PsClientMap *m, PsRegistry *r, const char *name, PsStmt *s)
+{
+    int i = ps_map_find(m, name);
+    if (i >= 0) {
+        /* re-Parse under the same name: the new text wins (the old one was closed or is replaced) */
+        ps_unref(r, m->v[i].stmt);
+        m->v[i].stmt = s;
+        return 0;
+    }
+    if (m->n == m->cap) {
+        int cap = m->cap ? m->cap * 2 : 4;
+        PsClientEntry *nv = realloc(m->v, (size_t)cap * sizeof(*nv));
+        if (!nv) return -1;
+        m->v = nv;
+        m->cap = cap;
+    }
+    m->v[m->n].name = strdup(name);
+    if (!m->v[m->n].name) return -1;
+    m->v[m->n].stmt = s;
+    m->n++;
+    return 0;
+}
+
+static void ps_map_remove_at(PsClientMap *m, PsRegistry *r, int i)
+{
+    ps_unref(r, m->v[i].stmt);
+    free(m->v[i].name);
+    m->v[i] = m->v[m->n - 1];
+    m->n--;
+}
+
+void ps_client_map_free(PsClientMap *m, PsRegistry *r)
+{
+    while (m->n > 0)
+        ps_map_remove_at(m, r, m->n - 1);
+    free(m->v);
+    memset(m, 0, sizeof(*m));
+}
+
+int ps_client_map_count(const PsClientMap *m)
+{
+    return m->n;
+}
+
+/* ---------------------------------------------------------------- server cache */
+
+static int ps_cache_find(PsServerCache *sc, const PsStmt *s)
+{
+    for (int i = 0; i < sc->n; i++)
+        if (sc->v[i] == s) return i;
+    return -1;
+}
+
+static void ps_cache_remove_at(PsServerCache *sc, PsRegistry *r, int i)
+{
+    ps_unref(r, sc->v[i]);
+    sc->v[i] = sc->v[sc->n - 1];
+    sc->used[i] = sc->used[sc->n - 1];
+    sc->n--;
+}
+
+void ps_server_cache_free(PsServerCache *sc, PsRegistry *r)
+{
+    while (sc->n > 0)
+        ps_cache_remove_at(sc, r, sc->n - 1);
+    free(sc->v);
+    free(sc->used);
+    memset(sc, 0, sizeof(*sc));
+}
+
+int ps_server_cache_count(const PsServerCache *sc)
+{
+    return sc->n;
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static int ps_queue_push(PsQueue *q, uint8_t kind, uint8_t flags, PsStmt *stmt, char *client_name)
+{
+    if (q->count == q->cap) {
+        uint32_t cap = q->cap ? q->cap * 2 : 16;
+        PsPending *nv = malloc(cap * sizeof(*nv));
+        if (!nv) return -1;
+        for (uint32_t i = 0; i < q->count; i++)
+            nv[i] = q->v[(q->head + i) % q->cap];
+        free(q->v);
+        q->v = nv;
+        q->cap = cap;
+        q->head = 0;
+    }
+    PsPending *p = &q->v[(q->head + q->count) % q->cap];
+    p->kind = kind;
+    p->flags = flags;
+    p->stmt = stmt;
+    p->client_name = client_name;
+    q->count++;
+    return 0;
+}
+
+static PsPending *ps_queue_head(PsQueue *q)
+{
+    return q->count ? &q->v[q->head] : NULL;
+}
+
+static void ps_queue_pop(PsQueue *q, PsRegistry *r)
+{
+    PsPending *p = &q->v[q->head];
+    ps_unref(r, p->stmt);
+    free(p->client_name);
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+}
+
+void ps_queue_clear(PsQueue *q, PsRegistry *r)
+{
+    while (q->count)
+        ps_queue_pop(q, r);
+    free(q->v);
+    memset(q, 0, sizeof(*q));
+}
+
+/* ---------------------------------------------------------------- client side */
+
+static int ps_send(Server *s, PktBuf *b)
+{
+    int r = b->failed ? -1 : server_send(s, b->data, b->len);
+    pkt_reset(b);
+    return r;
+}
+
+/* Make sure the server has stmt: Parse it there (answer swallowed), evicting the LRU. */
+static int ps_ensure_on_server(Client *c, PsStmt *st, PktBuf *b)
+{
+    Server *s = c->server;
+    Pool *p = c->pool;
+    PsServerCache *sc = &s->ps;
+    int i = ps_cache_find(sc, st);
+    if (i >= 0) {
+        sc->used[i] = ++sc->clock;
+        return 0;
+    }
+    int max = p->loop->cfg->max_prepared_statements;
+    if (sc->cap < max) {
+        PsStmt **nv = realloc(sc->v, (size_t)max * sizeof(*nv));
+        if (!nv) return -1;
+        sc->v = nv;
+        uint64_t *nu = realloc(sc->used, (size_t)max * sizeof(*nu));
+        if (!nu) return -1;
+        sc->used = nu;
+        sc->cap = max;
+    }
+    while (sc->n >= max && sc->n > 0) {
+        int lru = 0;
+        for (int k = 1; k < sc->n; k++)
+            if (sc->used[k] < sc->used[lru]) lru = k;
+        pkt_begin(b, 'C');
+        pkt_put_u8(b, 'S');
+        pkt_put_str(b, sc->v[lru]->name);
+        pkt_end(b);
+        if (ps_send(s, b) < 0 || ps_queue_push(&s->psq, 'C', PS_SWALLOW, NULL, NULL) < 0) return -1;
+        ps_cache_remove_at(sc, &p->ps, lru);
+    }
+    pkt_begin(b, 'P');
+    pkt_put_str(b, st->name);
+    pkt_put_str(b, st->query);
+    pkt_put_u16(b, st->ntypes);
+    pkt_put_bytes(b, st->types, (size_t)st->ntypes * 4);
+    pkt_end(b);
+    if (ps_send(s, b) < 0) return -1;
+    st->refs += 2; /* the cache and the queued Parse */
+    sc->v[sc->n] = st;
+    sc->used[sc->n] = ++sc->clock;
+    sc->n++;
+    p->stats.ps_server_parses++;
+    return ps_queue_push(&s->psq, 'P', PS_SWALLOW, st, NULL);
+}
+
+/* Answer locally now if nothing is outstanding, else when the queue gets there. */
+static int ps_inject(Client *c, uint8_t kind)
+{
+    Server *s = c->server;
+    if (s->psq.count == 0) {
+        PktBuf b;
+        pkt_init(&b);
+        pkt_begin(&b, kind == 'P' ? '1' : '3');
+        pkt_end(&b);
+        int r = b.failed ? -1 : conn_send(&c->conn, b.data, b.len);
+        pkt_free(&b);
+        return r;
+    }
+    return ps_queue_push(&s->psq, kind, PS_INJECT, NULL, NULL);
+}
+
+static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *err, size_t errlen)
+{
+    PktReader r;
+    rd_init(&r, msg + 5, len - 4);
+    const char *name = rd_str(&r);
+    const char *query = rd_str(&r);
+    uint16_t ntypes = rd_u16(&r);
+    const uint8_t *types = rd_bytes(&r, (size_t)ntypes * 4);
+    if (r.bad || rd_left(&r) != 0) {
+        snprintf(err, errlen, "invalid Parse message");
+        return -1;
+    }
+    Pool *p = c->pool;
+    Server *s = c->server;
+    p->stats.ps_client_parses++;
+    PsStmt *st = ps_registry_get(&p->ps, query, (uint32_t)strlen(query), types, ntypes);
+    if (!st) goto oom;
+    if (ps_map_put(&c->ps, &p->ps, name, st) < 0) {
+        ps_unref(&p->ps, st);
+        goto oom;
+    }
+    int i = ps_cache_find(&s->ps, st);
+    if (i >= 0) {
+        s->ps.used[i] = ++s->ps.clock;
+        return ps_inject(c, 'P');
+    }
+    /* reuse the ensure path but let the client see this ParseComplete */
+    PktBuf b;
+    pkt_init(&b);
+    int rc = ps_ensure_on_server(c, st, &b);
+    pkt_free(&b);
+    if (rc < 0) goto oom;
+    PsPending *last = &s->psq.v[(s->psq.head + s->psq.count - 1) % s->psq.cap];
+    last->flags = 0;
+    last->client_name = strdup(name);
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/*
+ * Bind / Describe / Close naming a statement.  Only the names at the start
+ * are needed; *consumed is what this call took care of.
+ */
+int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *consumed,
+                      char *err, size_t errlen)
+{
+    uint8_t type = msg[0];
+    uint32_t len = proto_get_u32(msg + 1);
+    Server *s = c->server;
+    Pool *p = c->pool;
+    *consumed = 0;
+    if (type == 'P') {
+        const uint8_t *nul = memchr(msg + 5, 0, avail - 5);
+        if (nul && nul == msg + 5) {
+            ps_note_forwarded(c, 'P'); /* the unnamed statement passes through */
+            return 1;
+        }
+        if (avail < len + 1) return 0; /* caller fetches the whole message */
+        if (ps_handle_parse(c, msg, len, err, errlen) < 0) return -1;
+        *consumed = len + 1;
+        return 0;
+    }
+    PktReader r;
+    rd_init(&r, msg + 5, (avail < len + 1 ? avail : len + 1) - 5);
+    PktBuf b;
+    pkt_init(&b);
+    int rc = 0;
+    if (type == 'B') {
+        const char *portal = rd_str(&r);
+        const char *name = rd_str(&r);
+        if (r.bad) return 0; /* names not complete yet */
+        uint32_t head_len = (uint32_t)(r.p - msg);
+        p->stats.ps_binds++;
+        int i = ps_map_find(&c->ps, name);
+        if (i < 0) {
+            /* unknown: the server answers "does not exist" just like PostgreSQL */
+            ps_note_forwarded(c, 'B');
+            *consumed = 0;
+            return 1; /* forward unchanged */
+        }
+        PsStmt *st = c->ps.v[i].stmt;
+        if (ps_ensure_on_server(c, st, &b) < 0) goto oom;
+        uint32_t nlen = len - (uint32_t)strlen(name) + (uint32_t)strlen(st->name);
+        pkt_put_u8(&b, 'B');
+        pkt_put_u32(&b, nlen);
+        pkt_put_str(&b, portal);
+        pkt_put_str(&b, st->name);
+        if (ps_send(s, &b) < 0) goto oom;
+        ps_note_forwarded(c, 'B');
+        *consumed = head_len; /* the parameters follow unchanged */
+        pkt_free(&b);
+        return 0;
+    }
+    /* Describe / Close: 'S' or 'P' then a name; small, always whole */
+    if (avail < len + 1) return 0;
+    uint8_t what = rd_u8(&r);
+    const char *name = rd_str(&r);
+    if (r.bad || rd_left(&r) != 0 || (what != 'S' && what != 'P')) {
+        snprintf(err, errlen, "invalid %s message", type == 'D' ? "Describe" : "Close");
+        return -1;
+    }
+    if (what == 'P' || name[0] == 0) {
+        ps_note_forwarded(c, type);
+        return 1;
+    }
+    int i = ps_map_find(&c->ps, name);
+    if (type == 'C') {
+        /* closing is the client's business only: the statement stays on the servers */
+        if (i >= 0) ps_map_remove_at(&c->ps, &p->ps, i);
+        *consumed = len + 1;
+        rc = ps_inject(c, 'C');
+        pkt_free(&b);
+        if (rc < 0) goto oom_nofree;
+        return 0;
+    }
+    if (i < 0) {
+        ps_note_forwarded(c, 'D');
+        return 1;
+    }
+    PsStmt *st = c->ps.v[i].stmt;
+    if (ps_ensure_on_server(c, st, &b) < 0) goto oom;
+    pkt_begin(&b, 'D');
+    pkt_put_u8(&b, 'S');
+    pkt_put_str(&b, st->name);
+    pkt_end(&b);
+    if (ps_send(s, &b) < 0) goto oom;
+    ps_note_forwarded(c, 'D');
+    *consumed = len + 1;
+    pkt_free(&b);
+    return 0;
+oom:
+    pkt_free(&b);
+oom_nofree:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+void ps_note_forwarded(Client *c, uint8_t type)
+{
+    Server *s = c->server;
+    if (!s) return;
+    switch (type) {
+    case 'P': case 'B': case 'D': case 'C': case 'E': case 'S': case 'Q': case 'F':
+        if (ps_queue_push(&s->psq, type, 0, NULL, NULL) < 0) s->dirty = true;
+        break;
+    default: break;
+    }
+}
+
+static bool ps_is_deallocate_all(const uint8_t *sql, uint32_t len)
+{
+    char buf[64];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < len && sql[i] && n + 1 < sizeof(buf); i++) {
+        char ch = (char)tolower(sql[i]);
+        if (isspace((unsigned char)ch) || ch == ';') {
+            if (n > 0 && buf[n - 1] != ' ') buf[n++] = ' ';
+            continue;
+        }
+        buf[n++] = ch;
+    }
+    while (n > 0 && buf[n - 1] == ' ')
+        n--;
+    buf[n] = 0;
+    return strcmp(buf, "deallocate all") == 0 || strcmp(buf, "deallocate prepare all") == 0 ||
+           strcmp(buf, "discard all") == 0;
+}
+
+void ps_note_query(Client *c, const uint8_t *sql, uint32_t len)
+{
+    if (!ps_is_deallocate_all(sql, len)) return;
+    ps_client_map_free(&c->ps, &c->pool->ps);
+    /* the statement runs on the server and drops our internal statements there too */
+    if (c->server) ps_server_forget_all(c->server);
+}
+
+void ps_server_forget_all(Server *s)
+{
+    ps_server_cache_free(&s->ps, &s->pool->ps);
+}
+
+/* ---------------------------------------------------------------- server side */
+
+/* A Parse the pooler counted as done failed: forget what it recorded. */
+static void ps_undo(Server *s, PsPending *p)
+{
+    if (p->kind != 'P') return;
+    if (p->stmt) {
+        int i = ps_cache_find(&s->ps, p->stmt);
+        if (i >= 0) ps_cache_remove_at(&s->ps, &s->pool->ps, i);
+    }
+    if (p->client_name && s->client) {
+        int i = ps_map_find(&s->client->ps, p->client_name);
+        if (i >= 0 && s->client->ps.v[i].stmt == p->stmt)
+            ps_map_remove_at(&s->client->ps, &s->pool->ps, i);
+    }
+}
+
+int ps_server_response(Server *s, uint8_t type, bool *inject)
+{
+    PsQueue *q = &s->psq;
+    PsRegistry *r = &s->pool->ps;
+    PsPending *h = ps_queue_head(q);
+    int action = PS_RESP_FORWARD;
+    *inject = false;
+    if (!h) return action;
+    switch (type) {
+    case '1': case '2': case '3':
+        if ((type == '1' && h->kind == 'P') || (type == '2' && h->kind == 'B') ||
+            (type == '3' && h->kind == 'C')) {
+            if (h->flags & PS_SWALLOW) action = PS_RESP_SWALLOW;
+            ps_queue_pop(q, r);
+        }
+        break;
+    case 'T': case 'n':
+        if (h->kind == 'D') ps_queue_pop(q, r);
+        break;
+    case 'C': case 'I': case 's':
+        if (h->kind == 'E') ps_queue_pop(q, r);
+        break;
+    case 'E':
+        if (h->kind == 'Q' || h->kind == 'F') break;
+        /* the server skips everything up to the next Sync: so do its answers */
+        while ((h = ps_queue_head(q)) && h->kind != 'S') {
+            ps_undo(s, h);
+            ps_queue_pop(q, r);
+        }
+        return action;
+    case 'Z':
+        while ((h = ps_queue_head(q))) {
+            uint8_t k = h->kind;
+            if (k != 'S' && k != 'Q' && k != 'F') ps_undo(s, h);
+            ps_queue_pop(q, r);
+            if (k == 'S' || k == 'Q' || k == 'F') break;
+        }
+        break;
+    default: break;
+    }
+    h = ps_queue_head(q);
+    *inject = h && (h->flags & PS_INJECT);
+    return action;
+}
+
+int ps_send_injected(Server *s)
+{
+    PsQueue *q = &s->psq;
+    PsPending *h;
+    PktBuf b;
+    pkt_init(&b);
+    while ((h = ps_queue_head(q)) && (h->flags & PS_INJECT)) {
+        pkt_begin(&b, h->kind == 'P' ? '1' : '3');
+        pkt_end(&b);
+        ps_queue_pop(q, &s->pool->ps);
+    }
+    int rc = 0;
+    if (b.len && s->client) rc = b.failed ? -1 : conn_send(&s->client->conn, b.data, b.len);
+    pkt_free(&b);
+    return rc;
+}
