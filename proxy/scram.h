@@ -13,8 +13,8 @@
 
 #include "types.h"
 
-#define SCRAM_KEY_LEN 32
-#define SCRAM_SALT_MAX 64
+#define SCRAM_KEY_LEN            32
+#define SCRAM_SALT_MAX           64
 #define SCRAM_DEFAULT_ITERATIONS 4096
 
 typedef struct scram_secret {
@@ -33,18 +33,28 @@ int scram_format_secret(const ScramSecret *s, char *buf, size_t len) WUR;
 int scram_secret_from_password(const char *password, const uint8_t *salt, int salt_len,
                                int iterations, ScramSecret *out) WUR;
 
+/*
+ * A fake secret for an unknown user, so that the exchange looks like a real
+ * one (the caller also sets ScramState.failed): the salt is derived from a
+ * per-process random key and the user name (stable for repeated probes),
+ * iterations are SCRAM_DEFAULT_ITERATIONS, the keys are random.
+ */
+void scram_mock_secret(const char *user, ScramSecret *out);
+
 /* One server-side exchange. */
 typedef struct scram_state {
     ScramSecret secret;
-    bool plus;                   /* SCRAM-SHA-256-PLUS chosen */
-    char *client_first_bare;     /* owned */
-    char *server_first;          /* owned */
-    char *client_nonce;          /* owned */
-    char *server_nonce;          /* owned, client nonce + ours */
-    char *gs2_header;            /* owned: "n,," / "y,," / "p=tls-server-end-point,," */
-    uint8_t cbind[64];           /* tls-server-end-point data when plus */
+    bool plus;               /* SCRAM-SHA-256-PLUS chosen */
+    char *client_first_bare; /* owned */
+    char *server_first;      /* owned */
+    char *client_nonce;      /* owned */
+    char *server_nonce;      /* owned, client nonce + ours */
+    char *gs2_header;        /* owned: "n,," / "y,," / "p=tls-server-end-point,," */
+    uint8_t cbind[64];       /* tls-server-end-point data when plus */
     int cbind_len;
-    bool failed;                 /* verification will fail (unknown user): fake secret in use */
+    bool failed; /* verification will fail (unknown user): fake secret in use */
+    /* Tests only: our half of the nonce instead of a random one (not owned). */
+    const char *test_server_nonce;
 } ScramState;
 
 void scram_state_init(ScramState *st);
