@@ -632,8 +632,9 @@ static void auth_begin_scram(Client *c)
     AuthState *a = c->auth;
     Loop *loop = c->loop;
     ScramSecret v;
-    bool have = false;
+    bool have = false, mock = false;
     if (!a->secret) {
+        mock = true;
         scram_mock_secret(c->user, &v); /* unknown user: fail at the end, like a wrong password */
         have = true;
     } else if (secret_is_scram(a->secret)) {
@@ -649,6 +650,7 @@ static void auth_begin_scram(Client *c)
         free(a->secret);
         a->secret = NULL;
         have = true;
+        mock = true;
     } else {
         uint8_t tag[32];
         sha256_tag(a->secret, tag);
@@ -676,6 +678,8 @@ static void auth_begin_scram(Client *c)
     }
     scram_state_init(a->scram);
     a->scram->secret = v;
+    a->scram->failed = mock; /* runs to the end, then fails like a wrong password */
+    (void)have;
     auth_start_exchange(c);
 }
 

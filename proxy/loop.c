@@ -56,7 +56,7 @@ void loop_buffer_put(Loop *loop, uint8_t *buf, uint32_t size)
     loop->buf_free_count++;
 }
 
-static void loop_run_deferred(Loop *loop)
+void loop_run_deferred(Loop *loop)
 {
     while (loop->deferred) {
         Deferred *d = loop->deferred;

@@ -94,6 +94,9 @@ void loop_buffer_put(Loop *loop, uint8_t *buf, uint32_t size);
 /* Run d->fn(d->obj) after the current callbacks; d is embedded in the object. */
 void loop_defer_free(Loop *loop, Deferred *d, void (*fn)(void *), void *obj);
 
+/* Run the deferred frees now (shutdown, before pools go). */
+void loop_run_deferred(Loop *loop);
+
 /* Client lookup by id for cancel requests and worker completions. */
 int loop_client_register(Loop *loop, Client *c) WUR;
 void loop_client_unregister(Loop *loop, Client *c);

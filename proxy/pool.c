@@ -477,6 +477,8 @@ void pool_release_server(Server *s)
         client_server_released(c);
     }
     if (s->state == SERVER_CLOSING) return;
+    /* every answer was delivered by now; anything left is stale bookkeeping */
+    if (s->psq.count) ps_queue_clear(&s->psq, &p->ps);
     bool reset = (p->mode == POOL_MODE_SESSION || cfg->server_reset_query_always) &&
                  cfg->server_reset_query && *cfg->server_reset_query;
     /* in transaction mode only a session ending (client gone) runs the reset with _always */
@@ -654,6 +656,20 @@ static void pool_close_servers(List *l)
 
 void pool_free_all(Loop *loop)
 {
+    ListNode *dit, *pit;
+    list_for_each(dit, &loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        list_for_each(pit, &db->pools)
+        {
+            Pool *p = list_entry(pit, Pool, db_node);
+            pool_close_servers(&p->connecting);
+            pool_close_servers(&p->idle);
+            pool_close_servers(&p->active);
+        }
+    }
+    /* closed clients and servers still point at their pool's statement registry */
+    loop_run_deferred(loop);
     while (!list_empty(&loop->databases)) {
         Database *db = list_entry(list_first(&loop->databases), Database, node);
         while (!list_empty(&db->pools)) {
@@ -662,6 +678,7 @@ void pool_free_all(Loop *loop)
             pool_close_servers(&p->idle);
             pool_close_servers(&p->active);
             list_remove(&db->pools, &p->db_node);
+            ps_registry_free(&p->ps);
             params_free(&p->welcome);
             free(p->failure_msg);
             free(p->username);

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "prepared.h"
 #include "proto.h"
 #include "server.h"
 #include "stats.h"
@@ -82,6 +83,8 @@ void server_set_state(Server *s, ServerState st)
 static void server_free(void *arg)
 {
     Server *s = arg;
+    ps_server_cache_free(&s->ps, &s->pool->ps);
+    ps_queue_clear(&s->psq, &s->pool->ps);
     params_free(&s->params);
     params_free(&s->applied);
     free(s->internal_error);
@@ -210,6 +213,43 @@ static void server_after_ready(Server *s, char status)
 }
 
 /*
+ * Prepared-statement tracking decides per response message whether it is
+ * forwarded or swallowed and whether local answers follow it.  The decision
+ * is made once, when the message's header is first seen; if the relay must
+ * stop before the message (to flush what precedes it, or to wait for the
+ * rest of it) the decision is held for the next round.
+ */
+typedef struct ps_decision {
+    bool tracked;
+    int action;
+    bool inject;
+} PsDecision;
+
+static PsDecision server_ps_decide(Server *s, uint8_t type, uint32_t off)
+{
+    PsDecision d = {false, PS_RESP_FORWARD, false};
+    if (off == 0 && s->ps_held) {
+        s->ps_held = false;
+        d.tracked = true;
+        d.action = s->ps_held_action;
+        d.inject = s->ps_held_inject;
+        return d;
+    }
+    if (s->psq.count == 0) return d;
+    d.tracked = true;
+    d.action = ps_server_response(s, type, &d.inject);
+    return d;
+}
+
+static void server_ps_hold(Server *s, PsDecision d)
+{
+    if (!d.tracked) return;
+    s->ps_held = true;
+    s->ps_held_action = d.action;
+    s->ps_held_inject = d.inject;
+}
+
+/*
  * Relay from the server to its client.  Returns false when the server or
  * client went away (the caller must not touch them).
  */
@@ -222,6 +262,7 @@ static bool server_relay(Server *s)
         uint8_t *p = conn_data(&s->conn);
         uint32_t off = 0;
         char ready = 0;
+        bool inject_after = false;
         if (s->fwd_left) {
             off = avail < s->fwd_left ? avail : s->fwd_left;
             s->fwd_left -= off;
@@ -234,8 +275,33 @@ static bool server_relay(Server *s)
                     server_close(s, "protocol error from server: bad length");
                     return false;
                 }
+                PsDecision d = server_ps_decide(s, type, off);
+                if (d.tracked && (d.action == PS_RESP_SWALLOW || d.inject) && off > 0) {
+                    server_ps_hold(s, d); /* send what precedes it first */
+                    break;
+                }
+                if (d.action == PS_RESP_SWALLOW) {
+                    if (avail < total) {
+                        server_ps_hold(s, d);
+                        if (conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0) {
+                            server_close(s, "out of memory");
+                            return false;
+                        }
+                        break;
+                    }
+                    /* an answer to a request the pooler made itself */
+                    conn_consume(&s->conn, (uint32_t)total);
+                    if (d.inject && ps_send_injected(s) < 0) {
+                        client_close(c, NULL, "client write failed");
+                        return false;
+                    }
+                    p = conn_data(&s->conn);
+                    avail = conn_avail(&s->conn);
+                    continue;
+                }
                 if ((type == 'S' || type == 'Z') && total <= SERVER_WHOLE_MAX) {
                     if (avail - off < total) {
+                        server_ps_hold(s, d);
                         if (off == 0 && conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0) {
                             server_close(s, "out of memory");
                             return false;
@@ -244,10 +310,9 @@ static bool server_relay(Server *s)
                     }
                     if (type == 'S') server_track_param(s, p + off, (uint32_t)total);
                     off += (uint32_t)total;
-                    if (type == 'Z') {
-                        ready = len >= 5 ? (char)p[off - 1] : 'I';
-                        break;
-                    }
+                    if (type == 'Z') ready = len >= 5 ? (char)p[off - 1] : 'I';
+                    if (d.inject) inject_after = true;
+                    if (ready || inject_after) break;
                     continue;
                 }
                 if (avail - off >= total) {
@@ -255,8 +320,13 @@ static bool server_relay(Server *s)
                 } else {
                     s->fwd_left = (uint32_t)(total - (avail - off));
                     off = avail;
+                }
+                if (d.inject) {
+                    /* local answers go right after this message, once it is all sent */
+                    s->ps_inject_pending = true;
                     break;
                 }
+                if (s->fwd_left) break;
             }
         }
         if (off == 0) break; /* an incomplete header or message */
@@ -267,6 +337,14 @@ static bool server_relay(Server *s)
             return false;
         }
         conn_consume(&s->conn, off);
+        if (inject_after) s->ps_inject_pending = true;
+        if (s->ps_inject_pending && s->fwd_left == 0) {
+            s->ps_inject_pending = false;
+            if (ps_send_injected(s) < 0) {
+                client_close(c, NULL, "client write failed");
+                return false;
+            }
+        }
         if (ready) {
             server_after_ready(s, ready);
             if (s->client != c || s->state != SERVER_ACTIVE) return s->state != SERVER_CLOSING;
@@ -313,6 +391,9 @@ static void server_internal_finish(Server *s, bool ok)
         /* DISCARD ALL / RESET ALL also drop what the pooler applied */
         params_free(&s->applied);
         params_init(&s->applied);
+        const char *q = s->loop->cfg->server_reset_query;
+        if (q && (strcasestr(q, "discard all") || strcasestr(q, "deallocate all")))
+            ps_server_forget_all(s);
     }
     pool_internal_done(s, kind, ok);
 }

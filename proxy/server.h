@@ -68,6 +68,10 @@ struct server {
     ParamSet applied;       /* non-reported parameters the pooler SET */
     PsServerCache ps;       /* prepared statements that exist on this backend */
     PsQueue psq;            /* requests whose answers are due (prepared-statement tracking) */
+    bool ps_held;           /* decision for the message at the head of rbuf, already taken */
+    int ps_held_action;
+    bool ps_held_inject;
+    bool ps_inject_pending; /* local answers follow the message being streamed */
     uint32_t backend_pid;
     usec_t connect_start;
     usec_t created;         /* login finished */
