@@ -551,6 +551,7 @@ void client_auth_ok(Client *c)
     if (c->loop->cfg->log_connections) log_at(LOG_LEVEL_LOG, c->prefix, "login attempt: ok");
     if (c->admin) {
         admin_client_login(c);
+        if (c->state == CLIENT_IDLE) conn_want_read(&c->conn, true);
         return;
     }
     c->pool->stats.logins++;
