@@ -18,6 +18,7 @@
 #include "list.h"
 #include "loop.h"
 #include "params.h"
+#include "stats.h"
 #include "types.h"
 
 typedef struct pool_user {
@@ -78,6 +79,8 @@ struct pool {
     char failure_sqlstate[6];
     char *failure_msg;
     PoolStats stats;
+    PoolStats stats_newer, stats_older; /* stats.c: snapshots of the last two stats_periods */
+    PoolLatency latency;                /* stats.c: query/xact/wait histograms */
 };
 
 /*
@@ -103,6 +106,9 @@ void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg)
 void pool_internal_done(Server *s, int kind, bool ok);
 /* Total servers of the pool in any state. */
 int pool_server_total(const Pool *pool);
+
+/* Find a database by name; with create, also one that is configured but unused yet. */
+Database *pool_database_get(Loop *loop, const char *name, bool create);
 
 /* Periodic work: timeouts, idle servers, min_pool_size, reserve pool. */
 void pool_janitor(Loop *loop, usec_t now);
