@@ -51,11 +51,11 @@
 #include "version.h"
 #include "workq.h"
 
-#define ADMIN_QUERY_MAX 8192
-#define ADMIN_ARG_MAX 256
-#define RES_MAX_COLS 32
+#define ADMIN_QUERY_MAX    8192
+#define ADMIN_ARG_MAX      256
+#define RES_MAX_COLS       32
 #define PG_OID_TIMESTAMPTZ 1184u
-#define PG_OID_BYTEA 17u
+#define PG_OID_BYTEA       17u
 
 bool admin_is_console_db(const char *dbname)
 {
@@ -120,10 +120,22 @@ typedef struct col {
     uint32_t oid; /* 0 = text */
 } Col;
 
-#define S(n) {n, 0}
-#define I4(n) {n, PG_OID_INT4}
-#define I8(n) {n, PG_OID_INT8}
-#define TS(n) {n, PG_OID_TIMESTAMPTZ}
+#define S(n)                                                                                       \
+    {                                                                                              \
+        n, 0                                                                                       \
+    }
+#define I4(n)                                                                                      \
+    {                                                                                              \
+        n, PG_OID_INT4                                                                             \
+    }
+#define I8(n)                                                                                      \
+    {                                                                                              \
+        n, PG_OID_INT8                                                                             \
+    }
+#define TS(n)                                                                                      \
+    {                                                                                              \
+        n, PG_OID_TIMESTAMPTZ                                                                      \
+    }
 
 typedef struct result {
     PktBuf *b;
@@ -211,8 +223,7 @@ static void res_end(Result *r, const char *tag)
 /* ---- iteration helpers ---- */
 
 #define FOR_EACH_POOL(loop, db, p, dit, pit)                                                       \
-    list_for_each(dit, &(loop)->databases) for (Database *db =                                    \
-                                                    list_entry(dit, Database, node);               \
+    list_for_each(dit, &(loop)->databases) for (Database *db = list_entry(dit, Database, node);    \
                                                 db; db = NULL)                                     \
         list_for_each(pit, &db->pools) for (Pool *p = list_entry(pit, Pool, db_node); p; p = NULL)
 
@@ -292,11 +303,22 @@ static void show_help(PktBuf *b)
 static void show_pools(Loop *loop, PktBuf *b)
 {
     static const Col cols[] = {
-        S("database"),     S("user"),          I4("cl_active"),  I4("cl_waiting"),
-        I4("cl_active_cancel_req"), I4("cl_waiting_cancel_req"), I4("sv_active"),
-        I4("sv_active_cancel"),     I4("sv_being_canceled"),     I4("sv_idle"),
-        I4("sv_used"),     I4("sv_tested"),    I4("sv_login"),   I4("maxwait"),
-        I4("maxwait_us"),  S("pool_mode"),
+        S("database"),
+        S("user"),
+        I4("cl_active"),
+        I4("cl_waiting"),
+        I4("cl_active_cancel_req"),
+        I4("cl_waiting_cancel_req"),
+        I4("sv_active"),
+        I4("sv_active_cancel"),
+        I4("sv_being_canceled"),
+        I4("sv_idle"),
+        I4("sv_used"),
+        I4("sv_tested"),
+        I4("sv_login"),
+        I4("maxwait"),
+        I4("maxwait_us"),
+        S("pool_mode"),
     };
     Result r;
     ListNode *dit, *pit;
@@ -340,14 +362,35 @@ static void show_pools(Loop *loop, PktBuf *b)
 /* ---- sockets: SHOW CLIENTS / SERVERS / SOCKETS / ACTIVE_SOCKETS ---- */
 
 static const Col socket_cols[] = {
-    S("type"),         S("user"),          S("database"),   S("replication"), S("state"),
-    S("addr"),         I4("port"),         S("local_addr"), I4("local_port"), TS("connect_time"),
-    TS("request_time"), I4("wait"),        I4("wait_us"),   I4("close_needed"), S("ptr"),
-    S("link"),         I4("remote_pid"),   S("tls"),        S("application_name"),
-    I4("prepared_statements"), I4("id"),
+    S("type"),
+    S("user"),
+    S("database"),
+    S("replication"),
+    S("state"),
+    S("addr"),
+    I4("port"),
+    S("local_addr"),
+    I4("local_port"),
+    TS("connect_time"),
+    TS("request_time"),
+    I4("wait"),
+    I4("wait_us"),
+    I4("close_needed"),
+    S("ptr"),
+    S("link"),
+    I4("remote_pid"),
+    S("tls"),
+    S("application_name"),
+    I4("prepared_statements"),
+    I4("id"),
     /* SOCKETS / ACTIVE_SOCKETS only */
-    I4("recv_pos"),    I4("pkt_pos"),      I4("pkt_remain"), I4("send_pos"), I4("send_remain"),
-    I4("pkt_avail"),   I4("send_avail"),
+    I4("recv_pos"),
+    I4("pkt_pos"),
+    I4("pkt_remain"),
+    I4("send_pos"),
+    I4("send_remain"),
+    I4("pkt_avail"),
+    I4("send_avail"),
 };
 #define SOCKET_STD_COLS 21
 
@@ -405,8 +448,10 @@ static void client_row(Result *r, Client *c, const char *state, bool debug)
     put_int(r, wait % USEC_PER_SEC);
     put_int(r, 0);
     put_fmt(r, "%p", (void *)c);
-    if (c->server) put_fmt(r, "%p", (void *)c->server);
-    else put_str(r, "");
+    if (c->server)
+        put_fmt(r, "%p", (void *)c->server);
+    else
+        put_str(r, "");
     put_int(r, 0);
     put_str(r, c->tls ? "TLS" : "");
     put_str(r, app ? app : "");
@@ -419,13 +464,16 @@ static void client_row(Result *r, Client *c, const char *state, bool debug)
 static const char *server_state_label(const Server *s)
 {
     switch (s->state) {
-    case SERVER_ACTIVE: return "active";
-    case SERVER_IDLE: return "idle";
+    case SERVER_ACTIVE:
+        return "active";
+    case SERVER_IDLE:
+        return "idle";
     case SERVER_INTERNAL:
-        return s->internal == INTERNAL_CHECK      ? "tested"
+        return s->internal == INTERNAL_CHECK           ? "tested"
                : s->internal == INTERNAL_CONNECT_QUERY ? "new"
                                                        : "used";
-    default: return "new";
+    default:
+        return "new";
     }
 }
 
@@ -445,8 +493,10 @@ static void server_row(Result *r, Pool *p, Server *s, const char *state, bool de
     put_int(r, 0);
     put_int(r, s->generation != p->db->generation);
     put_fmt(r, "%p", (void *)s);
-    if (s->client) put_fmt(r, "%p", (void *)s->client);
-    else put_str(r, "");
+    if (s->client)
+        put_fmt(r, "%p", (void *)s->client);
+    else
+        put_str(r, "");
     put_int(r, s->backend_pid);
     put_str(r, "");
     put_str(r, app ? app : "");
@@ -459,10 +509,14 @@ static void server_row(Result *r, Pool *p, Server *s, const char *state, bool de
 static const char *client_state_label(const Client *c)
 {
     switch (c->state) {
-    case CLIENT_ACTIVE: return "active";
-    case CLIENT_WAITING: return "waiting";
-    case CLIENT_LOGIN_WAIT: return "login";
-    default: return c->admin ? "active" : "idle";
+    case CLIENT_ACTIVE:
+        return "active";
+    case CLIENT_WAITING:
+        return "waiting";
+    case CLIENT_LOGIN_WAIT:
+        return "login";
+    default:
+        return c->admin ? "active" : "idle";
     }
 }
 
@@ -565,11 +619,11 @@ static void show_stats(Loop *loop, PktBuf *b, int which)
     int n = 0;
     cols[n++] = (Col)S("database");
     for (int i = 0; i < NSTAT && which != 2; i++)
-        cols[n++] = (Col){which == 0 ? stat_fields[i].total_name : stat_fields[i].plain_name,
-                          PG_OID_INT8};
+        cols[n++] =
+            (Col){which == 0 ? stat_fields[i].total_name : stat_fields[i].plain_name, PG_OID_INT8};
     for (int i = 0; i < NSTAT && which != 1; i++)
-        cols[n++] = (Col){which == 0 ? stat_fields[i].avg_name : stat_fields[i].plain_name,
-                          PG_OID_INT8};
+        cols[n++] =
+            (Col){which == 0 ? stat_fields[i].avg_name : stat_fields[i].plain_name, PG_OID_INT8};
     if (which == 0) {
         cols[n++] = (Col)I8("total_client_login_count");
         cols[n++] = (Col)I8("total_requests"); /* pre-1.8 name, read by old exporters */
@@ -637,9 +691,9 @@ static void show_totals(Loop *loop, PktBuf *b)
 static void show_latency(Loop *loop, PktBuf *b)
 {
     static const Col cols[] = {
-        S("database"),      I8("query_count"),  I8("query_p50_us"), I8("query_p95_us"),
-        I8("query_p99_us"), I8("xact_count"),   I8("xact_p50_us"),  I8("xact_p95_us"),
-        I8("xact_p99_us"),  I8("wait_count"),   I8("wait_p50_us"),  I8("wait_p95_us"),
+        S("database"),      I8("query_count"), I8("query_p50_us"), I8("query_p95_us"),
+        I8("query_p99_us"), I8("xact_count"),  I8("xact_p50_us"),  I8("xact_p95_us"),
+        I8("xact_p99_us"),  I8("wait_count"),  I8("wait_p50_us"),  I8("wait_p95_us"),
         I8("wait_p99_us"),
     };
     Result r;
@@ -668,10 +722,21 @@ static void show_latency(Loop *loop, PktBuf *b)
 static void show_databases(Loop *loop, PktBuf *b)
 {
     static const Col cols[] = {
-        S("name"),         S("host"),          I4("port"),         S("database"),
-        S("force_user"),   I4("pool_size"),    I4("min_pool_size"), I4("reserve_pool"),
-        I4("server_lifetime"), S("pool_mode"), S("load_balance_hosts"), I4("max_connections"),
-        I4("current_connections"), I4("paused"), I4("disabled"),
+        S("name"),
+        S("host"),
+        I4("port"),
+        S("database"),
+        S("force_user"),
+        I4("pool_size"),
+        I4("min_pool_size"),
+        I4("reserve_pool"),
+        I4("server_lifetime"),
+        S("pool_mode"),
+        S("load_balance_hosts"),
+        I4("max_connections"),
+        I4("current_connections"),
+        I4("paused"),
+        I4("disabled"),
     };
     Config *cfg = loop->cfg;
     Result r;
@@ -698,21 +763,20 @@ static void show_databases(Loop *loop, PktBuf *b)
     {
         Database *db = list_entry(it, Database, node);
         const DbConf *dc = config_find_db(cfg, db->name);
-        usec_t lifetime = dc && dc->server_lifetime != CONF_UNSET ? dc->server_lifetime
-                                                                  : cfg->server_lifetime;
+        usec_t lifetime =
+            dc && dc->server_lifetime != CONF_UNSET ? dc->server_lifetime : cfg->server_lifetime;
         put_str(&r, db->name);
         put_str(&r, db->host);
         put_int(&r, db->port ? db->port : 5432);
         put_str(&r, db->dbname);
         put_str(&r, db->user);
         put_int(&r, dc && dc->pool_size != CONF_UNSET ? dc->pool_size : cfg->default_pool_size);
-        put_int(&r, dc && dc->min_pool_size != CONF_UNSET ? dc->min_pool_size
-                                                          : cfg->min_pool_size);
+        put_int(&r, dc && dc->min_pool_size != CONF_UNSET ? dc->min_pool_size : cfg->min_pool_size);
         put_int(&r, dc && dc->reserve_pool_size != CONF_UNSET ? dc->reserve_pool_size
                                                               : cfg->reserve_pool_size);
         put_int(&r, lifetime / USEC_PER_SEC);
-        put_str(&r, dc && dc->pool_mode != CONF_UNSET ? config_pool_mode_name(dc->pool_mode)
-                                                      : NULL);
+        put_str(&r,
+                dc && dc->pool_mode != CONF_UNSET ? config_pool_mode_name(dc->pool_mode) : NULL);
         put_str(&r, NULL);
         put_int(&r, dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
                                                                : cfg->max_db_connections);
@@ -727,8 +791,12 @@ static void show_databases(Loop *loop, PktBuf *b)
 static void show_users(Loop *loop, PktBuf *b)
 {
     static const Col cols[] = {
-        S("name"),      S("pool_size"), S("reserve_pool_size"), S("pool_mode"),
-        I4("max_user_connections"), I4("current_connections"),
+        S("name"),
+        S("pool_size"),
+        S("reserve_pool_size"),
+        S("pool_mode"),
+        I4("max_user_connections"),
+        I4("current_connections"),
     };
     Config *cfg = loop->cfg;
     Result r;
@@ -739,12 +807,16 @@ static void show_users(Loop *loop, PktBuf *b)
         PoolUser *u = list_entry(it, PoolUser, node);
         const UserConf *uc = config_find_user(cfg, u->name);
         put_str(&r, u->name);
-        if (uc && uc->pool_size != CONF_UNSET) put_int(&r, uc->pool_size);
-        else put_str(&r, "");
-        if (uc && uc->reserve_pool_size != CONF_UNSET) put_int(&r, uc->reserve_pool_size);
-        else put_str(&r, "");
-        put_str(&r, uc && uc->pool_mode != CONF_UNSET ? config_pool_mode_name(uc->pool_mode)
-                                                      : NULL);
+        if (uc && uc->pool_size != CONF_UNSET)
+            put_int(&r, uc->pool_size);
+        else
+            put_str(&r, "");
+        if (uc && uc->reserve_pool_size != CONF_UNSET)
+            put_int(&r, uc->reserve_pool_size);
+        else
+            put_str(&r, "");
+        put_str(&r,
+                uc && uc->pool_mode != CONF_UNSET ? config_pool_mode_name(uc->pool_mode) : NULL);
         put_int(&r, uc && uc->max_user_connections != CONF_UNSET ? uc->max_user_connections
                                                                  : cfg->max_user_connections);
         put_int(&r, u->server_count);
@@ -848,10 +920,21 @@ static void show_mem(Loop *loop, PktBuf *b)
 static void show_fds(Loop *loop, PktBuf *b)
 {
     static const Col cols[] = {
-        I4("fd"),         S("task"),        S("user"),      S("database"),   S("addr"),
-        I4("port"),       I8("cancel"),     I4("link"),     S("client_encoding"),
-        S("std_strings"), S("datestyle"),   S("timezone"),  S("password"),
-        {"scram_client_key", PG_OID_BYTEA}, {"scram_server_key", PG_OID_BYTEA},
+        I4("fd"),
+        S("task"),
+        S("user"),
+        S("database"),
+        S("addr"),
+        I4("port"),
+        I8("cancel"),
+        I4("link"),
+        S("client_encoding"),
+        S("std_strings"),
+        S("datestyle"),
+        S("timezone"),
+        S("password"),
+        {"scram_client_key", PG_OID_BYTEA},
+        {"scram_server_key", PG_OID_BYTEA},
     };
     Result r;
     ListNode *it, *dit, *pit;
@@ -1038,8 +1121,7 @@ typedef enum {
     ADMIN_WAITING, /* answer comes later (PAUSE / WAIT_CLOSE) */
 } AdminRc;
 
-static AdminRc admin_error(PktBuf *b, const char *sqlstate, const char *fmt, ...)
-    PRINTF_LIKE(3, 4);
+static AdminRc admin_error(PktBuf *b, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);
 static AdminRc admin_error(PktBuf *b, const char *sqlstate, const char *fmt, ...)
 {
     char msg[1024];
@@ -1060,26 +1142,46 @@ static AdminRc admin_ok(PktBuf *b, const char *tag)
 static AdminRc admin_show(Client *c, const char *what, PktBuf *b)
 {
     Loop *loop = c->loop;
-    if (!strcmp(what, "help")) show_help(b);
-    else if (!strcmp(what, "version")) show_version(b);
-    else if (!strcmp(what, "pools")) show_pools(loop, b);
-    else if (!strcmp(what, "stats")) show_stats(loop, b, 0);
-    else if (!strcmp(what, "stats_totals")) show_stats(loop, b, 1);
-    else if (!strcmp(what, "stats_averages")) show_stats(loop, b, 2);
-    else if (!strcmp(what, "totals")) show_totals(loop, b);
-    else if (!strcmp(what, "latency")) show_latency(loop, b);
-    else if (!strcmp(what, "clients")) show_clients(loop, b);
-    else if (!strcmp(what, "servers")) show_servers(loop, b);
-    else if (!strcmp(what, "sockets")) show_sockets(loop, b, false);
-    else if (!strcmp(what, "active_sockets")) show_sockets(loop, b, true);
-    else if (!strcmp(what, "databases")) show_databases(loop, b);
-    else if (!strcmp(what, "users")) show_users(loop, b);
-    else if (!strcmp(what, "config")) show_config(loop, b);
-    else if (!strcmp(what, "lists")) show_lists(loop, b);
-    else if (!strcmp(what, "mem")) show_mem(loop, b);
-    else if (!strcmp(what, "state")) show_state(loop, b);
-    else if (!strcmp(what, "dns_hosts")) show_dns_hosts(loop, b);
-    else if (!strcmp(what, "dns_zones")) show_dns_zones(b);
+    if (!strcmp(what, "help"))
+        show_help(b);
+    else if (!strcmp(what, "version"))
+        show_version(b);
+    else if (!strcmp(what, "pools"))
+        show_pools(loop, b);
+    else if (!strcmp(what, "stats"))
+        show_stats(loop, b, 0);
+    else if (!strcmp(what, "stats_totals"))
+        show_stats(loop, b, 1);
+    else if (!strcmp(what, "stats_averages"))
+        show_stats(loop, b, 2);
+    else if (!strcmp(what, "totals"))
+        show_totals(loop, b);
+    else if (!strcmp(what, "latency"))
+        show_latency(loop, b);
+    else if (!strcmp(what, "clients"))
+        show_clients(loop, b);
+    else if (!strcmp(what, "servers"))
+        show_servers(loop, b);
+    else if (!strcmp(what, "sockets"))
+        show_sockets(loop, b, false);
+    else if (!strcmp(what, "active_sockets"))
+        show_sockets(loop, b, true);
+    else if (!strcmp(what, "databases"))
+        show_databases(loop, b);
+    else if (!strcmp(what, "users"))
+        show_users(loop, b);
+    else if (!strcmp(what, "config"))
+        show_config(loop, b);
+    else if (!strcmp(what, "lists"))
+        show_lists(loop, b);
+    else if (!strcmp(what, "mem"))
+        show_mem(loop, b);
+    else if (!strcmp(what, "state"))
+        show_state(loop, b);
+    else if (!strcmp(what, "dns_hosts"))
+        show_dns_hosts(loop, b);
+    else if (!strcmp(what, "dns_zones"))
+        show_dns_zones(b);
     else if (!strcmp(what, "fds")) {
         bool admin;
         if (!admin_access(c, &admin) || !admin)
@@ -1265,8 +1367,10 @@ void admin_process(Client *c)
         }
         AdminRc rc = admin_exec(c, sql, &b);
         free(sql);
-        if (rc == ADMIN_WAITING) waiting = true;
-        else pkt_ready(&b, 'I');
+        if (rc == ADMIN_WAITING)
+            waiting = true;
+        else
+            pkt_ready(&b, 'I');
     }
     admin_flush(c, &b);
     if (c->state != CLIENT_IDLE) return;

@@ -42,10 +42,14 @@ typedef struct http_server {
 static void put_label(struct evbuffer *out, const char *s)
 {
     for (; s && *s; s++) {
-        if (*s == '\\') evbuffer_add(out, "\\\\", 2);
-        else if (*s == '"') evbuffer_add(out, "\\\"", 2);
-        else if (*s == '\n') evbuffer_add(out, "\\n", 2);
-        else evbuffer_add(out, s, 1);
+        if (*s == '\\')
+            evbuffer_add(out, "\\\\", 2);
+        else if (*s == '"')
+            evbuffer_add(out, "\\\"", 2);
+        else if (*s == '\n')
+            evbuffer_add(out, "\\n", 2);
+        else
+            evbuffer_add(out, s, 1);
     }
 }
 
@@ -55,9 +59,12 @@ static void put_json_str(struct evbuffer *out, const char *s)
     evbuffer_add(out, "\"", 1);
     for (; s && *s; s++) {
         unsigned char ch = (unsigned char)*s;
-        if (ch == '\\' || ch == '"') evbuffer_add_printf(out, "\\%c", ch);
-        else if (ch < 0x20) evbuffer_add_printf(out, "\\u%04x", ch);
-        else evbuffer_add(out, s, 1);
+        if (ch == '\\' || ch == '"')
+            evbuffer_add_printf(out, "\\%c", ch);
+        else if (ch < 0x20)
+            evbuffer_add_printf(out, "\\u%04x", ch);
+        else
+            evbuffer_add(out, s, 1);
     }
     evbuffer_add(out, "\"", 1);
 }
@@ -151,8 +158,7 @@ static double pm_sv_login(const Pool *p, usec_t now)
 static double pm_maxwait(const Pool *p, usec_t now)
 {
     if (list_empty(&p->waiting)) return 0;
-    return (double)(now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start) /
-           1e6;
+    return (double)(now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start) / 1e6;
 }
 static double pm_size(const Pool *p, usec_t now)
 {
@@ -161,13 +167,18 @@ static double pm_size(const Pool *p, usec_t now)
 }
 
 static const PoolMetric pool_metrics[] = {
-    {"pgfunnel_pool_client_active_connections", "Clients logged in and not waiting (SHOW POOLS cl_active)", pm_cl_active},
-    {"pgfunnel_pool_client_waiting_connections", "Clients waiting for a server (cl_waiting)", pm_cl_waiting},
-    {"pgfunnel_pool_server_active_connections", "Servers linked to a client (sv_active)", pm_sv_active},
+    {"pgfunnel_pool_client_active_connections",
+     "Clients logged in and not waiting (SHOW POOLS cl_active)", pm_cl_active},
+    {"pgfunnel_pool_client_waiting_connections", "Clients waiting for a server (cl_waiting)",
+     pm_cl_waiting},
+    {"pgfunnel_pool_server_active_connections", "Servers linked to a client (sv_active)",
+     pm_sv_active},
     {"pgfunnel_pool_server_idle_connections", "Servers idle and ready (sv_idle)", pm_sv_idle},
-    {"pgfunnel_pool_server_used_connections", "Servers running a pooler query: reset, check (sv_used + sv_tested)", pm_sv_used},
+    {"pgfunnel_pool_server_used_connections",
+     "Servers running a pooler query: reset, check (sv_used + sv_tested)", pm_sv_used},
     {"pgfunnel_pool_server_login_connections", "Servers logging in (sv_login)", pm_sv_login},
-    {"pgfunnel_pool_maxwait_seconds", "How long the oldest waiting client has waited (maxwait)", pm_maxwait},
+    {"pgfunnel_pool_maxwait_seconds", "How long the oldest waiting client has waited (maxwait)",
+     pm_maxwait},
     {"pgfunnel_pool_size", "Servers the pool may open (resolved pool_size)", pm_size},
 };
 
@@ -225,8 +236,8 @@ static void put_histogram(struct evbuffer *out, const char *name, const char *he
             evbuffer_add_printf(out, "%s_bucket{database=\"", name);
             put_label(out, db->name);
             if (i < STATS_HIST_BOUNDS)
-                evbuffer_add_printf(out, "\",le=\"%g\"} %llu\n",
-                                    (double)stats_hist_bounds[i] / 1e6, (unsigned long long)cum);
+                evbuffer_add_printf(out, "\",le=\"%g\"} %llu\n", (double)stats_hist_bounds[i] / 1e6,
+                                    (unsigned long long)cum);
             else
                 evbuffer_add_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
         }
@@ -291,8 +302,8 @@ static void metrics(Loop *loop, struct evbuffer *out)
     put_histogram(out, "pgfunnel_query_duration_seconds",
                   "Query time: first message of a query to its ReadyForQuery", loop, 0);
     put_histogram(out, "pgfunnel_transaction_duration_seconds", "Transaction time", loop, 1);
-    put_histogram(out, "pgfunnel_client_wait_duration_seconds",
-                  "Time a client waited for a server", loop, 2);
+    put_histogram(out, "pgfunnel_client_wait_duration_seconds", "Time a client waited for a server",
+                  loop, 2);
 
     /* SHOW DATABASES */
     static const char *const dbg[][2] = {
@@ -308,10 +319,10 @@ static void metrics(Loop *loop, struct evbuffer *out)
         {
             Database *db = list_entry(dit, Database, node);
             const DbConf *dc = config_find_db(cfg, db->name);
-            double v = m == 0   ? db->server_count
-                       : m == 1 ? (dc && dc->max_db_connections != CONF_UNSET
-                                       ? dc->max_db_connections
-                                       : cfg->max_db_connections)
+            double v = m == 0 ? db->server_count
+                       : m == 1
+                           ? (dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
+                                                                         : cfg->max_db_connections)
                        : m == 2 ? db->paused
                        : m == 3 ? db->disabled
                                 : db->pools.count;
@@ -366,8 +377,7 @@ static void metrics(Loop *loop, struct evbuffer *out)
     WorkqStats ws;
     workq_get_stats(loop->workq, &ws);
     gauge1(out, "pgfunnel_workq_threads", "gauge", "Worker threads", ws.threads);
-    gauge1(out, "pgfunnel_workq_queue_depth", "gauge", "Jobs waiting for a worker",
-           ws.queue_depth);
+    gauge1(out, "pgfunnel_workq_queue_depth", "gauge", "Jobs waiting for a worker", ws.queue_depth);
     gauge1(out, "pgfunnel_workq_running", "gauge", "Jobs running on workers", ws.running);
     gauge1(out, "pgfunnel_workq_jobs_submitted_total", "counter", "Jobs submitted",
            (double)ws.submitted);
@@ -439,7 +449,9 @@ static int healthz(Loop *loop, struct evbuffer *out)
         evbuffer_add_printf(out, "%s{\"name\":", first ? "" : ",");
         put_json_str(out, dc->name);
         evbuffer_add_printf(out, ",\"status\":\"%s\",\"detail\":",
-                            h == DB_OK ? "ok" : h == DB_UNTESTED ? "untested" : "failing");
+                            h == DB_OK         ? "ok"
+                            : h == DB_UNTESTED ? "untested"
+                                               : "failing");
         put_json_str(out, why);
         evbuffer_add_printf(out, "}");
         first = false;
@@ -554,8 +566,8 @@ int http_start(Loop *loop, char *err, size_t errlen)
 {
     Config *cfg = loop->cfg;
     if (cfg->admin_http_port <= 0) return 0;
-    const char *addr = cfg->admin_http_addr && *cfg->admin_http_addr ? cfg->admin_http_addr
-                                                                      : "127.0.0.1";
+    const char *addr =
+        cfg->admin_http_addr && *cfg->admin_http_addr ? cfg->admin_http_addr : "127.0.0.1";
     HttpServer *hs = calloc(1, sizeof(*hs));
     if (!hs) goto fail;
     hs->loop = loop;

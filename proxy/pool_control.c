@@ -16,7 +16,7 @@
 #include "server.h"
 
 #define CONTROL_TICK_USEC 50000
-#define CONTROL_DB_MAX 128
+#define CONTROL_DB_MAX    128
 
 typedef struct control_waiter {
     struct control_waiter *next;
@@ -100,7 +100,8 @@ static int db_old_servers(const Database *db)
 static void db_wake(Database *db)
 {
     ListNode *it, *tmp;
-    list_for_each_safe(it, tmp, &db->pools) pool_request_server(list_entry(it, Pool, db_node), NULL);
+    list_for_each_safe(it, tmp, &db->pools)
+        pool_request_server(list_entry(it, Pool, db_node), NULL);
 }
 
 /* ---- commands ---- */
@@ -169,8 +170,7 @@ int pool_control_resume(Loop *loop, const char *name, char *err, size_t errlen)
     return 0;
 }
 
-int pool_control_set_disabled(Loop *loop, const char *name, bool disabled, char *err,
-                              size_t errlen)
+int pool_control_set_disabled(Loop *loop, const char *name, bool disabled, char *err, size_t errlen)
 {
     Database *db = control_db(loop, name, err, errlen);
     if (!db) return -1;

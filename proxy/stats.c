@@ -13,9 +13,8 @@
 #include "workq.h"
 
 const usec_t stats_hist_bounds[STATS_HIST_BOUNDS] = {
-    10,      25,      50,       100,      250,      500,      1000,
-    2500,    5000,    10000,    25000,    50000,    100000,   250000,
-    500000,  1000000, 2500000,  5000000,  10000000, 25000000, 60000000,
+    10,    25,     50,     100,    250,     500,     1000,    2500,     5000,     10000,    25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 25000000, 60000000,
 };
 
 /* What the stats timer keeps between periods (owned by the Loop). */
@@ -31,8 +30,10 @@ void stats_hist_add(StatsHist *h, usec_t v)
     int lo = 0, hi = STATS_HIST_BOUNDS;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (stats_hist_bounds[mid] >= v) hi = mid;
-        else lo = mid + 1;
+        if (stats_hist_bounds[mid] >= v)
+            hi = mid;
+        else
+            lo = mid + 1;
     }
     h->buckets[lo]++;
     h->count++;
@@ -202,13 +203,14 @@ static void stats_on_timer(evutil_socket_t fd, short ev, void *arg)
         if (loop->cfg->log_stats) {
             PoolStats avg;
             stats_db_averages(loop, db, &avg);
-            log_at(LOG_LEVEL_LOG, db->name, "stats: %llu xacts/s, %llu queries/s, %llu client parses/s, %llu server "
-                     "parses/s, %llu binds/s, in %llu B/s, out %llu B/s, xact %llu us, query "
-                     "%llu us, wait %llu us",
-                     (unsigned long long)avg.xact_count, (unsigned long long)avg.query_count, 0ULL,
-                     0ULL, 0ULL, (unsigned long long)avg.bytes_in,
-                     (unsigned long long)avg.bytes_out, (unsigned long long)avg.xact_time,
-                     (unsigned long long)avg.query_time, (unsigned long long)avg.wait_time);
+            log_at(LOG_LEVEL_LOG, db->name,
+                   "stats: %llu xacts/s, %llu queries/s, %llu client parses/s, %llu server "
+                   "parses/s, %llu binds/s, in %llu B/s, out %llu B/s, xact %llu us, query "
+                   "%llu us, wait %llu us",
+                   (unsigned long long)avg.xact_count, (unsigned long long)avg.query_count, 0ULL,
+                   0ULL, 0ULL, (unsigned long long)avg.bytes_in, (unsigned long long)avg.bytes_out,
+                   (unsigned long long)avg.xact_time, (unsigned long long)avg.query_time,
+                   (unsigned long long)avg.wait_time);
         }
     }
     stats_arm(loop);

@@ -22,7 +22,7 @@
 
 #include "types.h"
 
-#define STATS_HIST_BOUNDS 21                     /* finite upper bounds */
+#define STATS_HIST_BOUNDS  21                      /* finite upper bounds */
 #define STATS_HIST_BUCKETS (STATS_HIST_BOUNDS + 1) /* + the +Inf bucket */
 
 /* Upper bounds (inclusive, usec) of the finite buckets, ascending. */
