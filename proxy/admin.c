@@ -1,50 +1,94 @@
 /*
  * admin.c — the admin console (see admin.h).
  *
- * Only the simple query protocol is spoken.  Commands are case-insensitive,
- * an optional trailing semicolon is allowed, and an unknown command is an
- * ErrorResponse, never a disconnect.  Output columns follow PgBouncer's
- * SHOW commands so existing scripts and exporters read them by name.
+ * Only the simple query protocol is spoken.  A query is one command:
+ *   WORD [ARG] [;]            SHOW x, SELECT x, PAUSE [db], KILL_CLIENT id, ...
+ *   SET key (= | TO) value    value a word, a number or a 'quoted string'
+ * where words are letters, digits and underscores, or "double-quoted
+ * identifiers" (a doubled quote inside stands for one).  Everything else is
+ * a syntax error: an argument is only ever a name that is looked up, so a
+ * database name with quotes or semicolons is simply a name that does not
+ * exist.  Errors are ErrorResponses followed by ReadyForQuery, never a
+ * disconnect.
+ *
+ * Access: admin_users may do everything; stats_users only SHOW/SELECT; the
+ * user "pgbouncer" connecting over the unix socket from the pooler's own OS
+ * uid (SO_PEERCRED) is an admin, as PgBouncer documents.
+ *
+ * Output columns follow PgBouncer 1.24's SHOW commands (names, order, and
+ * int4/int8 type OIDs where PgBouncer sends them) so exporters can read them
+ * by name.  Two compatibility columns for older exporters are appended at
+ * the end of a row, never in between: SHOW STATS `total_requests` (= the
+ * query count; pre-1.8 name still read by Debian's prometheus-pgbouncer-
+ * exporter).  SHOW LATENCY is pgfunnel's own.
+ *
+ * PAUSE and WAIT_CLOSE answer later: the command registers a wait with
+ * pool_control.c, and this client's further queries stay unread until
+ * admin_wait_finished() sends the CommandComplete.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <ctype.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include "admin.h"
 #include "client.h"
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "pool_control.h"
 #include "proto.h"
 #include "server.h"
+#include "stats.h"
 #include "version.h"
 #include "workq.h"
 
-#define ADMIN_QUERY_MAX 8192
+#define ADMIN_QUERY_MAX    8192
+#define ADMIN_ARG_MAX      256
+#define RES_MAX_COLS       32
+#define PG_OID_TIMESTAMPTZ 1184u
+#define PG_OID_BYTEA       17u
 
 bool admin_is_console_db(const char *dbname)
 {
     return strcmp(dbname, "pgfunnel") == 0 || strcmp(dbname, "pgbouncer") == 0;
 }
 
-static bool admin_user_allowed(const Client *c, bool *stats_only)
+/* "pgbouncer" over the unix socket from our own OS user (PgBouncer's rule). */
+static bool admin_peer_is_self(const Client *c)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (strcmp(c->conn.addr, "unix") != 0 || c->conn.fd < 0) return false;
+    if (getsockopt(c->conn.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return false;
+    return cred.uid == geteuid();
+}
+
+/* Which rights the client has: false = none; *admin false = SHOW only. */
+static bool admin_access(const Client *c, bool *admin)
 {
     Config *cfg = c->loop->cfg;
-    *stats_only = false;
-    if (config_list_contains(cfg->admin_users, c->user)) return true;
-    if (config_list_contains(cfg->stats_users, c->user)) {
-        *stats_only = true;
+    *admin = false;
+    if (config_list_contains(cfg->admin_users, c->user) ||
+        (strcmp(c->user, "pgbouncer") == 0 && admin_peer_is_self(c))) {
+        *admin = true;
         return true;
     }
-    return false;
+    return config_list_contains(cfg->stats_users, c->user);
 }
 
 void admin_client_login(Client *c)
 {
-    bool stats_only;
-    if (!admin_user_allowed(c, &stats_only)) {
+    bool admin;
+    if (!admin_access(c, &admin)) {
         client_close(c, "28000", "not allowed");
         return;
     }
@@ -71,187 +115,1219 @@ void admin_client_login(Client *c)
 
 /* ---- result building ---- */
 
+typedef struct col {
+    const char *name;
+    uint32_t oid; /* 0 = text */
+} Col;
+
+#define S(n)                                                                                       \
+    {                                                                                              \
+        n, 0                                                                                       \
+    }
+#define I4(n)                                                                                      \
+    {                                                                                              \
+        n, PG_OID_INT4                                                                             \
+    }
+#define I8(n)                                                                                      \
+    {                                                                                              \
+        n, PG_OID_INT8                                                                             \
+    }
+#define TS(n)                                                                                      \
+    {                                                                                              \
+        n, PG_OID_TIMESTAMPTZ                                                                      \
+    }
+
 typedef struct result {
     PktBuf *b;
-    int ncols;
-    int rows;
+    int ncols, rows;
+    /* the row being built */
+    int n;
+    const char *vals[RES_MAX_COLS];
+    char num[RES_MAX_COLS][48];
 } Result;
 
-static void res_begin(Result *r, PktBuf *b, const char *const *cols, int n)
+static void res_begin(Result *r, PktBuf *b, const Col *cols, int n)
 {
+    const char *names[RES_MAX_COLS];
+    uint32_t oids[RES_MAX_COLS];
     r->b = b;
     r->ncols = n;
     r->rows = 0;
-    pkt_row_description(b, cols, n);
+    r->n = 0;
+    for (int i = 0; i < n; i++) {
+        names[i] = cols[i].name;
+        oids[i] = cols[i].oid;
+    }
+    pkt_row_description_typed(b, names, oids, n);
 }
 
-static void res_row(Result *r, const char *const *vals)
+static void put_str(Result *r, const char *s)
 {
-    pkt_data_row(r->b, vals, r->ncols);
+    if (r->n < RES_MAX_COLS) r->vals[r->n++] = s;
+}
+
+static void put_int(Result *r, long long v)
+{
+    if (r->n >= RES_MAX_COLS) return;
+    snprintf(r->num[r->n], sizeof(r->num[0]), "%lld", v);
+    r->vals[r->n] = r->num[r->n];
+    r->n++;
+}
+
+/* A monotonic timestamp as wall-clock text PostgreSQL (and psycopg) parse. */
+static void put_time(Result *r, usec_t mono)
+{
+    if (r->n >= RES_MAX_COLS) return;
+    if (!mono) {
+        put_str(r, NULL);
+        return;
+    }
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    time_t t = tv.tv_sec - (time_t)((time_now_usec() - mono) / USEC_PER_SEC);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(r->num[r->n], sizeof(r->num[0]), "%Y-%m-%d %H:%M:%S+00", &tm);
+    r->vals[r->n] = r->num[r->n];
+    r->n++;
+}
+
+static void put_fmt(Result *r, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static void put_fmt(Result *r, const char *fmt, ...)
+{
+    if (r->n >= RES_MAX_COLS) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->num[r->n], sizeof(r->num[0]), fmt, ap);
+    va_end(ap);
+    r->vals[r->n] = r->num[r->n];
+    r->n++;
+}
+
+static void res_row_end(Result *r)
+{
+    while (r->n < r->ncols)
+        r->vals[r->n++] = NULL;
+    pkt_data_row(r->b, r->vals, r->ncols);
     r->rows++;
+    r->n = 0;
 }
 
-static void res_end(Result *r)
+static void res_end(Result *r, const char *tag)
 {
-    char tag[32];
-    snprintf(tag, sizeof(tag), "SHOW");
-    pkt_command_complete(r->b, tag);
+    pkt_command_complete(r->b, tag ? tag : "SHOW");
 }
 
-#define I64(buf, v) (snprintf((buf), sizeof(buf), "%lld", (long long)(v)), (buf))
+#define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* ---- iteration helpers ---- */
+
+#define FOR_EACH_POOL(loop, db, p, dit, pit)                                                       \
+    list_for_each(dit, &(loop)->databases) for (Database *db = list_entry(dit, Database, node);    \
+                                                db; db = NULL)                                     \
+        list_for_each(pit, &db->pools) for (Pool *p = list_entry(pit, Pool, db_node); p; p = NULL)
+
+static int count_admin_clients(Loop *loop)
+{
+    ListNode *it;
+    int n = 0;
+    list_for_each(it, &loop->clients)
+    {
+        Client *c = list_entry(it, Client, all_node);
+        if (c->admin && c->state == CLIENT_IDLE) n++;
+    }
+    return n;
+}
+
+static int count_internal(const Pool *p, InternalKind kind)
+{
+    ListNode *it;
+    int n = 0;
+    list_for_each(it, &p->connecting)
+    {
+        Server *s = list_entry(it, Server, pool_node);
+        if (s->state == SERVER_INTERNAL && (s->internal == kind || kind == INTERNAL_NONE)) n++;
+    }
+    return n;
+}
+
+/* ---- SHOW commands ---- */
 
 static void show_version(PktBuf *b)
 {
-    static const char *const cols[] = {"version"};
+    static const Col cols[] = {S("version")};
     Result r;
     res_begin(&r, b, cols, 1);
-    const char *v[] = {PGFUNNEL_VERSION_STRING};
-    res_row(&r, v);
-    res_end(&r);
+    put_str(&r, PGFUNNEL_VERSION_STRING);
+    res_row_end(&r);
+    res_end(&r, NULL);
+}
+
+static void show_help(PktBuf *b)
+{
+    static const char usage[] =
+        "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
+        "\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
+        "\tSHOW DNS_HOSTS|DNS_ZONES\n"
+        "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
+        "\tSHOW LATENCY        (pgfunnel: p50/p95/p99 of query, transaction, wait time)\n"
+        "\tSET key = arg\n"
+        "\tRELOAD\n"
+        "\tPAUSE [<db>]\n"
+        "\tRESUME [<db>]\n"
+        "\tDISABLE <db>\n"
+        "\tENABLE <db>\n"
+        "\tRECONNECT [<db>]\n"
+        "\tKILL [<db>]\n"
+        "\tKILL_CLIENT <client_id>\n"
+        "\tSUSPEND             (not supported by pgfunnel: returns an error)\n"
+        "\tSHUTDOWN\n"
+        "\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n"
+        "\tWAIT_CLOSE [<db>]";
+    pkt_begin(b, 'N');
+    pkt_put_u8(b, 'S');
+    pkt_put_str(b, "NOTICE");
+    pkt_put_u8(b, 'V');
+    pkt_put_str(b, "NOTICE");
+    pkt_put_u8(b, 'C');
+    pkt_put_str(b, "00000");
+    pkt_put_u8(b, 'M');
+    pkt_put_str(b, "Console usage");
+    pkt_put_u8(b, 'D');
+    pkt_put_str(b, usage);
+    pkt_put_u8(b, 0);
+    pkt_end(b);
+    pkt_command_complete(b, "SHOW");
 }
 
 static void show_pools(Loop *loop, PktBuf *b)
 {
-    static const char *const cols[] = {
-        "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
-        "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
-        "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us", "pool_mode",
+    static const Col cols[] = {
+        S("database"),
+        S("user"),
+        I4("cl_active"),
+        I4("cl_waiting"),
+        I4("cl_active_cancel_req"),
+        I4("cl_waiting_cancel_req"),
+        I4("sv_active"),
+        I4("sv_active_cancel"),
+        I4("sv_being_canceled"),
+        I4("sv_idle"),
+        I4("sv_used"),
+        I4("sv_tested"),
+        I4("sv_login"),
+        I4("maxwait"),
+        I4("maxwait_us"),
+        S("pool_mode"),
     };
     Result r;
-    res_begin(&r, b, cols, 16);
-    usec_t now = time_now_usec();
     ListNode *dit, *pit;
-    list_for_each(dit, &loop->databases)
+    usec_t now = time_now_usec();
+    res_begin(&r, b, cols, NCOLS(cols));
+    /* the console itself, as PgBouncer lists it */
+    put_str(&r, "pgbouncer");
+    put_str(&r, "pgbouncer");
+    put_int(&r, count_admin_clients(loop));
+    for (int i = 0; i < 12; i++)
+        put_int(&r, 0);
+    put_str(&r, "statement");
+    res_row_end(&r);
+    FOR_EACH_POOL(loop, db, p, dit, pit)
     {
-        Database *db = list_entry(dit, Database, node);
-        list_for_each(pit, &db->pools)
-        {
-            Pool *p = list_entry(pit, Pool, db_node);
-            char a[12][32];
-            usec_t maxwait = 0;
-            if (!list_empty(&p->waiting))
-                maxwait = now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start;
-            const char *v[16] = {
-                db->name, p->username,
-                I64(a[0], p->active_clients.count + p->idle_clients.count),
-                I64(a[1], p->waiting.count + p->login_wait.count), "0", "0",
-                I64(a[2], p->active.count), "0", "0", I64(a[3], p->idle.count), "0",
-                I64(a[4], 0), I64(a[5], p->connecting.count), I64(a[6], maxwait / USEC_PER_SEC),
-                I64(a[7], maxwait % USEC_PER_SEC), config_pool_mode_name(p->mode),
-            };
-            res_row(&r, v);
-        }
+        usec_t maxwait = 0;
+        if (!list_empty(&p->waiting))
+            maxwait = now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start;
+        put_str(&r, db->name);
+        put_str(&r, p->username);
+        put_int(&r, p->active_clients.count + p->idle_clients.count);
+        put_int(&r, p->waiting.count + p->login_wait.count);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        put_int(&r, p->active.count);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        put_int(&r, p->idle.count);
+        put_int(&r, count_internal(p, INTERNAL_RESET) + count_internal(p, INTERNAL_SETPARAMS));
+        put_int(&r, count_internal(p, INTERNAL_CHECK));
+        put_int(&r, p->connecting.count - count_internal(p, INTERNAL_RESET) -
+                        count_internal(p, INTERNAL_SETPARAMS) - count_internal(p, INTERNAL_CHECK));
+        put_int(&r, maxwait / USEC_PER_SEC);
+        put_int(&r, maxwait % USEC_PER_SEC);
+        put_str(&r, config_pool_mode_name(p->mode));
+        res_row_end(&r);
     }
-    res_end(&r);
+    res_end(&r, NULL);
 }
 
-static void show_servers(Loop *loop, PktBuf *b)
+/* ---- sockets: SHOW CLIENTS / SERVERS / SOCKETS / ACTIVE_SOCKETS ---- */
+
+static const Col socket_cols[] = {
+    S("type"),
+    S("user"),
+    S("database"),
+    S("replication"),
+    S("state"),
+    S("addr"),
+    I4("port"),
+    S("local_addr"),
+    I4("local_port"),
+    TS("connect_time"),
+    TS("request_time"),
+    I4("wait"),
+    I4("wait_us"),
+    I4("close_needed"),
+    S("ptr"),
+    S("link"),
+    I4("remote_pid"),
+    S("tls"),
+    S("application_name"),
+    I4("prepared_statements"),
+    I4("id"),
+    /* SOCKETS / ACTIVE_SOCKETS only */
+    I4("recv_pos"),
+    I4("pkt_pos"),
+    I4("pkt_remain"),
+    I4("send_pos"),
+    I4("send_remain"),
+    I4("pkt_avail"),
+    I4("send_avail"),
+};
+#define SOCKET_STD_COLS 21
+
+static void put_addr(Result *r, const Conn *conn, bool local)
 {
-    static const char *const cols[] = {
-        "type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
-        "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
-        "remote_pid", "tls", "application_name", "prepared_statements",
-    };
-    Result r;
-    res_begin(&r, b, cols, 19);
-    ListNode *dit, *pit, *sit;
-    list_for_each(dit, &loop->databases)
-    {
-        Database *db = list_entry(dit, Database, node);
-        list_for_each(pit, &db->pools)
-        {
-            Pool *p = list_entry(pit, Pool, db_node);
-            List *lists[] = {&p->active, &p->idle, &p->connecting};
-            for (int i = 0; i < 3; i++) {
-                list_for_each(sit, lists[i])
-                {
-                    Server *s = list_entry(sit, Server, pool_node);
-                    char a[8][32];
-                    const char *st = s->state == SERVER_ACTIVE ? "active"
-                                     : s->state == SERVER_IDLE ? "idle"
-                                     : s->state == SERVER_INTERNAL ? "used"
-                                                                    : "login";
-                    const char *v[19] = {
-                        "S", p->username, db->name, st, db->host ? db->host : "", I64(a[0], db->port ? db->port : 5432),
-                        "", "0", I64(a[1], s->created / USEC_PER_SEC), I64(a[2], s->last_used / USEC_PER_SEC),
-                        "0", "0", I64(a[3], s->generation != db->generation), I64(a[4], s->id),
-                        s->client ? I64(a[5], s->client->id) : "", I64(a[6], s->backend_pid), "",
-                        params_get(&s->params, "application_name") ? params_get(&s->params, "application_name") : "",
-                        "0",
-                    };
-                    res_row(&r, v);
-                }
-            }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    int rc = local ? getsockname(conn->fd, (struct sockaddr *)&ss, &len)
+                   : getpeername(conn->fd, (struct sockaddr *)&ss, &len);
+    if (conn->fd >= 0 && rc == 0) {
+        if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+            inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host));
+            port = ntohs(a->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+            inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host));
+            port = ntohs(a->sin6_port);
+        } else {
+            snprintf(host, sizeof(host), "unix");
         }
     }
-    res_end(&r);
+    put_fmt(r, "%s", host);
+    put_int(r, port);
+}
+
+static void put_debug(Result *r, const Conn *conn)
+{
+    put_int(r, conn->rend);
+    put_int(r, conn->rpos);
+    put_int(r, 0);
+    put_int(r, conn->opos);
+    put_int(r, conn_queue_len(conn));
+    put_int(r, conn_avail(conn));
+    put_int(r, conn_queue_len(conn));
+}
+
+static void client_row(Result *r, Client *c, const char *state, bool debug)
+{
+    usec_t now = time_now_usec();
+    usec_t wait = c->state == CLIENT_WAITING ? now - c->wait_start : 0;
+    const char *app = params_get(&c->params, "application_name");
+    put_str(r, "C");
+    put_str(r, c->user ? c->user : "(nouser)");
+    put_str(r, c->database ? c->database : "(nodb)");
+    put_str(r, "none");
+    put_str(r, state);
+    put_addr(r, &c->conn, false);
+    put_addr(r, &c->conn, true);
+    put_time(r, c->connect_time);
+    put_time(r, c->last_activity);
+    put_int(r, wait / USEC_PER_SEC);
+    put_int(r, wait % USEC_PER_SEC);
+    put_int(r, 0);
+    put_fmt(r, "%p", (void *)c);
+    if (c->server)
+        put_fmt(r, "%p", (void *)c->server);
+    else
+        put_str(r, "");
+    put_int(r, 0);
+    put_str(r, c->tls ? "TLS" : "");
+    put_str(r, app ? app : "");
+    put_int(r, 0);
+    put_int(r, c->id);
+    if (debug) put_debug(r, &c->conn);
+    res_row_end(r);
+}
+
+static const char *server_state_label(const Server *s)
+{
+    switch (s->state) {
+    case SERVER_ACTIVE:
+        return "active";
+    case SERVER_IDLE:
+        return "idle";
+    case SERVER_INTERNAL:
+        return s->internal == INTERNAL_CHECK           ? "tested"
+               : s->internal == INTERNAL_CONNECT_QUERY ? "new"
+                                                       : "used";
+    default:
+        return "new";
+    }
+}
+
+static void server_row(Result *r, Pool *p, Server *s, const char *state, bool debug)
+{
+    const char *app = params_get(&s->params, "application_name");
+    put_str(r, "S");
+    put_str(r, p->username);
+    put_str(r, p->db->name);
+    put_str(r, "none");
+    put_str(r, state);
+    put_addr(r, &s->conn, false);
+    put_addr(r, &s->conn, true);
+    put_time(r, s->created ? s->created : s->connect_start);
+    put_time(r, s->last_used ? s->last_used : s->created);
+    put_int(r, 0);
+    put_int(r, 0);
+    put_int(r, s->generation != p->db->generation);
+    put_fmt(r, "%p", (void *)s);
+    if (s->client)
+        put_fmt(r, "%p", (void *)s->client);
+    else
+        put_str(r, "");
+    put_int(r, s->backend_pid);
+    put_str(r, "");
+    put_str(r, app ? app : "");
+    put_int(r, 0);
+    put_int(r, s->id);
+    if (debug) put_debug(r, &s->conn);
+    res_row_end(r);
+}
+
+static const char *client_state_label(const Client *c)
+{
+    switch (c->state) {
+    case CLIENT_ACTIVE:
+        return "active";
+    case CLIENT_WAITING:
+        return "waiting";
+    case CLIENT_LOGIN_WAIT:
+        return "login";
+    default:
+        return c->admin ? "active" : "idle";
+    }
 }
 
 static void show_clients(Loop *loop, PktBuf *b)
 {
-    static const char *const cols[] = {
-        "type", "user", "database", "state", "addr", "port", "local_addr", "local_port",
-        "connect_time", "request_time", "wait", "wait_us", "close_needed", "ptr", "link",
-        "remote_pid", "tls", "application_name", "prepared_statements",
-    };
     Result r;
-    res_begin(&r, b, cols, 19);
     ListNode *it;
+    res_begin(&r, b, socket_cols, SOCKET_STD_COLS);
     list_for_each(it, &loop->clients)
     {
         Client *c = list_entry(it, Client, all_node);
-        char a[8][32];
-        const char *st = c->state == CLIENT_ACTIVE ? "active"
-                         : c->state == CLIENT_WAITING ? "waiting"
-                         : c->state == CLIENT_IDLE ? "active"
-                                                   : "login";
-        const char *app = params_get(&c->params, "application_name");
-        const char *v[19] = {
-            "C", c->user ? c->user : "", c->database ? c->database : "", st, c->conn.addr, "0", "", "0",
-            I64(a[0], c->connect_time / USEC_PER_SEC), I64(a[1], c->last_activity / USEC_PER_SEC),
-            "0", "0", "0", I64(a[2], c->id), c->server ? I64(a[3], c->server->id) : "",
-            "0", c->tls ? "TLS" : "", app ? app : "", "0",
-        };
-        res_row(&r, v);
+        if (c->state < CLIENT_LOGIN_WAIT || c->state == CLIENT_CLOSING) continue;
+        client_row(&r, c, client_state_label(c), false);
     }
-    res_end(&r);
+    res_end(&r, NULL);
 }
 
-/* Run one admin command; the result (or error) is appended to b. */
-static void admin_exec(Client *c, const char *sql, PktBuf *b)
+static void server_rows(Result *r, Pool *p, bool debug, bool active_only)
 {
-    char cmd[256];
+    List *lists[] = {&p->active, &p->idle, &p->connecting};
+    ListNode *it;
+    for (int i = 0; i < 3; i++)
+        list_for_each(it, lists[i])
+        {
+            Server *s = list_entry(it, Server, pool_node);
+            if (active_only && conn_avail(&s->conn) == 0 && !conn_has_queue(&s->conn)) continue;
+            const char *st = server_state_label(s);
+            char label[32];
+            if (debug) snprintf(label, sizeof(label), "sv_%s", strcmp(st, "new") ? st : "login");
+            server_row(r, p, s, debug ? label : st, debug);
+        }
+}
+
+static void show_servers(Loop *loop, PktBuf *b)
+{
+    Result r;
+    ListNode *dit, *pit;
+    res_begin(&r, b, socket_cols, SOCKET_STD_COLS);
+    FOR_EACH_POOL(loop, db, p, dit, pit) server_rows(&r, p, false, false);
+    res_end(&r, NULL);
+}
+
+static void show_sockets(Loop *loop, PktBuf *b, bool active_only)
+{
+    Result r;
+    ListNode *it, *dit, *pit;
+    res_begin(&r, b, socket_cols, NCOLS(socket_cols));
+    list_for_each(it, &loop->clients)
+    {
+        Client *c = list_entry(it, Client, all_node);
+        if (c->state == CLIENT_CLOSING) continue;
+        if (active_only && conn_avail(&c->conn) == 0 && !conn_has_queue(&c->conn)) continue;
+        char label[32];
+        snprintf(label, sizeof(label), "cl_%s",
+                 c->state < CLIENT_LOGIN_WAIT ? "login" : client_state_label(c));
+        client_row(&r, c, label, true);
+    }
+    FOR_EACH_POOL(loop, db, p, dit, pit) server_rows(&r, p, true, active_only);
+    res_end(&r, NULL);
+}
+
+/* ---- SHOW STATS family ---- */
+
+typedef struct stat_field {
+    const char *total_name, *avg_name, *plain_name;
+} StatField;
+
+static const StatField stat_fields[] = {
+    {"total_server_assignment_count", "avg_server_assignment_count", "server_assignment_count"},
+    {"total_xact_count", "avg_xact_count", "xact_count"},
+    {"total_query_count", "avg_query_count", "query_count"},
+    {"total_received", "avg_recv", "bytes_received"},
+    {"total_sent", "avg_sent", "bytes_sent"},
+    {"total_xact_time", "avg_xact_time", "xact_time"},
+    {"total_query_time", "avg_query_time", "query_time"},
+    {"total_wait_time", "avg_wait_time", "wait_time"},
+    {"total_client_parse_count", "avg_client_parse_count", "client_parse_count"},
+    {"total_server_parse_count", "avg_server_parse_count", "server_parse_count"},
+    {"total_bind_count", "avg_bind_count", "bind_count"},
+};
+#define NSTAT 11
+
+static void stat_values(const PoolStats *s, uint64_t *v)
+{
+    v[0] = s->server_assignments;
+    v[1] = s->xact_count;
+    v[2] = s->query_count;
+    v[3] = s->bytes_in;
+    v[4] = s->bytes_out;
+    v[5] = s->xact_time;
+    v[6] = s->query_time;
+    v[7] = s->wait_time;
+    v[8] = v[9] = v[10] = 0; /* prepared statements are not tracked yet */
+}
+
+/* which: 0 STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES */
+static void show_stats(Loop *loop, PktBuf *b, int which)
+{
+    Col cols[RES_MAX_COLS];
+    int n = 0;
+    cols[n++] = (Col)S("database");
+    for (int i = 0; i < NSTAT && which != 2; i++)
+        cols[n++] =
+            (Col){which == 0 ? stat_fields[i].total_name : stat_fields[i].plain_name, PG_OID_INT8};
+    for (int i = 0; i < NSTAT && which != 1; i++)
+        cols[n++] =
+            (Col){which == 0 ? stat_fields[i].avg_name : stat_fields[i].plain_name, PG_OID_INT8};
+    if (which == 0) {
+        cols[n++] = (Col)I8("total_client_login_count");
+        cols[n++] = (Col)I8("total_requests"); /* pre-1.8 name, read by old exporters */
+    }
+    Result r;
+    ListNode *it;
+    res_begin(&r, b, cols, n);
+    list_for_each(it, &loop->databases)
+    {
+        Database *db = list_entry(it, Database, node);
+        PoolStats cur, avg;
+        uint64_t vc[NSTAT], va[NSTAT];
+        stats_db_totals(db, &cur);
+        stats_db_averages(loop, db, &avg);
+        stat_values(&cur, vc);
+        stat_values(&avg, va);
+        put_str(&r, db->name);
+        for (int i = 0; i < NSTAT && which != 2; i++)
+            put_int(&r, (long long)vc[i]);
+        for (int i = 0; i < NSTAT && which != 1; i++)
+            put_int(&r, (long long)va[i]);
+        if (which == 0) {
+            put_int(&r, (long long)cur.logins);
+            put_int(&r, (long long)cur.query_count);
+        }
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+static void show_totals(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {S("name"), I8("value")};
+    uint64_t tot[NSTAT] = {0}, avg[NSTAT] = {0};
+    ListNode *it;
+    list_for_each(it, &loop->databases)
+    {
+        Database *db = list_entry(it, Database, node);
+        PoolStats cur, a;
+        uint64_t vc[NSTAT], va[NSTAT];
+        stats_db_totals(db, &cur);
+        stats_db_averages(loop, db, &a);
+        stat_values(&cur, vc);
+        stat_values(&a, va);
+        for (int i = 0; i < NSTAT; i++) {
+            tot[i] += vc[i];
+            avg[i] += va[i];
+        }
+    }
+    Result r;
+    res_begin(&r, b, cols, 2);
+    for (int i = 0; i < NSTAT; i++) {
+        put_str(&r, stat_fields[i].total_name);
+        put_int(&r, (long long)tot[i]);
+        res_row_end(&r);
+    }
+    for (int i = 0; i < NSTAT; i++) {
+        put_str(&r, stat_fields[i].avg_name);
+        put_int(&r, (long long)avg[i]);
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+static void show_latency(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {
+        S("database"),      I8("query_count"), I8("query_p50_us"), I8("query_p95_us"),
+        I8("query_p99_us"), I8("xact_count"),  I8("xact_p50_us"),  I8("xact_p95_us"),
+        I8("xact_p99_us"),  I8("wait_count"),  I8("wait_p50_us"),  I8("wait_p95_us"),
+        I8("wait_p99_us"),
+    };
+    Result r;
+    ListNode *it;
+    res_begin(&r, b, cols, NCOLS(cols));
+    list_for_each(it, &loop->databases)
+    {
+        Database *db = list_entry(it, Database, node);
+        PoolLatency l;
+        stats_db_latency(db, &l);
+        put_str(&r, db->name);
+        const StatsHist *h[3] = {&l.query, &l.xact, &l.wait};
+        for (int i = 0; i < 3; i++) {
+            put_int(&r, (long long)h[i]->count);
+            put_int(&r, (long long)stats_hist_quantile(h[i], 0.50));
+            put_int(&r, (long long)stats_hist_quantile(h[i], 0.95));
+            put_int(&r, (long long)stats_hist_quantile(h[i], 0.99));
+        }
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+/* ---- SHOW DATABASES / USERS / LISTS / MEM / FDS / STATE / CONFIG / DNS ---- */
+
+static void show_databases(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {
+        S("name"),
+        S("host"),
+        I4("port"),
+        S("database"),
+        S("force_user"),
+        I4("pool_size"),
+        I4("min_pool_size"),
+        I4("reserve_pool"),
+        I4("server_lifetime"),
+        S("pool_mode"),
+        S("load_balance_hosts"),
+        I4("max_connections"),
+        I4("current_connections"),
+        I4("paused"),
+        I4("disabled"),
+    };
+    Config *cfg = loop->cfg;
+    Result r;
+    ListNode *it;
+    res_begin(&r, b, cols, NCOLS(cols));
+    /* the console */
+    put_str(&r, "pgbouncer");
+    put_str(&r, NULL);
+    put_int(&r, cfg->listen_port);
+    put_str(&r, "pgbouncer");
+    put_str(&r, "pgbouncer");
+    put_int(&r, 2);
+    put_int(&r, 0);
+    put_int(&r, 0);
+    put_int(&r, 0);
+    put_str(&r, "statement");
+    put_str(&r, NULL);
+    put_int(&r, 0);
+    put_int(&r, 0);
+    put_int(&r, 0);
+    put_int(&r, 0);
+    res_row_end(&r);
+    list_for_each(it, &loop->databases)
+    {
+        Database *db = list_entry(it, Database, node);
+        const DbConf *dc = config_find_db(cfg, db->name);
+        usec_t lifetime =
+            dc && dc->server_lifetime != CONF_UNSET ? dc->server_lifetime : cfg->server_lifetime;
+        put_str(&r, db->name);
+        put_str(&r, db->host);
+        put_int(&r, db->port ? db->port : 5432);
+        put_str(&r, db->dbname);
+        put_str(&r, db->user);
+        put_int(&r, dc && dc->pool_size != CONF_UNSET ? dc->pool_size : cfg->default_pool_size);
+        put_int(&r, dc && dc->min_pool_size != CONF_UNSET ? dc->min_pool_size : cfg->min_pool_size);
+        put_int(&r, dc && dc->reserve_pool_size != CONF_UNSET ? dc->reserve_pool_size
+                                                              : cfg->reserve_pool_size);
+        put_int(&r, lifetime / USEC_PER_SEC);
+        put_str(&r,
+                dc && dc->pool_mode != CONF_UNSET ? config_pool_mode_name(dc->pool_mode) : NULL);
+        put_str(&r, NULL);
+        put_int(&r, dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
+                                                               : cfg->max_db_connections);
+        put_int(&r, db->server_count);
+        put_int(&r, db->paused);
+        put_int(&r, db->disabled);
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+static void show_users(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {
+        S("name"),
+        S("pool_size"),
+        S("reserve_pool_size"),
+        S("pool_mode"),
+        I4("max_user_connections"),
+        I4("current_connections"),
+    };
+    Config *cfg = loop->cfg;
+    Result r;
+    ListNode *it;
+    res_begin(&r, b, cols, NCOLS(cols));
+    list_for_each(it, &loop->users)
+    {
+        PoolUser *u = list_entry(it, PoolUser, node);
+        const UserConf *uc = config_find_user(cfg, u->name);
+        put_str(&r, u->name);
+        if (uc && uc->pool_size != CONF_UNSET)
+            put_int(&r, uc->pool_size);
+        else
+            put_str(&r, "");
+        if (uc && uc->reserve_pool_size != CONF_UNSET)
+            put_int(&r, uc->reserve_pool_size);
+        else
+            put_str(&r, "");
+        put_str(&r,
+                uc && uc->pool_mode != CONF_UNSET ? config_pool_mode_name(uc->pool_mode) : NULL);
+        put_int(&r, uc && uc->max_user_connections != CONF_UNSET ? uc->max_user_connections
+                                                                 : cfg->max_user_connections);
+        put_int(&r, u->server_count);
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+static int count_pools(Loop *loop)
+{
+    ListNode *it;
+    int n = 0;
+    list_for_each(it, &loop->databases) n += list_entry(it, Database, node)->pools.count;
+    return n;
+}
+
+static int count_login_clients(Loop *loop)
+{
+    ListNode *it;
+    int n = 0;
+    list_for_each(it, &loop->clients)
+    {
+        Client *c = list_entry(it, Client, all_node);
+        if (c->state < CLIENT_LOGIN_WAIT) n++;
+    }
+    return n;
+}
+
+static int count_dns_names(Loop *loop)
+{
+    ListNode *it;
+    int n = 0;
+    list_for_each(it, &loop->databases) n += list_entry(it, Database, node)->hostaddr != NULL;
+    return n;
+}
+
+static int count_dns_pending(Loop *loop)
+{
+    ListNode *it;
+    int n = 0;
+    list_for_each(it, &loop->databases) n += list_entry(it, Database, node)->resolving;
+    return n;
+}
+
+static void show_lists(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {S("list"), I4("items")};
+    Result r;
+    res_begin(&r, b, cols, 2);
+#define LIST_ROW(name, v)                                                                          \
+    do {                                                                                           \
+        put_str(&r, name);                                                                         \
+        put_int(&r, v);                                                                            \
+        res_row_end(&r);                                                                           \
+    } while (0)
+    LIST_ROW("databases", loop->databases.count);
+    LIST_ROW("users", loop->users.count);
+    LIST_ROW("peers", 0);
+    LIST_ROW("pools", count_pools(loop));
+    LIST_ROW("peer_pools", 0);
+    LIST_ROW("free_clients", 0);
+    LIST_ROW("used_clients", loop->client_count);
+    LIST_ROW("login_clients", count_login_clients(loop));
+    LIST_ROW("free_servers", 0);
+    LIST_ROW("used_servers", loop->server_count);
+    LIST_ROW("dns_names", count_dns_names(loop));
+    LIST_ROW("dns_zones", 0);
+    LIST_ROW("dns_queries", count_dns_pending(loop));
+    LIST_ROW("dns_pending", count_dns_pending(loop));
+#undef LIST_ROW
+    res_end(&r, NULL);
+}
+
+static void show_mem(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {S("name"), I4("size"), I4("used"), I4("free"), I4("memtotal")};
+    Result r;
+    res_begin(&r, b, cols, NCOLS(cols));
+    put_str(&r, "client");
+    put_int(&r, (long long)sizeof(Client));
+    put_int(&r, loop->client_count);
+    put_int(&r, 0);
+    put_int(&r, (long long)sizeof(Client) * loop->client_count);
+    res_row_end(&r);
+    put_str(&r, "server");
+    put_int(&r, (long long)sizeof(Server));
+    put_int(&r, loop->server_count);
+    put_int(&r, 0);
+    put_int(&r, (long long)sizeof(Server) * loop->server_count);
+    res_row_end(&r);
+    put_str(&r, "pkt_buf");
+    put_int(&r, loop->buf_size);
+    put_int(&r, loop->buf_in_use);
+    put_int(&r, loop->buf_free_count);
+    put_int(&r, (long long)loop->buf_size * (loop->buf_in_use + loop->buf_free_count));
+    res_row_end(&r);
+    res_end(&r, NULL);
+}
+
+/* SHOW FDS: the list only; pgfunnel does not hand sockets over (no online restart). */
+static void show_fds(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {
+        I4("fd"),
+        S("task"),
+        S("user"),
+        S("database"),
+        S("addr"),
+        I4("port"),
+        I8("cancel"),
+        I4("link"),
+        S("client_encoding"),
+        S("std_strings"),
+        S("datestyle"),
+        S("timezone"),
+        S("password"),
+        {"scram_client_key", PG_OID_BYTEA},
+        {"scram_server_key", PG_OID_BYTEA},
+    };
+    Result r;
+    ListNode *it, *dit, *pit;
+    res_begin(&r, b, cols, NCOLS(cols));
+    list_for_each(it, &loop->clients)
+    {
+        Client *c = list_entry(it, Client, all_node);
+        if (c->state == CLIENT_CLOSING || c->admin) continue;
+        put_int(&r, c->conn.fd);
+        put_str(&r, "client");
+        put_str(&r, c->user);
+        put_str(&r, c->database);
+        put_addr(&r, &c->conn, false);
+        put_int(&r, 0); /* cancel keys are not shown */
+        put_int(&r, c->server ? c->server->conn.fd : 0);
+        put_str(&r, params_get(&c->params, "client_encoding"));
+        put_str(&r, params_get(&c->params, "standard_conforming_strings"));
+        put_str(&r, params_get(&c->params, "DateStyle"));
+        put_str(&r, params_get(&c->params, "TimeZone"));
+        res_row_end(&r); /* password and keys: NULL, never shown */
+    }
+    FOR_EACH_POOL(loop, db, p, dit, pit)
+    {
+        List *lists[] = {&p->active, &p->idle, &p->connecting};
+        for (int i = 0; i < 3; i++)
+            list_for_each(it, lists[i])
+            {
+                Server *s = list_entry(it, Server, pool_node);
+                put_int(&r, s->conn.fd);
+                put_str(&r, "server");
+                put_str(&r, p->username);
+                put_str(&r, db->name);
+                put_addr(&r, &s->conn, false);
+                put_int(&r, 0);
+                put_int(&r, s->client ? s->client->conn.fd : 0);
+                put_str(&r, params_get(&s->params, "client_encoding"));
+                put_str(&r, params_get(&s->params, "standard_conforming_strings"));
+                put_str(&r, params_get(&s->params, "DateStyle"));
+                put_str(&r, params_get(&s->params, "TimeZone"));
+                res_row_end(&r);
+            }
+    }
+    res_end(&r, NULL);
+}
+
+static void show_state(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {S("key"), S("value")};
+    bool paused = pool_control_paused_all(loop);
+    Result r;
+    res_begin(&r, b, cols, 2);
+    put_str(&r, "active");
+    put_str(&r, paused ? "no" : "yes");
+    res_row_end(&r);
+    put_str(&r, "paused");
+    put_str(&r, paused ? "yes" : "no");
+    res_row_end(&r);
+    put_str(&r, "suspended");
+    put_str(&r, "no");
+    res_row_end(&r);
+    res_end(&r, NULL);
+}
+
+static void show_config(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {S("key"), S("value"), S("default"), S("changeable")};
+    Result r;
+    res_begin(&r, b, cols, 4);
+    for (size_t i = 0; i < config_option_count(); i++) {
+        const OptionDef *od = config_option_at(i);
+        char v[512];
+        config_format_value(loop->cfg, od, v, sizeof(v));
+        put_str(&r, od->name);
+        put_str(&r, od->secret && v[0] ? "********" : v);
+        put_str(&r, od->secret && od->default_value[0] ? "********" : od->default_value);
+        put_str(&r, od->reloadable ? "yes" : "no");
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+static void show_dns_hosts(Loop *loop, PktBuf *b)
+{
+    static const Col cols[] = {S("hostname"), I8("ttl"), S("addrs")};
+    Result r;
+    ListNode *it;
+    usec_t now = time_now_usec();
+    res_begin(&r, b, cols, 3);
+    list_for_each(it, &loop->databases)
+    {
+        Database *db = list_entry(it, Database, node);
+        if (!db->hostaddr || !db->host) continue;
+        usec_t left = loop->cfg->dns_max_ttl - (now - db->resolved_at);
+        put_str(&r, db->host);
+        put_int(&r, left > 0 ? left / USEC_PER_SEC : 0);
+        put_str(&r, db->hostaddr);
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+static void show_dns_zones(PktBuf *b)
+{
+    static const Col cols[] = {S("zonename"), I8("serial"), I4("count")};
+    Result r;
+    res_begin(&r, b, cols, 3);
+    res_end(&r, NULL);
+}
+
+/* ---- parsing ---- */
+
+typedef struct token {
+    char text[ADMIN_ARG_MAX];
+    bool quoted; /* "identifier" or 'string' */
+    bool string; /* 'string' */
+} Token;
+
+/*
+ * Read one token at *pp: a word of [A-Za-z0-9_], a "quoted identifier" or a
+ * 'string' (doubled quotes escape).  Words are lower-cased.  Returns 1, 0
+ * at the end, -1 on a syntax error.
+ */
+static int next_token(const char **pp, Token *t)
+{
+    const char *p = *pp;
     size_t n = 0;
-    while (isspace((unsigned char)*sql))
-        sql++;
-    for (; sql[n] && n + 1 < sizeof(cmd); n++)
-        cmd[n] = (char)tolower((unsigned char)sql[n]);
-    while (n > 0 && (isspace((unsigned char)cmd[n - 1]) || cmd[n - 1] == ';'))
-        n--;
-    cmd[n] = 0;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!*p) {
+        *pp = p;
+        return 0;
+    }
+    t->quoted = t->string = false;
+    if (*p == '"' || *p == '\'') {
+        char q = *p++;
+        t->quoted = true;
+        t->string = q == '\'';
+        for (;;) {
+            if (!*p) return -1;
+            if (*p == q) {
+                if (p[1] != q) break;
+                p++;
+            }
+            if (n + 1 >= sizeof(t->text)) return -1;
+            t->text[n++] = *p++;
+        }
+        p++;
+    } else if (*p == '=' || *p == ';') {
+        t->text[n++] = *p++;
+    } else {
+        while (isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-') {
+            if (n + 1 >= sizeof(t->text)) return -1;
+            t->text[n++] = (char)tolower((unsigned char)*p++);
+        }
+        if (n == 0) return -1;
+    }
+    t->text[n] = 0;
+    *pp = p;
+    return 1;
+}
+
+/* Split "CMD [ARG] [;]" or "SET key = value [;]" into at most 5 tokens; -1 = syntax error. */
+static int tokenize(const char *sql, Token *tok, int max)
+{
+    int n = 0, rc;
+    const char *p = sql;
+    while ((rc = next_token(&p, &tok[n])) == 1) {
+        if (!tok[n].quoted && strcmp(tok[n].text, ";") == 0) {
+            /* only whitespace may follow the final semicolon */
+            while (isspace((unsigned char)*p))
+                p++;
+            if (*p) return -1;
+            break;
+        }
+        if (++n >= max) return -1;
+    }
+    return rc < 0 ? -1 : n;
+}
+
+/* ---- command execution ---- */
+
+typedef enum {
+    ADMIN_DONE,    /* result appended, send ReadyForQuery */
+    ADMIN_WAITING, /* answer comes later (PAUSE / WAIT_CLOSE) */
+} AdminRc;
+
+static AdminRc admin_error(PktBuf *b, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);
+static AdminRc admin_error(PktBuf *b, const char *sqlstate, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pkt_error(b, "ERROR", sqlstate, "%s", msg);
+    return ADMIN_DONE;
+}
+
+static AdminRc admin_ok(PktBuf *b, const char *tag)
+{
+    pkt_command_complete(b, tag);
+    return ADMIN_DONE;
+}
+
+static AdminRc admin_show(Client *c, const char *what, PktBuf *b)
+{
+    Loop *loop = c->loop;
+    if (!strcmp(what, "help"))
+        show_help(b);
+    else if (!strcmp(what, "version"))
+        show_version(b);
+    else if (!strcmp(what, "pools"))
+        show_pools(loop, b);
+    else if (!strcmp(what, "stats"))
+        show_stats(loop, b, 0);
+    else if (!strcmp(what, "stats_totals"))
+        show_stats(loop, b, 1);
+    else if (!strcmp(what, "stats_averages"))
+        show_stats(loop, b, 2);
+    else if (!strcmp(what, "totals"))
+        show_totals(loop, b);
+    else if (!strcmp(what, "latency"))
+        show_latency(loop, b);
+    else if (!strcmp(what, "clients"))
+        show_clients(loop, b);
+    else if (!strcmp(what, "servers"))
+        show_servers(loop, b);
+    else if (!strcmp(what, "sockets"))
+        show_sockets(loop, b, false);
+    else if (!strcmp(what, "active_sockets"))
+        show_sockets(loop, b, true);
+    else if (!strcmp(what, "databases"))
+        show_databases(loop, b);
+    else if (!strcmp(what, "users"))
+        show_users(loop, b);
+    else if (!strcmp(what, "config"))
+        show_config(loop, b);
+    else if (!strcmp(what, "lists"))
+        show_lists(loop, b);
+    else if (!strcmp(what, "mem"))
+        show_mem(loop, b);
+    else if (!strcmp(what, "state"))
+        show_state(loop, b);
+    else if (!strcmp(what, "dns_hosts"))
+        show_dns_hosts(loop, b);
+    else if (!strcmp(what, "dns_zones"))
+        show_dns_zones(b);
+    else if (!strcmp(what, "fds")) {
+        bool admin;
+        if (!admin_access(c, &admin) || !admin)
+            return admin_error(b, "42501", "admin access needed");
+        show_fds(loop, b);
+    } else
+        return admin_error(b, "42601", "unknown SHOW command: %s (use SHOW HELP;)", what);
+    return ADMIN_DONE;
+}
+
+static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag);
+
+/* PAUSE and WAIT_CLOSE: answer now if nothing to wait for, else register a wait. */
+static AdminRc admin_wait(Client *c, ControlWaitKind kind, const char *db, const char *tag,
+                          PktBuf *b)
+{
+    if (pool_control_wait_done(c->loop, kind, db)) return admin_ok(b, tag);
+    if (pool_control_wait(c->loop, c->id, kind, db, admin_wait_finished) < 0)
+        return admin_error(b, "53200", "out of memory");
+    return ADMIN_WAITING;
+}
+
+static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
+{
+    Loop *loop = c->loop;
+    Token tok[5];
+    char err[512];
+    int n = tokenize(sql, tok, 5);
+    bool admin;
     if (n == 0) {
         pkt_empty_query(b);
+        return ADMIN_DONE;
+    }
+    if (n < 0 || tok[0].quoted)
+        return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+    const char *cmd = tok[0].text;
+    const char *arg = n >= 2 ? tok[1].text : NULL;
+    bool is_show = !strcmp(cmd, "show") || !strcmp(cmd, "select");
+    if (!admin_access(c, &admin)) return admin_error(b, "42501", "not allowed");
+
+    if (!strcmp(cmd, "set")) {
+        /* SET key (= | TO) value */
+        if (n != 4 || tok[1].string || (strcmp(tok[2].text, "=") && strcmp(tok[2].text, "to")) ||
+            tok[2].quoted)
+            return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+        if (!admin) return admin_error(b, "42501", "admin access needed");
+        if (config_set(loop->cfg, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
+            return admin_error(b, "22023", "SET failed: %s", err);
+        pool_apply_config(loop);
+        log_info("SET %s command issued", tok[1].text);
+        return admin_ok(b, "SET");
+    }
+    if (n > 2) return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+    if (is_show) {
+        if (!arg || tok[1].quoted)
+            return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+        return admin_show(c, arg, b);
+    }
+    if (!admin) return admin_error(b, "42501", "admin access needed");
+
+    int rc = 0;
+    if (!strcmp(cmd, "pause")) {
+        rc = pool_control_pause(loop, arg, err, sizeof(err));
+        if (rc == 0) return admin_wait(c, CONTROL_WAIT_PAUSE, arg, "PAUSE", b);
+    } else if (!strcmp(cmd, "resume")) {
+        if ((rc = pool_control_resume(loop, arg, err, sizeof(err))) == 0)
+            return admin_ok(b, "RESUME");
+    } else if (!strcmp(cmd, "disable") || !strcmp(cmd, "enable")) {
+        if (!arg) return admin_error(b, "42601", "a database is required");
+        rc = pool_control_set_disabled(loop, arg, cmd[0] == 'd', err, sizeof(err));
+        if (rc == 0) return admin_ok(b, cmd[0] == 'd' ? "DISABLE" : "ENABLE");
+    } else if (!strcmp(cmd, "reconnect")) {
+        if ((rc = pool_control_reconnect(loop, arg, err, sizeof(err))) == 0)
+            return admin_ok(b, "RECONNECT");
+    } else if (!strcmp(cmd, "kill")) {
+        if ((rc = pool_control_kill(loop, arg, err, sizeof(err))) == 0) return admin_ok(b, "KILL");
+    } else if (!strcmp(cmd, "kill_client")) {
+        char *end;
+        errno = 0;
+        unsigned long id = arg && !tok[1].quoted ? strtoul(arg, &end, 10) : 0;
+        if (!arg || tok[1].quoted || *end || errno || id == 0 || id > UINT32_MAX)
+            return admin_error(b, "22023", "invalid client id supplied");
+        if (id == c->id) return admin_error(b, "22023", "cannot kill your own connection");
+        if ((rc = pool_control_kill_client(loop, (uint32_t)id, err, sizeof(err))) == 0)
+            return admin_ok(b, "KILL_CLIENT");
+    } else if (!strcmp(cmd, "wait_close")) {
+        if ((rc = pool_control_check_db(loop, arg, err, sizeof(err))) == 0) {
+            log_info("WAIT_CLOSE%s%s command issued", arg ? " " : "", arg ? arg : "");
+            return admin_wait(c, CONTROL_WAIT_CLOSE, arg, "WAIT_CLOSE", b);
+        }
+    } else if (!strcmp(cmd, "suspend")) {
+        return admin_error(b, "0A000", "SUSPEND is not supported");
+    } else if (!strcmp(cmd, "reload")) {
+        if (arg) return admin_error(b, "42601", "RELOAD takes no argument");
+        log_info("RELOAD command issued");
+        if (!loop->reload || loop->reload(loop, loop->reload_arg) < 0)
+            return admin_error(b, "F0000", "RELOAD failed, see logs for additional details");
+        return admin_ok(b, "RELOAD");
+    } else if (!strcmp(cmd, "shutdown")) {
+        ShutdownMode mode = SHUTDOWN_IMMEDIATE;
+        if (arg && !tok[1].quoted && !strcmp(arg, "wait_for_servers"))
+            mode = SHUTDOWN_WAIT_SERVERS;
+        else if (arg && !tok[1].quoted && !strcmp(arg, "wait_for_clients"))
+            mode = SHUTDOWN_WAIT_CLIENTS;
+        else if (arg)
+            return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+        log_info("SHUTDOWN%s%s command issued", arg ? " " : "", arg ? arg : "");
+        pool_control_shutdown(loop, mode);
+        return admin_ok(b, "SHUTDOWN");
+    } else {
+        return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+    }
+    return admin_error(b, "55000", "%s", err);
+}
+
+/* ---- the console connection ---- */
+
+static void admin_flush(Client *c, PktBuf *b)
+{
+    if (b->len && (b->failed || conn_send(&c->conn, b->data, b->len) < 0)) {
+        pkt_free(b);
+        client_close(c, NULL, "write failed");
         return;
     }
-    const char *what = NULL;
-    if (strncmp(cmd, "show ", 5) == 0) what = cmd + 5;
-    else if (strncmp(cmd, "select ", 7) == 0) what = cmd + 7;
-    if (what) {
-        while (*what == ' ')
-            what++;
-        if (strcmp(what, "version") == 0) return show_version(b);
-        if (strcmp(what, "pools") == 0) return show_pools(c->loop, b);
-        if (strcmp(what, "servers") == 0) return show_servers(c->loop, b);
-        if (strcmp(what, "clients") == 0) return show_clients(c->loop, b);
-    }
-    pkt_error(b, "ERROR", "42601", "unknown command: %.200s", sql);
+    pkt_free(b);
+}
+
+/* A PAUSE or WAIT_CLOSE is over: answer it and continue with queued queries. */
+static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag)
+{
+    Client *c = loop_client_find(loop, client_id);
+    if (!c || c->state != CLIENT_IDLE) return;
+    PktBuf b;
+    pkt_init(&b);
+    pkt_command_complete(&b, tag);
+    pkt_ready(&b, 'I');
+    admin_flush(c, &b);
+    if (c->state == CLIENT_IDLE) admin_process(c);
 }
 
 void admin_process(Client *c)
 {
     PktBuf b;
     pkt_init(&b);
-    while (c->state == CLIENT_IDLE) {
+    bool waiting = pool_control_is_waiting(c->loop, c->id);
+    while (c->state == CLIENT_IDLE && !waiting) {
         uint32_t avail = conn_avail(&c->conn);
         if (avail < 5) break;
         uint8_t *p = conn_data(&c->conn);
@@ -281,16 +1357,24 @@ void admin_process(Client *c)
             conn_consume(&c->conn, len + 1);
             continue;
         }
-        admin_exec(c, (const char *)p + 5, &b);
-        pkt_ready(&b, 'I');
+        /* the query text is copied: a command may close clients and recycle buffers */
+        char *sql = strndup((const char *)p + 5, len - 5);
         conn_consume(&c->conn, len + 1);
+        if (!sql) {
+            pkt_error(&b, "ERROR", "53200", "out of memory");
+            pkt_ready(&b, 'I');
+            continue;
+        }
+        AdminRc rc = admin_exec(c, sql, &b);
+        free(sql);
+        if (rc == ADMIN_WAITING)
+            waiting = true;
+        else
+            pkt_ready(&b, 'I');
     }
-    if (b.len && (b.failed || conn_send(&c->conn, b.data, b.len) < 0)) {
-        pkt_free(&b);
-        client_close(c, NULL, "write failed");
-        return;
-    }
-    pkt_free(&b);
-    conn_want_read(&c->conn, true);
+    admin_flush(c, &b);
+    if (c->state != CLIENT_IDLE) return;
+    /* while a command waits, read on only to notice a disconnect */
+    conn_want_read(&c->conn, !waiting || conn_avail(&c->conn) == 0);
     conn_release_buffer(&c->conn);
 }

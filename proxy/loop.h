@@ -82,6 +82,13 @@ struct loop {
     bool paused_accept;      /* accept backs off after EMFILE */
     LoopStats stats;
     usec_t started_at;
+    /* admin side, each owned by its module (NULL when not started) */
+    struct stats_state *stats_state;   /* stats.c: stats_period timer */
+    struct pool_control *control;      /* pool_control.c: PAUSE/WAIT_CLOSE waiters */
+    struct http_server *http;          /* http.c: admin_http_port */
+    /* RELOAD from the console runs the SIGHUP path (set by main.c): 0 or -1 */
+    int (*reload)(Loop *loop, void *arg);
+    void *reload_arg;
 };
 
 Loop *loop_create(Config *cfg) WUR;

@@ -8,7 +8,9 @@
  *   SIGINT  safe shutdown: stop accepting, wait until servers are released
  *   SIGTERM stop accepting, wait until every client has left
  *   SIGQUIT exit now
- *   SIGUSR1 / SIGUSR2 pause / resume (logged; the admin console adds PAUSE)
+ *   SIGUSR1 / SIGUSR2 PAUSE / RESUME of every database (pool_control.c)
+ * RELOAD from the admin console runs the same process_reload() through the
+ * loop->reload callback.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,10 +30,13 @@
 
 #include "auth.h"
 #include "config.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "pool_control.h"
+#include "stats.h"
 #include "version.h"
 
 typedef struct options {
@@ -64,7 +69,8 @@ static void usage(FILE *out)
             "      --sample-config  print a commented sample configuration\n"
             "  -V, --version      print the version and exit\n"
             "  -h, --help         this help\n\n"
-            "Signals: HUP reload, INT safe shutdown, TERM wait for clients, QUIT immediate.\n",
+            "Signals: HUP reload, INT safe shutdown, TERM wait for clients, QUIT immediate,\n"
+            "         USR1 pause, USR2 resume.\n",
             PGFUNNEL_VERSION_STRING);
 }
 
@@ -125,7 +131,7 @@ static void log_config_warnings(const Config *cfg)
 
 /* ---- reload ---- */
 
-static void process_reload(Process *pr)
+static int process_reload(Process *pr)
 {
     Loop *loop = pr->loop;
     char err[4096];
@@ -136,7 +142,7 @@ static void process_reload(Process *pr)
         for (char *l = strtok_r(err, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
             log_error("%s", l);
         log_error("configuration reload failed; keeping the previous configuration");
-        return;
+        return -1;
     }
     log_config_warnings(ncfg);
     for (size_t i = 0; i < config_option_count(); i++) {
@@ -153,7 +159,7 @@ static void process_reload(Process *pr)
         log_error("%s", err);
         log_error("configuration reload failed; keeping the previous configuration");
         config_free(ncfg);
-        return;
+        return -1;
     }
     Config *old = loop->cfg;
     loop->cfg = ncfg;
@@ -161,6 +167,14 @@ static void process_reload(Process *pr)
     pool_apply_config(loop);
     config_free(old);
     log_info("configuration reloaded");
+    return 0;
+}
+
+/* loop->reload: the admin console's RELOAD takes the SIGHUP path. */
+static int process_reload_cb(Loop *loop, void *arg)
+{
+    (void)loop;
+    return process_reload(arg);
 }
 
 /* ---- signals ---- */
@@ -173,7 +187,8 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
     case SIGHUP:
         log_info("got SIGHUP: reloading the configuration and reopening the log");
         log_reopen();
-        process_reload(pr);
+        if (process_reload(pr) < 0) { /* logged; the old configuration stays */
+        }
         break;
     case SIGINT:
         log_info("got SIGINT: safe shutdown, waiting for servers to be released");
@@ -189,8 +204,16 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
         log_info("got SIGQUIT: immediate shutdown");
         loop_begin_shutdown(pr->loop, SHUTDOWN_IMMEDIATE);
         break;
-    case SIGUSR1: log_info("got SIGUSR1: pause is not implemented yet"); break;
-    case SIGUSR2: log_info("got SIGUSR2: resume is not implemented yet"); break;
+    case SIGUSR1:
+    case SIGUSR2: {
+        char err[256];
+        log_info("got %s: %s", sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2",
+                 sig == SIGUSR1 ? "pausing every database" : "resuming");
+        int rc = sig == SIGUSR1 ? pool_control_pause(pr->loop, NULL, err, sizeof(err))
+                                : pool_control_resume(pr->loop, NULL, err, sizeof(err));
+        if (rc < 0) log_warning("%s", err);
+        break;
+    }
     default: break;
     }
 }
@@ -342,6 +365,16 @@ int main(int argc, char **argv)
         log_fatal("%s", err);
         goto out_loop;
     }
+    pr.loop->reload = process_reload_cb;
+    pr.loop->reload_arg = &pr;
+    if (stats_start(pr.loop) < 0 || pool_control_start(pr.loop) < 0) {
+        log_fatal("cannot start the statistics or control timers");
+        goto out_loop;
+    }
+    if (http_start(pr.loop, err, sizeof(err)) < 0) {
+        log_fatal("%s", err);
+        goto out_loop;
+    }
     if (setup_signals(&pr) < 0) {
         log_fatal("cannot install signal handlers");
         goto out_loop;
@@ -361,6 +394,9 @@ out_loop:
     for (int i = 0; i < 6; i++)
         if (pr.sig[i]) event_free(pr.sig[i]);
     listener_close_all(pr.loop);
+    http_stop(pr.loop);
+    pool_control_stop(pr.loop);
+    stats_stop(pr.loop);
     cfg = pr.loop->cfg;
     loop_destroy(pr.loop);
     config_free(cfg);

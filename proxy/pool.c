@@ -110,6 +110,14 @@ static Database *database_create(Loop *loop, const char *name, const DbConf *dc)
     return db;
 }
 
+Database *pool_database_get(Loop *loop, const char *name, bool create)
+{
+    Database *db = database_find(loop, name);
+    if (db || !create) return db;
+    const DbConf *dc = config_find_db(loop->cfg, name);
+    return dc ? database_create(loop, name, dc) : NULL;
+}
+
 static PoolUser *pool_user_get(Loop *loop, const char *name)
 {
     ListNode *it;

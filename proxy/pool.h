@@ -19,6 +19,7 @@
 #include "loop.h"
 #include "params.h"
 #include "prepared.h"
+#include "stats.h"
 #include "types.h"
 
 typedef struct pool_user {
@@ -81,6 +82,8 @@ struct pool {
     char *failure_msg;
     PoolStats stats;
     PsRegistry ps;           /* prepared statements of all clients, by text and types */
+    PoolStats stats_newer, stats_older; /* stats.c: snapshots of the last two stats_periods */
+    PoolLatency latency;                /* stats.c: query/xact/wait histograms */
 };
 
 /*
@@ -106,6 +109,9 @@ void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg)
 void pool_internal_done(Server *s, int kind, bool ok);
 /* Total servers of the pool in any state. */
 int pool_server_total(const Pool *pool);
+
+/* Find a database by name; with create, also one that is configured but unused yet. */
+Database *pool_database_get(Loop *loop, const char *name, bool create);
 
 /* Periodic work: timeouts, idle servers, min_pool_size, reserve pool. */
 void pool_janitor(Loop *loop, usec_t now);

@@ -175,16 +175,23 @@ void pkt_negotiate_version(PktBuf *b, uint32_t minor, const char *const *unknown
 
 void pkt_row_description(PktBuf *b, const char *const *names, int n)
 {
+    pkt_row_description_typed(b, names, NULL, n);
+}
+
+void pkt_row_description_typed(PktBuf *b, const char *const *names, const uint32_t *oids, int n)
+{
     pkt_begin(b, 'T');
     pkt_put_u16(b, (uint16_t)n);
     for (int i = 0; i < n; i++) {
+        uint32_t oid = oids && oids[i] ? oids[i] : PG_OID_TEXT;
+        int16_t typlen = oid == PG_OID_INT8 ? 8 : oid == PG_OID_INT4 ? 4 : -1;
         pkt_put_str(b, names[i]);
-        pkt_put_u32(b, 0);    /* table oid */
-        pkt_put_u16(b, 0);    /* column number */
-        pkt_put_u32(b, 25);   /* type oid: text */
-        pkt_put_u16(b, 0xffff); /* typlen -1 */
-        pkt_put_u32(b, 0xffffffffu); /* typmod -1 */
-        pkt_put_u16(b, 0);    /* text format */
+        pkt_put_u32(b, 0);                   /* table oid */
+        pkt_put_u16(b, 0);                   /* column number */
+        pkt_put_u32(b, oid);                 /* type oid */
+        pkt_put_u16(b, (uint16_t)typlen);    /* typlen */
+        pkt_put_u32(b, 0xffffffffu);         /* typmod -1 */
+        pkt_put_u16(b, 0);                   /* text format */
     }
     pkt_end(b);
 }

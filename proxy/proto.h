@@ -51,6 +51,12 @@ void pkt_terminate(PktBuf *b);
 void pkt_negotiate_version(PktBuf *b, uint32_t minor, const char *const *unknown, int n);
 /* For the admin console: RowDescription of text columns, DataRow of strings (NULL = SQL NULL). */
 void pkt_row_description(PktBuf *b, const char *const *names, int n);
+/* Type OIDs the console uses (pg_type.h). */
+#define PG_OID_INT8 20u
+#define PG_OID_INT4 23u
+#define PG_OID_TEXT 25u
+/* RowDescription with a type OID per column (oids NULL or 0 = text); values stay text format. */
+void pkt_row_description_typed(PktBuf *b, const char *const *names, const uint32_t *oids, int n);
 void pkt_data_row(PktBuf *b, const char *const *values, int n);
 void pkt_command_complete(PktBuf *b, const char *tag);
 void pkt_empty_query(PktBuf *b);

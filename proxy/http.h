@@ -1,0 +1,24 @@
+/*
+ * http.h — the HTTP admin endpoint (libevent evhttp) on
+ * admin_http_addr:admin_http_port (0 = off, localhost by default):
+ *   GET /metrics   Prometheus text exposition format 0.0.4
+ *   GET /healthz   200 or 503, with a JSON body saying why
+ *   GET /pools     SHOW POOLS and per-database counters as JSON
+ *
+ * It runs on the loop thread, like everything that reads pools: handlers
+ * only walk the in-memory lists (O(pools)), never block, and build the whole
+ * answer in one evbuffer.  With admin_http_auth = 1 a request needs HTTP
+ * basic auth with a user in admin_users; the password is not checked yet
+ * (no password store exists) and becomes a real check when authentication
+ * lands — until then keep the endpoint on localhost.
+ */
+#ifndef PGFUNNEL_HTTP_H
+#define PGFUNNEL_HTTP_H
+
+#include "types.h"
+
+/* Start when admin_http_port is set; 0, or -1 with a message in err. */
+int http_start(Loop *loop, char *err, size_t errlen) WUR;
+void http_stop(Loop *loop);
+
+#endif

@@ -1,0 +1,268 @@
+# shellcheck shell=bash
+# t_admin.sh — the admin console (SHOW, control commands), signals USR1/USR2,
+# statistics and histograms, the HTTP endpoint, Debian's pgbouncer exporter.
+
+_adm() { "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer "$@"; }
+_admin_ini() { # extra lines for pf_start
+    HTTP_PORT=$(free_port)
+    export HTTP_PORT
+    pf_start "admin_http_port = $HTTP_PORT" "stats_users = statsuser" "$@"
+}
+_q() { pf_psql -c "$1"; }
+_col() { # CMD COLUMN-NAME ROW-FILTER: the value of a named column in rows matching grep
+    _adm -F'|' -c "$1" --no-align -P footer=off -t 2>/dev/null >/dev/null
+    "$PG_BINDIR/psql" -X -A -F'|' -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "$1" |
+        awk -F'|' -v col="$2" -v pat="$3" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next}
+            $0 ~ pat && c {print $c; exit}'
+}
+
+test_show_commands_all() {
+    local cmd out v
+    _admin_ini
+    _q "select 1" >/dev/null
+    for cmd in HELP POOLS STATS STATS_TOTALS STATS_AVERAGES TOTALS CLIENTS SERVERS SOCKETS \
+        ACTIVE_SOCKETS DATABASES USERS CONFIG LISTS MEM FDS STATE VERSION DNS_HOSTS DNS_ZONES LATENCY; do
+        assert_ok _adm -c "SHOW $cmd"
+        assert_ok _adm -c "show ${cmd,,};"
+    done
+    assert_ok _adm -c "SELECT version"
+    # the version line of --version
+    v=$("$PGFUNNEL_BIN" --version | head -n 1)
+    assert_eq "$v" "$(_adm -c 'SHOW VERSION')"
+    # PgBouncer's column names, in order
+    out=$("$PG_BINDIR/psql" -X -A -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "SHOW POOLS" | head -n 1)
+    assert_eq "database|user|cl_active|cl_waiting|cl_active_cancel_req|cl_waiting_cancel_req|sv_active|sv_active_cancel|sv_being_canceled|sv_idle|sv_used|sv_tested|sv_login|maxwait|maxwait_us|pool_mode" "$out"
+    out=$("$PG_BINDIR/psql" -X -A -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "SHOW STATS" | head -n 1)
+    assert_contains "$out" "database|total_server_assignment_count|total_xact_count|total_query_count|total_received|total_sent|total_xact_time|total_query_time|total_wait_time|total_client_parse_count|total_server_parse_count|total_bind_count|avg_server_assignment_count|avg_xact_count|avg_query_count|avg_recv|avg_sent|avg_xact_time|avg_query_time|avg_wait_time|avg_client_parse_count|avg_server_parse_count|avg_bind_count"
+    out=$("$PG_BINDIR/psql" -X -A -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "SHOW CONFIG" | head -n 1)
+    assert_eq "key|value|default|changeable" "$out"
+    # numeric columns are typed (int4/int8), text ones are text
+    out=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "SHOW LISTS" -o /dev/null -c '\gdesc' 2>&1 || true)
+    # the admin connection itself is a client; the HELP text mentions SUSPEND
+    assert_contains "$(_adm -c 'SHOW CLIENTS')" "pgbouncer"
+    assert_contains "$(_adm -c 'SHOW HELP' 2>&1)" "SUSPEND"
+    assert_contains "$(_adm -c 'SUSPEND' 2>&1)" "SUSPEND is not supported"
+    # errors are ErrorResponses and the session continues
+    out=$(_adm -v ON_ERROR_STOP=0 -c "SHOW nosuch" -c "SHOW VERSION" 2>&1)
+    assert_contains "$out" "ERROR"
+    assert_contains "$out" "$v"
+    # strict arguments: quotes and semicolons are just a name that does not exist
+    # (the "*" entry makes every name a database: it is paused under its literal name)
+    out=$(_adm -v ON_ERROR_STOP=0 -c "PAUSE \"x'; DROP TABLE t; --\"" -c "SHOW DATABASES" -c "SHOW STATE" 2>&1)
+    assert_contains "$out" "x'; DROP TABLE t; --|127.0.0.1|$PGPORT|x'; DROP TABLE t; --||"
+    assert_contains "$out" "active|yes"
+    assert_eq 1 "$(_q 'select 1')"
+    assert_ok _adm -c "RESUME \"x'; DROP TABLE t; --\""
+    out=$(_adm -v ON_ERROR_STOP=0 -c "PAUSE 'unterminated" 2>&1)
+    assert_contains "$out" "invalid command"
+    out=$(_adm -v ON_ERROR_STOP=0 -c "DISABLE pgbouncer" 2>&1)
+    assert_contains "$out" "admin database"
+    out=$(_adm -c "PAUSE postgres; RESUME postgres" 2>&1)
+    assert_contains "$out" "invalid command"
+    # stats_users may SHOW, not control
+    assert_ok "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U statsuser -d pgbouncer -c "SHOW POOLS"
+    out=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U statsuser -d pgbouncer -c "PAUSE" 2>&1)
+    assert_contains "$out" "admin access needed"
+    # anybody else is refused
+    assert_fail "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U nobody -d pgbouncer -c "SHOW POOLS"
+    # SO_PEERCRED: user pgbouncer over the unix socket from our own uid
+    assert_eq "$v" "$("$PG_BINDIR/psql" -X -At -h "$TEST_TMP" -p "$PF_PORT" -U pgbouncer -d pgbouncer -c 'SHOW VERSION')"
+    assert_fail "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U pgbouncer -d pgbouncer -c "SHOW VERSION"
+    # secrets are masked in SHOW CONFIG and SET changes a reloadable option
+    assert_ok _adm -c "SET default_pool_size = 7"
+    assert_contains "$(_adm -c 'SHOW CONFIG')" "default_pool_size|7|"
+    out=$(_adm -c "SET listen_port = 1" 2>&1)
+    assert_contains "$out" "ERROR"
+    pf_stop INT
+}
+
+test_pause_holds_queries_until_resume() {
+    local out t0 t1 bg
+    _admin_ini
+    _q "select 1" >/dev/null
+    # a long query delays PAUSE, which returns only when the server is released
+    _q "select pg_sleep(1.5)" >/dev/null &
+    bg=$!
+    sleep 0.3
+    t0=$(date +%s%3N)
+    assert_ok _adm -c "PAUSE postgres"
+    t1=$(date +%s%3N)
+    [ $((t1 - t0)) -ge 800 ] || fail "PAUSE returned after $((t1 - t0)) ms, before the query finished"
+    wait "$bg"
+    assert_contains "$(_adm -c 'SHOW DATABASES')" "postgres|127.0.0.1|$PGPORT|postgres||"
+    # a new query is held while paused
+    (_q "select 'after-resume'" >"$TEST_TMP/held.out" 2>&1) &
+    bg=$!
+    sleep 1
+    assert_eq "" "$(cat "$TEST_TMP/held.out")" "query ran while paused"
+    assert_contains "$(_adm -c 'SHOW POOLS')" "postgres|postgres|0|1|"
+    assert_ok _adm -c "RESUME postgres"
+    wait "$bg"
+    assert_eq "after-resume" "$(cat "$TEST_TMP/held.out")"
+    out=$(_adm -c "RESUME postgres" 2>&1)
+    assert_contains "$out" "is not paused"
+    # SIGUSR1 / SIGUSR2 = PAUSE / RESUME of everything
+    kill -USR1 "$PF_PID"
+    wait_until 5 bash -c "$(declare -f _adm); _adm -c 'SHOW STATE' | grep -q 'paused|yes'"
+    (_q "select 'usr2'" >"$TEST_TMP/held2.out" 2>&1) &
+    bg=$!
+    sleep 0.5
+    assert_eq "" "$(cat "$TEST_TMP/held2.out")"
+    kill -USR2 "$PF_PID"
+    wait "$bg"
+    assert_eq "usr2" "$(cat "$TEST_TMP/held2.out")"
+    # DISABLE refuses new clients, ENABLE lets them in
+    assert_ok _adm -c "DISABLE postgres"
+    assert_fail _q "select 1"
+    assert_ok _adm -c "ENABLE postgres"
+    assert_ok _q "select 1"
+    pf_stop INT
+}
+
+test_reconnect_kill_kill_client() {
+    local pid1 pid2 id out b1 b2
+    _admin_ini "pool_mode = session"
+    pid1=$(_q "select pg_backend_pid()")
+    pid2=$(_q "select pg_backend_pid()")
+    assert_eq "$pid1" "$pid2" "session pool reuses the idle server"
+    assert_ok _adm -c "RECONNECT postgres"
+    assert_ok _adm -c "WAIT_CLOSE postgres"
+    pid2=$(_q "select pg_backend_pid()")
+    assert_ne "$pid1" "$pid2" "RECONNECT must replace the server"
+    # KILL_CLIENT: one client gets an error, another continues
+    (PGAPPNAME=victim _q "select pg_sleep(10)" >"$TEST_TMP/k1.out" 2>&1; echo "rc=$?" >>"$TEST_TMP/k1.out") &
+    b1=$!
+    (_q "select pg_sleep(2), 'survivor'" >"$TEST_TMP/k2.out" 2>&1) &
+    b2=$!
+    wait_until 5 bash -c "$(declare -f _adm); _adm -c 'SHOW CLIENTS' | grep -q '|victim|'"
+    id=$("$PG_BINDIR/psql" -X -A -F'|' -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "SHOW CLIENTS" |
+        awk -F'|' 'NR>1 && $19=="victim" {print $21}' | head -n 1)
+    [ -n "$id" ] || fail "no client id"
+    assert_ok _adm -c "KILL_CLIENT $id"
+    out=$(_adm -c "KILL_CLIENT 999999" 2>&1)
+    assert_contains "$out" "client not found"
+    wait "$b1" "$b2"
+    assert_contains "$(cat "$TEST_TMP/k1.out")" "admin forced disconnect"
+    assert_contains "$(cat "$TEST_TMP/k2.out")" "survivor"
+    # KILL db drops its clients and servers and pauses it
+    (_q "select pg_sleep(10)" >"$TEST_TMP/k3.out" 2>&1) &
+    b1=$!
+    sleep 0.5
+    assert_ok _adm -c "KILL postgres"
+    wait "$b1"
+    assert_contains "$(cat "$TEST_TMP/k3.out")" "KILL"
+    assert_contains "$(_adm -c 'SHOW DATABASES')" "|1|0"
+    assert_ok _adm -c "RESUME postgres"
+    assert_eq 1 "$(_q 'select 1')"
+    pf_stop INT
+}
+
+test_reload_applies_pool_size() {
+    local out
+    _admin_ini "default_pool_size = 3"
+    _q "select 1" >/dev/null
+    assert_contains "$(_adm -c 'SHOW DATABASES')" "postgres|127.0.0.1|$PGPORT|postgres||3|"
+    sed -i 's/^default_pool_size = 3/default_pool_size = 9/' "$PF_INI"
+    assert_ok _adm -c "RELOAD"
+    assert_contains "$(_adm -c 'SHOW DATABASES')" "postgres|127.0.0.1|$PGPORT|postgres||9|"
+    assert_contains "$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics")" 'pgfunnel_pool_size{database="postgres",user="postgres",pool_mode="transaction"} 9'
+    echo "garbage line" >>"$PF_INI"
+    out=$(_adm -c "RELOAD" 2>&1)
+    assert_contains "$out" "RELOAD failed"
+    pf_alive || fail "pgfunnel died after a bad RELOAD"
+    pf_stop INT
+}
+
+# timeout: 60
+test_shutdown_wait_for_clients() {
+    local rc bg
+    _admin_ini
+    (_q "select pg_sleep(2), 'finished'" >"$TEST_TMP/s.out" 2>&1) &
+    bg=$!
+    sleep 0.5
+    assert_ok _adm -c "SHUTDOWN WAIT_FOR_CLIENTS"
+    sleep 0.5
+    pf_alive || fail "pgfunnel exited while a client was still connected"
+    # new clients are not served (accept is paused)
+    PGCONNECT_TIMEOUT=2 assert_fail _q "select 1"
+    wait "$bg"
+    assert_contains "$(cat "$TEST_TMP/s.out")" "finished"
+    wait_until 10 bash -c "! kill -0 $PF_PID 2>/dev/null || [ \"\$(awk '{print \$3}' /proc/$PF_PID/stat)\" = Z ]"
+    rc=0
+    wait "$PF_PID" || rc=$?
+    assert_eq 0 "$rc" "exit status after SHUTDOWN WAIT_FOR_CLIENTS"
+}
+
+test_stats_histogram_and_metrics() {
+    local m i n out
+    _admin_ini "stats_period = 1"
+    for ((i = 0; i < 25; i++)); do _q "select 1" >/dev/null; done
+    out=$(_adm -c "SHOW LATENCY")
+    assert_contains "$out" "postgres|25|"
+    m=$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics")
+    assert_contains "$m" 'pgfunnel_query_duration_seconds_count{database="postgres"} 25'
+    assert_contains "$m" 'pgfunnel_query_duration_seconds_bucket{database="postgres",le="+Inf"} 25'
+    assert_contains "$m" 'pgfunnel_queries_total{database="postgres"} 25'
+    assert_contains "$m" "# TYPE pgfunnel_query_duration_seconds histogram"
+    assert_contains "$m" "pgfunnel_workq_queue_depth"
+    assert_contains "$m" "pgfunnel_log_lines_dropped_total"
+    assert_contains "$m" "pgfunnel_loop_lag_p99_seconds"
+    n=$(_col "SHOW STATS" total_xact_count "^postgres")
+    assert_eq 25 "$n"
+    # averages and the log_stats line after a stats_period
+    wait_until 5 bash -c "grep -q 'stats: .* xacts/s, .* queries/s, .* in .* B/s, out .* B/s, xact .* us, query .* us, wait .* us' '$PF_LOG'"
+    # promtool accepts the exposition
+    if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ]; then
+        apt-get install -y prometheus >/dev/null 2>&1
+    fi
+    if command -v promtool >/dev/null; then
+        out=$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | promtool check metrics 2>&1)
+        assert_eq 0 "$?" "promtool check metrics: $out"
+    else
+        echo "promtool not available: check skipped"
+    fi
+    # /healthz, /pools
+    assert_eq 200 "$(curl -s -o "$TEST_TMP/h.json" -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/healthz")"
+    assert_contains "$(cat "$TEST_TMP/h.json")" '"status":"ok"'
+    assert_contains "$(curl -s "http://127.0.0.1:$HTTP_PORT/pools")" '"database":"postgres"'
+    assert_eq 404 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/nope")"
+    pf_stop INT
+}
+
+test_http_auth_and_healthz_failure() {
+    _admin_ini "admin_http_auth = 1" "[databases]" "broken = host=127.0.0.1 port=1 dbname=x"
+    assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/metrics")"
+    assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' -u nobody:x "http://127.0.0.1:$HTTP_PORT/metrics")"
+    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:any "http://127.0.0.1:$HTTP_PORT/metrics")"
+    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:x "http://127.0.0.1:$HTTP_PORT/healthz")"
+    assert_fail "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d broken -c "select 1"
+    assert_eq 503 "$(curl -s -o "$TEST_TMP/h.json" -w '%{http_code}' -u postgres:x "http://127.0.0.1:$HTTP_PORT/healthz")"
+    assert_contains "$(cat "$TEST_TMP/h.json")" '"name":"broken","status":"failing"'
+    pf_stop INT
+}
+
+# timeout: 180
+test_debian_pgbouncer_exporter() {
+    local port out
+    if ! command -v prometheus-pgbouncer-exporter >/dev/null; then
+        [ "$(id -u)" = 0 ] || skip "prometheus-pgbouncer-exporter missing and not root to install it"
+        apt-get install -y prometheus-pgbouncer-exporter >/dev/null 2>&1 ||
+            skip "apt-get install prometheus-pgbouncer-exporter failed"
+    fi
+    _admin_ini
+    _q "select 1" >/dev/null
+    port=$(free_port)
+    # user pgbouncer over the unix socket: admitted by SO_PEERCRED
+    prometheus-pgbouncer-exporter --host 127.0.0.1 --port "$port" --pgbouncer-host "$TEST_TMP" \
+        --pgbouncer-port "$PF_PORT" --pgbouncer-user pgbouncer \
+        >"$TEST_TMP/exporter.stdout" 2>"$TEST_TMP/exporter.err" &
+    echo $! >"$TEST_TMP/exporter.pid"
+    wait_until 20 curl -sf "http://127.0.0.1:$port/metrics"
+    out=$(curl -s "http://127.0.0.1:$port/metrics")
+    kill "$(cat "$TEST_TMP/exporter.pid")"
+    assert_contains "$out" 'pgbouncer_active_clients{database="postgres",user="postgres"}'
+    assert_contains "$out" 'pgbouncer_requests_total{database="postgres"} 1.0'
+    assert_contains "$out" 'pgbouncer_pools'
+    assert_not_contains "$(cat "$TEST_TMP/exporter.err")" "Traceback"
+    pf_stop INT
+}
