@@ -235,7 +235,7 @@ test_server_login_failure_fails_fast_and_retry_window() {
     local dead out t0 dt
     dead=$(free_port)
     pf_start "[databases]" "deadb = host=127.0.0.1 port=$dead dbname=postgres" \
-        "[pgbouncer]" "server_login_retry = 5"
+        "[pgbouncer]" "server_login_retry = 2"
     t0=$(_ms)
     out=$(pf_psql -d deadb -c "select 1" 2>&1)
     dt=$(($(_ms) - t0))
@@ -252,6 +252,12 @@ test_server_login_failure_fails_fast_and_retry_window() {
         "server login attempts in the window"
     # other databases are not affected
     assert_eq 1 "$(pf_psql -c "select 1" 2>&1)"
+    # after the window, the next client makes a new attempt
+    sleep 2.2
+    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    assert_contains "$out" "onnection refused" "third client's error"
+    assert_eq 2 "$(grep -c "S-[0-9]*[^:]*: login failed:" "$PF_LOG")" \
+        "server login attempts after the window"
     pf_stop
 }
 
