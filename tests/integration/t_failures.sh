@@ -1,0 +1,286 @@
+# shellcheck shell=bash
+# t_failures.sh — backends dying, clients vanishing or sending garbage,
+# servers that refuse or never answer.
+
+PQ_STARTUP=$TOOLS_DIR/pq_startup
+
+# shellcheck source=tests/integration/session.sh
+source "$(dirname "${BASH_SOURCE[0]}")/session.sh"
+
+_need_tool() {
+    [ -x "$PQ_STARTUP" ] || fail "$PQ_STARTUP missing (make build/tools/pq_startup)"
+}
+
+_pids_running() {
+    pg_psql -c "select pid from pg_stat_activity where state = 'active' and query like '$1' and pid <> pg_backend_pid()"
+}
+_is_running() { [ -n "$(_pids_running "$1")" ]; }
+_backend_gone() { [ "$(pg_psql -c "select count(*) from pg_stat_activity where pid = $1")" = 0 ]; }
+_gone() { ! kill -0 "$1" 2>/dev/null; }
+_ms() { date +%s%3N; }
+
+# timeout: 30
+test_terminated_busy_server_errors_client_then_pool_reconnects() {
+    local pa bpid out
+    pf_start "default_pool_size = 1"
+    pf_psql -c "select pg_sleep(10.0777)" >"$TEST_TMP/a.out" 2>&1 &
+    pa=$!
+    wait_until 5 _is_running '%pg_sleep(10.0777)%'
+    bpid=$(_pids_running '%pg_sleep(10.0777)%')
+    assert_eq t "$(pg_psql -c "select pg_terminate_backend($bpid)")"
+    wait_until 3 _gone "$pa"
+    wait "$pa"
+    assert_ne 0 "$?" "psql exit status"
+    out=$(cat "$TEST_TMP/a.out")
+    assert_contains "$out" "terminating connection due to administrator command" "client output"
+    # a new client gets a new server
+    wait_until 3 _backend_gone "$bpid"
+    out=$(pf_psql -c "select pg_backend_pid()" 2>&1)
+    [[ $out =~ ^[0-9]+$ ]] || fail "new client after the terminate: $out"
+    assert_ne "$bpid" "$out" "a new backend"
+    pf_stop
+}
+
+# timeout: 30
+test_terminated_idle_server_replaced_for_next_client() {
+    local bpid out i
+    pf_start "default_pool_size = 1"
+    bpid=$(pf_psql -c "select pg_backend_pid()" 2>&1)
+    [[ $bpid =~ ^[0-9]+$ ]] || fail "first client: $bpid"
+    assert_eq t "$(pg_psql -c "select pg_terminate_backend($bpid)")"
+    wait_until 3 _backend_gone "$bpid"
+    sleep 0.3
+    for i in 1 2 3; do
+        out=$(pf_psql -c "select pg_backend_pid()" 2>&1)
+        [[ $out =~ ^[0-9]+$ ]] || fail "client $i after the idle server was terminated: $out"
+        assert_ne "$bpid" "$out" "client $i must be on a new backend"
+    done
+    pf_stop
+}
+
+# timeout: 30
+test_terminated_idle_server_next_query_immediately() {
+    # no pause between the terminate and the next client: it must still work
+    local bpid out
+    pf_start "default_pool_size = 1"
+    bpid=$(pf_psql -c "select pg_backend_pid()" 2>&1)
+    [[ $bpid =~ ^[0-9]+$ ]] || fail "first client: $bpid"
+    pg_psql -c "select pg_terminate_backend($bpid)" >/dev/null
+    wait_until 3 _backend_gone "$bpid"
+    out=$(pf_psql -c "select 'works'" 2>&1)
+    assert_eq "works" "$out" "the first client after the terminate"
+    pf_stop
+}
+
+# timeout: 30
+test_session_settings_survive_server_replacement() {
+    local bpid
+    pf_start "default_pool_size = 1"
+    _sess_open A "dbname=postgres options='-c statement_timeout=4321'"
+    _sess_expect A "SET TimeZone='America/New_York';" "SET"
+    _sess_run A "select pg_backend_pid();" || fail "session A"
+    bpid=$SESS_OUT
+    assert_eq t "$(pg_psql -c "select pg_terminate_backend($bpid)")"
+    wait_until 3 _backend_gone "$bpid"
+    sleep 0.3
+    _sess_expect A "show timezone;" "America/New_York"
+    _sess_expect A "show statement_timeout;" "4321ms"
+    _sess_run A "select pg_backend_pid();" || fail "session A"
+    assert_ne "$bpid" "$SESS_OUT" "a new backend"
+    _sess_close A
+    pf_stop
+}
+
+_no_idle_in_tx() {
+    [ "$(pg_psql -c "select count(*) from pg_stat_activity where state like 'idle in transaction%' and query like '%fault_t15%'")" = 0 ]
+}
+
+# timeout: 30
+test_client_killed_mid_transaction_rolls_back() {
+    local out
+    trap 'pg_psql -c "drop table if exists fault_t15" >/dev/null 2>&1' EXIT
+    pg_psql -c "set client_min_messages = warning; drop table if exists fault_t15;
+        create table fault_t15 (x int)" >/dev/null || fail "cannot create table"
+    pf_start "default_pool_size = 1"
+
+    # 1: killed while a query of the transaction runs
+    _sess_open K1
+    _sess_expect K1 "begin;" "BEGIN"
+    _sess_expect K1 "insert into fault_t15 values (1);" "INSERT 0 1"
+    _sess_send K1 "select pg_sleep(3.0888);"
+    wait_until 5 _is_running '%pg_sleep(3.0888)%'
+    kill -9 "${_SESS_PID[K1]}"
+    out=$(pf_psql -c "select count(*) from fault_t15" -c "show transaction_isolation" \
+        -c "select now() = statement_timestamp()" 2>&1)
+    assert_eq $'0\nread committed\nt' "$out" "next client (killed during a query)"
+
+    # 2: killed while idle in the transaction
+    _sess_open K2
+    _sess_expect K2 "begin isolation level serializable;" "BEGIN"
+    _sess_expect K2 "insert into fault_t15 values (2);" "INSERT 0 1"
+    kill -9 "${_SESS_PID[K2]}"
+    out=$(pf_psql -c "select count(*) from fault_t15" -c "show transaction_isolation" \
+        -c "select now() = statement_timestamp()" 2>&1)
+    assert_eq $'0\nread committed\nt' "$out" "next client (killed while idle in transaction)"
+
+    # 3: a raw socket that closes right after BEGIN
+    exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" || fail "cannot connect"
+    # StartupMessage user=postgres database=postgres, then Query "begin; insert …"
+    printf '\x00\x00\x00\x29\x00\x03\x00\x00user\x00postgres\x00database\x00postgres\x00\x00' >&3
+    local q="begin; insert into fault_t15 values (3);"
+    printf 'Q\x00\x00\x00%b%s\x00' "\\x$(printf '%02x' $((${#q} + 5)))" "$q" >&3
+    sleep 0.5
+    exec 3<&- 3>&-
+    sleep 0.3
+    out=$(pf_psql -c "select count(*) from fault_t15" 2>&1)
+    assert_eq 0 "$out" "next client (raw socket closed after BEGIN)"
+
+    sleep 1
+    _no_idle_in_tx || fail "a backend is still idle in transaction: $(pg_psql -c "select pid, state, query from pg_stat_activity where state like 'idle in%'")"
+    pf_stop
+}
+
+_pf_session_ok() {
+    _sess_expect OK "select 'still here';" "still here"
+}
+
+# timeout: 30
+test_garbage_after_login_gets_08P01_and_disconnect() {
+    local out hex
+    _need_tool
+    pf_start
+    _sess_open OK
+    _pf_session_ok
+    # unknown message type 'Z', a length below 4, an unknown type with a
+    # plausible length
+    for hex in "5a00000004" "510000000200" "0100000008deadbeef"; do
+        out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --after-login-send "$hex" --timeout 5 2>&1)
+        assert_contains "$out" $'\nZ I\n' "$hex: login"
+        assert_contains "$out" "E FATAL 08P01 " "$hex: ErrorResponse 08P01"
+        assert_contains "$out" $'\nEOF' "$hex: disconnected"
+        _pf_session_ok
+    done
+    # the same inside a transaction, while the client holds a server
+    for hex in "5a00000004" "510000000200"; do
+        out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --query "begin" --after-login-send "$hex" \
+            --timeout 5 2>&1)
+        assert_contains "$out" $'\nZ T\n' "$hex: in a transaction"
+        assert_contains "$out" "E FATAL 08P01 " "$hex in a transaction: ErrorResponse 08P01"
+        assert_contains "$out" $'\nEOF' "$hex in a transaction: disconnected"
+        _pf_session_ok
+    done
+    _sess_close OK
+    assert_eq 0 "$(pg_psql -c "select count(*) from pg_stat_activity where state like 'idle in transaction%' and query = 'begin'")" \
+        "no backend left in the garbage client's transaction"
+    pf_alive || fail "pgfunnel died"
+    pf_stop
+}
+
+# timeout: 30
+test_oversized_query_length_default_config_gets_08P01() {
+    # a Query header claiming 0x7fffffff bytes (more than PostgreSQL accepts)
+    local out
+    _need_tool
+    pf_start "default_pool_size = 1"
+    _sess_open OK
+    _pf_session_ok
+    out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --after-login-send "517fffffff73656c65637420313b00" \
+        --timeout 5 2>&1)
+    assert_contains "$out" $'\nZ I\n' "login"
+    assert_contains "$out" $'\nEOF' "disconnected"
+    assert_contains "$out" "E FATAL 08P01 " "ErrorResponse 08P01"
+    _pf_session_ok
+    _sess_close OK
+    pf_stop
+}
+
+# timeout: 30
+test_oversized_packets_with_max_packet_size_get_08P01() {
+    local out
+    _need_tool
+    pf_start "max_packet_size = 10000"
+    out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --after-login-send "517fffffff73656c65637420313b00" --timeout 5 2>&1)
+    assert_contains "$out" "E FATAL 08P01" "Query of 0x7fffffff bytes"
+    assert_contains "$out" $'\nEOF'
+    out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --after-login-send "5100002711" --timeout 5 2>&1)
+    assert_contains "$out" "E FATAL 08P01" "Query of 10001 bytes"
+    assert_contains "$out" $'\nEOF'
+    assert_eq 1 "$(pf_psql -c "select 1")"
+    pf_stop
+}
+
+# timeout: 30
+test_oversized_startup_packet_gets_08P01() {
+    local out
+    _need_tool
+    pf_start
+    out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --pad 10001 --timeout 5 2>&1)
+    assert_contains "$out" "E FATAL 08P01" "startup packet of 10001 bytes"
+    assert_contains "$out" $'\nEOF'
+    assert_not_contains "$out" "R 0"
+    # the length alone is enough: a header claiming 0x7fffffff
+    exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" || fail "cannot connect"
+    printf '\x7f\xff\xff\xff\x00\x03\x00\x00' >&3
+    out=$(timeout 5 cat <&3 | tr -c '[:print:]' '.')
+    exec 3<&-
+    assert_contains "$out" "08P01" "startup length 0x7fffffff"
+    # just under the limit is fine
+    out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --pad 9000 --query "select 1" --timeout 5 2>&1)
+    assert_contains "$out" $'\nD 1\n' "startup packet of 9000 bytes"
+    pf_stop
+}
+
+# timeout: 30
+test_server_login_failure_fails_fast_and_retry_window() {
+    local dead out t0 dt
+    dead=$(free_port)
+    pf_start "[databases]" "deadb = host=127.0.0.1 port=$dead dbname=postgres" \
+        "[pgbouncer]" "server_login_retry = 2"
+    t0=$(_ms)
+    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_ne 1 "$out"
+    assert_contains "$out" "onnection refused" "first client's error"
+    [ "$dt" -le 3000 ] || fail "first client failed after $dt ms"
+    t0=$(_ms)
+    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "onnection refused" "second client's error"
+    [ "$dt" -le 1000 ] || fail "second client (in the retry window) failed after $dt ms"
+    # only one connection attempt was made in the window
+    assert_eq 1 "$(grep -c "S-[0-9]*[^:]*: login failed:" "$PF_LOG")" \
+        "server login attempts in the window"
+    # other databases are not affected
+    assert_eq 1 "$(pf_psql -c "select 1" 2>&1)"
+    # after the window, the next client makes a new attempt
+    sleep 2.2
+    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    assert_contains "$out" "onnection refused" "third client's error"
+    assert_eq 2 "$(grep -c "S-[0-9]*[^:]*: login failed:" "$PF_LOG")" \
+        "server login attempts after the window"
+    pf_stop
+}
+
+# timeout: 30
+test_server_connect_timeout_with_silent_backend() {
+    local port out t0 dt lslog
+    port=$(free_port)
+    lslog=$TEST_TMP/listener.log
+    [ -x "$TOOLS_DIR/silent_listener" ] || fail "$TOOLS_DIR/silent_listener missing (make build/tools/silent_listener)"
+    "$TOOLS_DIR/silent_listener" 127.0.0.1 "$port" >"$lslog" 2>&1 &
+    local lsn=$!
+    trap 'kill $lsn 2>/dev/null' EXIT
+    wait_until 5 grep -q listening "$lslog"
+    pf_start "[databases]" "silentdb = host=127.0.0.1 port=$port dbname=postgres" \
+        "[pgbouncer]" "server_connect_timeout = 1" "server_login_retry = 1"
+    t0=$(_ms)
+    out=$(pf_psql -d silentdb -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_ne 1 "$out"
+    assert_contains "$out" "server_connect_timeout" "client's error"
+    [ "$dt" -le 3000 ] || fail "the client failed after $dt ms"
+    grep -q accepted "$lslog" || fail "the listener never saw a connection"
+    assert_eq 1 "$(pf_psql -c "select 1" 2>&1)" "other databases still work"
+    pf_stop
+    kill "$lsn" 2>/dev/null
+}
