@@ -95,6 +95,7 @@ static void client_free(void *arg)
     /* while a handshake step runs, the job owns the SSL object and frees it */
     if (c->ssl && !c->tls_job) SSL_free(c->ssl);
     params_free(&c->params);
+    params_free(&c->startup);
     free(c->user);
     free(c->database);
     free(c);
@@ -161,6 +162,15 @@ void client_close(Client *c, const char *sqlstate, const char *fmt, ...)
     loop_defer_free(c->loop, &c->deferred, client_free, c);
 }
 
+/* PostgreSQL refuses messages of 1 GB or more: never forward one to a backend. */
+#define PG_MAX_MESSAGE 0x3fffffffu
+
+static uint32_t client_max_packet(const Client *c)
+{
+    uint32_t m = (uint32_t)c->loop->cfg->max_packet_size;
+    return m < PG_MAX_MESSAGE ? m : PG_MAX_MESSAGE;
+}
+
 static void client_protocol_violation(Client *c, const char *what)
 {
     client_close(c, "08P01", "%s", what);
@@ -216,9 +226,34 @@ static void client_note_message(Client *c, uint8_t type, usec_t *now)
  * (prepared.c) instead of being batched: P/B/D/C may be rewritten, and a
  * short Query may be DEALLOCATE ALL / DISCARD ALL.
  */
-static bool client_msg_special(uint8_t type, uint32_t len)
+static bool client_msg_special(uint8_t type)
 {
-    return type == 'P' || type == 'B' || type == 'D' || type == 'C' || (type == 'Q' && len <= 256);
+    return type == 'P' || type == 'B' || type == 'D' || type == 'C';
+}
+
+/* Short queries are looked at: they may be RESET/DISCARD or DEALLOCATE ALL. */
+#define CLIENT_QUERY_INSPECT_MAX 256
+
+static bool client_query_resets(const uint8_t *sql, uint32_t len)
+{
+    uint32_t i = 0;
+    while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r'))
+        i++;
+    return (len - i >= 5 && strncasecmp((const char *)sql + i, "reset", 5) == 0) ||
+           (len - i >= 7 && strncasecmp((const char *)sql + i, "discard", 7) == 0);
+}
+
+static void client_inspect_query(Client *c, const uint8_t *sql, uint32_t len, bool ps)
+{
+    if (ps) ps_note_query(c, sql, len);
+    if (client_query_resets(sql, len)) {
+        /* the server drops what the pooler SET; the session falls back to startup values */
+        c->resync = true;
+        if (c->server) {
+            params_free(&c->server->applied);
+            params_init(&c->server->applied);
+        }
+    }
 }
 
 /* Largest P/B/D/C head the pooler buffers whole to rewrite a statement name. */
@@ -237,14 +272,6 @@ static int client_relay_special(Client *c, usec_t *now)
     uint32_t len = proto_get_u32(p + 1);
     uint64_t total = (uint64_t)len + 1;
     char err[256];
-    if (type == 'Q') {
-        if (avail < total) goto need_more;
-        ps_note_query(c, p + 5, len - 4);
-        client_note_message(c, type, now);
-        ps_note_forwarded(c, type);
-        c->fwd_left = (uint32_t)total;
-        return 1;
-    }
     uint32_t consumed = 0;
     int r = ps_client_message(c, p, avail, &consumed, err, sizeof(err));
     if (r < 0) {
@@ -274,7 +301,7 @@ need_more:
 
 static void client_relay(Client *c)
 {
-    uint32_t max_pkt = (uint32_t)c->loop->cfg->max_packet_size;
+    uint32_t max_pkt = client_max_packet(c);
     usec_t now = 0;
     bool ps = ps_enabled(c->pool);
 
@@ -285,6 +312,19 @@ static void client_relay(Client *c)
         uint8_t *p = conn_data(&c->conn);
         uint32_t off = 0;
 
+        if (c->needs_sync && c->expected_rfq == 0 && !c->extended_open && c->fwd_left == 0) {
+            /* after RESET/DISCARD: the startup parameters again, before the next query */
+            char sql[8192];
+            c->needs_sync = false;
+            int n = params_diff_sql(&c->params, &s->params, &s->applied, &c->pool->welcome, sql,
+                                    sizeof(sql));
+            if (n > 0) {
+                c->linking = true;
+                if (server_run_internal(s, INTERNAL_SETPARAMS, sql) < 0)
+                    server_close(s, "could not send parameters");
+                return;
+            }
+        }
         if (c->fwd_left) {
             off = avail < c->fwd_left ? avail : c->fwd_left;
             c->fwd_left -= off;
@@ -294,7 +334,11 @@ static void client_relay(Client *c)
                 uint8_t type = p[off];
                 uint32_t len = proto_get_u32(p + off + 1);
                 if (!client_msg_known(type) || len < 4 || len > max_pkt) break;
-                if (ps && client_msg_special(type, len)) break;
+                if (ps && client_msg_special(type)) break;
+                if (type == 'Q' && len <= CLIENT_QUERY_INSPECT_MAX) {
+                    if (avail - off < (uint64_t)len + 1) break; /* wait for all of it */
+                    client_inspect_query(c, p + off + 5, len - 4, ps);
+                }
                 client_note_message(c, type, &now);
                 if (ps) ps_note_forwarded(c, type);
                 uint64_t total = (uint64_t)len + 1;
@@ -329,7 +373,14 @@ static void client_relay(Client *c)
             client_protocol_violation(c, "invalid message length");
             return;
         }
-        if (ps && client_msg_known(type) && client_msg_special(type, len)) {
+        if (type == 'Q' && len <= CLIENT_QUERY_INSPECT_MAX) {
+            if (conn_reserve(&c->conn, len + 1, CLIENT_QUERY_INSPECT_MAX + 1) < 0) {
+                client_close(c, "53200", "out of memory");
+                return;
+            }
+            break;
+        }
+        if (ps && client_msg_known(type) && client_msg_special(type)) {
             int r = client_relay_special(c, &now);
             if (r < 0) return;
             if (r == 0) break;
@@ -367,7 +418,7 @@ static void client_process_idle(Client *c)
         client_close(c, NULL, "client sent Terminate");
         return;
     }
-    if (!client_msg_known(p[0]) || len < 4 || len > (uint32_t)c->loop->cfg->max_packet_size) {
+    if (!client_msg_known(p[0]) || len < 4 || len > client_max_packet(c)) {
         char msg[64];
         if (!client_msg_known(p[0]))
             snprintf(msg, sizeof(msg), "invalid frontend message type %d", p[0]);
@@ -502,6 +553,10 @@ static void client_start_login(Client *c, const StartupPacket *sp)
     client_update_prefix(c);
     if (options && client_parse_options(c, options, err, sizeof(err)) < 0) {
         client_close(c, "08P01", "%s", err);
+        return;
+    }
+    if (params_copy(&c->startup, &c->params) < 0) {
+        client_close(c, "53200", "out of memory");
         return;
     }
     /* a newer minor version or _pq_ options: negotiate down, as PostgreSQL does */
@@ -887,6 +942,7 @@ void client_link_server(Client *c, Server *s)
     c->fwd_left = 0;
     c->expected_rfq = 0;
     c->extended_open = false;
+    c->needs_sync = false; /* the diff below covers it */
     c->tx_status = 'I';
     usec_t now = time_now_usec();
     if (c->pool) {

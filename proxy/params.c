@@ -134,15 +134,20 @@ static int append(char *sql, size_t len, size_t *o, const char *s)
     return 0;
 }
 
+/*
+ * set_config() takes the value as a startup option would (a search_path
+ * list stays a list), where SET name = 'a,b' would make it one element.
+ */
 static int add_set(char *sql, size_t len, size_t *o, const char *name, const char *value)
 {
-    char lit[2048], stmt[2200];
+    char lit[2048], nlit[300], stmt[2400];
     if (!name_is_safe(name)) return 0;
     if (!value) {
         snprintf(stmt, sizeof(stmt), "RESET %s;", name);
     } else {
         if (proto_quote_literal(value, lit, sizeof(lit)) < 0) return 0;
-        snprintf(stmt, sizeof(stmt), "SET %s = %s;", name, lit);
+        if (proto_quote_literal(name, nlit, sizeof(nlit)) < 0) return 0;
+        snprintf(stmt, sizeof(stmt), "SELECT pg_catalog.set_config(%s, %s, false);", nlit, lit);
     }
     return append(sql, len, o, stmt) < 0 ? -1 : 1;
 }

@@ -177,8 +177,21 @@ static void server_track_param(Server *s, const uint8_t *msg, uint32_t total)
     if (r.bad) return;
     if (params_set(&s->params, name, value) < 0) s->dirty = true;
     Client *c = s->client;
-    if (c && s->internal == INTERNAL_NONE && !params_is_startup_only(name)) {
+    if (!c || params_is_startup_only(name)) return;
+    if (s->internal == INTERNAL_NONE) {
         if (params_set(&c->params, name, value) < 0) s->dirty = true;
+    } else if (s->internal == INTERNAL_SETPARAMS) {
+        /*
+         * The server may spell the client's value its own way ("ISO" becomes
+         * "ISO, MDY"): adopt its spelling, or the SET would repeat on every
+         * link, and tell the client, as PostgreSQL would have at login.
+         */
+        const char *cur = params_get(&c->params, name);
+        if (!cur && strcasecmp(name, "application_name") == 0) cur = "";
+        if (!cur) cur = params_get(&s->pool->welcome, name);
+        if (cur && strcmp(cur, value) == 0) return;
+        if (params_set(&c->params, name, value) < 0) s->dirty = true;
+        if (conn_send(&c->conn, msg, total) < 0) s->dirty = true;
     }
 }
 
@@ -193,6 +206,14 @@ static void server_after_ready(Server *s, char status)
     c->last_activity = now;
     if (c->expected_rfq > 0) c->expected_rfq--;
     if (c->expected_rfq > 0 || c->extended_open) return;
+    if (c->resync) {
+        /* RESET ALL / DISCARD ALL done: the session's defaults are its startup values */
+        c->resync = false;
+        for (int i = 0; i < c->startup.n; i++)
+            if (params_set(&c->params, c->startup.v[i].name, c->startup.v[i].value) < 0)
+                s->dirty = true;
+        c->needs_sync = true;
+    }
     Pool *p = s->pool;
     if (c->query_start) {
         stats_on_query(p, now - c->query_start);

@@ -39,12 +39,12 @@ static void test_diff_reported(void **state)
     /* the client's own value differs */
     assert_int_equal(params_set(&client, "TimeZone", "America/New_York"), 0);
     assert_int_equal(params_diff_sql(&client, &server, &applied, &defaults, sql, sizeof(sql)), 1);
-    assert_string_equal(sql, "SET TimeZone = 'America/New_York';");
+    assert_string_equal(sql, "SELECT pg_catalog.set_config('TimeZone', 'America/New_York', false);");
     /* a server left with another client's application_name gets '' back */
     params_unset(&client, "TimeZone");
     assert_int_equal(params_set(&server, "application_name", "other-app"), 0);
     assert_int_equal(params_diff_sql(&client, &server, &applied, &defaults, sql, sizeof(sql)), 1);
-    assert_string_equal(sql, "SET application_name = '';");
+    assert_string_equal(sql, "SELECT pg_catalog.set_config('application_name', '', false);");
     params_free(&client);
     params_free(&server);
     params_free(&applied);
@@ -63,7 +63,7 @@ static void test_diff_extras_and_reset(void **state)
     assert_int_equal(params_set(&server, "application_name", ""), 0);
     assert_int_equal(params_set(&client, "statement_timeout", "1234"), 0);
     assert_int_equal(params_diff_sql(&client, &server, &applied, &defaults, sql, sizeof(sql)), 1);
-    assert_string_equal(sql, "SET statement_timeout = '1234';");
+    assert_string_equal(sql, "SELECT pg_catalog.set_config('statement_timeout', '1234', false);");
     /* already applied: nothing */
     assert_int_equal(params_set(&applied, "statement_timeout", "1234"), 0);
     assert_int_equal(params_diff_sql(&client, &server, &applied, &defaults, sql, sizeof(sql)), 0);
@@ -77,7 +77,7 @@ static void test_diff_extras_and_reset(void **state)
     params_free(&applied);
     params_init(&applied);
     assert_int_equal(params_diff_sql(&client, &server, &applied, &defaults, sql, sizeof(sql)), 1);
-    assert_string_equal(sql, "SET search_path = 'a'', b';");
+    assert_string_equal(sql, "SELECT pg_catalog.set_config('search_path', 'a'', b', false);");
     /* too small a buffer is an error, not a truncated statement */
     assert_int_equal(params_diff_sql(&client, &server, &applied, &defaults, sql, 10), -1);
     params_free(&client);
