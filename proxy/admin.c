@@ -455,7 +455,7 @@ static void client_row(Result *r, Client *c, const char *state, bool debug)
     put_int(r, 0);
     put_str(r, c->tls ? "TLS" : "");
     put_str(r, app ? app : "");
-    put_int(r, 0);
+    put_int(r, ps_client_map_count(&c->ps));
     put_int(r, c->id);
     if (debug) put_debug(r, &c->conn);
     res_row_end(r);
@@ -498,9 +498,9 @@ static void server_row(Result *r, Pool *p, Server *s, const char *state, bool de
     else
         put_str(r, "");
     put_int(r, s->backend_pid);
-    put_str(r, "");
+    put_str(r, s->conn.io_ctx ? "TLS" : "");
     put_str(r, app ? app : "");
-    put_int(r, 0);
+    put_int(r, ps_server_cache_count(&s->ps));
     put_int(r, s->id);
     if (debug) put_debug(r, &s->conn);
     res_row_end(r);
@@ -609,7 +609,9 @@ static void stat_values(const PoolStats *s, uint64_t *v)
     v[5] = s->xact_time;
     v[6] = s->query_time;
     v[7] = s->wait_time;
-    v[8] = v[9] = v[10] = 0; /* prepared statements are not tracked yet */
+    v[8] = s->ps_client_parses;
+    v[9] = s->ps_server_parses;
+    v[10] = s->ps_binds;
 }
 
 /* which: 0 STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES */

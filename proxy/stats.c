@@ -106,6 +106,9 @@ static void stats_add(PoolStats *t, const PoolStats *s)
     t->wait_time += s->wait_time;
     t->logins += s->logins;
     t->login_failures += s->login_failures;
+    t->ps_client_parses += s->ps_client_parses;
+    t->ps_server_parses += s->ps_server_parses;
+    t->ps_binds += s->ps_binds;
 }
 
 void stats_db_totals(const Database *db, PoolStats *cur)
@@ -136,6 +139,9 @@ static void stats_compute_avg(const PoolStats *n, const PoolStats *o, usec_t dur
     RATE(bytes_out);
     RATE(logins);
     RATE(login_failures);
+    RATE(ps_client_parses);
+    RATE(ps_server_parses);
+    RATE(ps_binds);
 #undef RATE
     if (xacts) avg->xact_time = delta(n->xact_time, o->xact_time) / xacts;
     if (queries) avg->query_time = delta(n->query_time, o->query_time) / queries;
