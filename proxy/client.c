@@ -426,9 +426,13 @@ static void client_process_idle(Client *c)
         client_protocol_violation(c, msg);
         return;
     }
-    /* keep the bytes; read no more until a server is linked */
-    conn_want_read(&c->conn, false);
+    /*
+     * Keep the bytes and ask for a server.  Reading stops only if the client
+     * has to wait: toggling the event for every transaction would cost two
+     * epoll_ctl calls when an idle server is at hand.
+     */
     pool_request_server(c->pool, c);
+    if (c->state == CLIENT_WAITING) conn_want_read(&c->conn, false);
 }
 
 /* ---------------------------------------------------------------- startup */
