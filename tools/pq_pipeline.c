@@ -2,14 +2,14 @@
  * pq_pipeline — drives libpq's pipeline mode against a server (or pgfunnel)
  * and checks every result.  Used by tests/integration/t_pooling.sh.
  *
- *   pq_pipeline [-n ITERATIONS] [-b BIGBYTES] [-t TAG] CONNINFO
+ *   pq_pipeline [-n ITERATIONS] [-q QUERIES] [-b BIGBYTES] [-t TAG] CONNINFO
  *
  * One iteration, sent as one pipeline before any result is read:
- *   batch 1: several  select $1::int * 2,  a set_config(.., is_local) and a
- *            current_setting() that must see it (one implicit transaction,
- *            so one server), then Sync;
- *   batch 2: current_setting() must be empty again (new transaction), more
- *            arithmetic and, with -b, a BIGBYTES parameter echoed back and
+ *   batch 1: QUERIES (default 4) times  select $1::int * 2, <padding>,  a
+ *            set_config(.., is_local) and a current_setting() that must see
+ *            it (one implicit transaction, so one server), then Sync;
+ *   batch 2: current_setting() must be empty again (new transaction),
+ *            QUERIES more as in batch 1 and, with -b, a BIGBYTES parameter echoed back and
  *            compared and a BIGBYTES result row, then Sync;
  *   batch 3: select 1/0 (error) and a query that must be aborted, then Sync;
  *   batch 4: one more query after the error, then Sync.
@@ -22,8 +22,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <libpq-fe.h>
-
-#define NARITH 8
 
 static PGconn *conn;
 static int iteration;
@@ -115,13 +113,16 @@ static char *make_big(long n)
 
 int main(int argc, char **argv)
 {
-    int iterations = 20, opt;
+    int iterations = 20, nq = 4, opt;
     long big = 0;
     const char *tag = "t";
-    while ((opt = getopt(argc, argv, "n:b:t:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:q:b:t:")) != -1) {
         switch (opt) {
         case 'n':
             iterations = atoi(optarg);
+            break;
+        case 'q':
+            nq = atoi(optarg);
             break;
         case 'b':
             big = atol(optarg);
@@ -130,13 +131,13 @@ int main(int argc, char **argv)
             tag = optarg;
             break;
         default:
-            fprintf(stderr, "usage: pq_pipeline [-n ITERATIONS] [-b BIGBYTES] [-t TAG] CONNINFO\n");
-            return 2;
+            optind = argc; /* usage below */
+            break;
         }
     }
-    if (optind != argc - 1 || big < 0 || big % 10 != 0) {
-        fprintf(stderr, "usage: pq_pipeline [-n ITERATIONS] [-b BIGBYTES(multiple of 10)] "
-                        "[-t TAG] CONNINFO\n");
+    if (optind != argc - 1 || big < 0 || big % 10 != 0 || nq < 1) {
+        fprintf(stderr, "usage: pq_pipeline [-n ITERATIONS] [-q QUERIES] "
+                        "[-b BIGBYTES(multiple of 10)] [-t TAG] CONNINFO\n");
         return 2;
     }
     conn = PQconnectdb(argv[optind]);
@@ -147,24 +148,30 @@ int main(int argc, char **argv)
     char *bigval = big ? make_big(big) : NULL;
     char bigreps[32];
     snprintf(bigreps, sizeof(bigreps), "%ld", big / 10);
+    /* per query: the argument and the expected result */
+    char(*args)[32] = calloc((size_t)nq * 2, sizeof(*args));
+    char(*want)[32] = calloc((size_t)nq * 2, sizeof(*want));
+    if (!args || !want) return 2;
+    /* padding makes results big enough to fill socket buffers with large -q */
+    const char *arith = "select $1::bigint * 2, repeat('p', 100)";
 
     for (iteration = 1; iteration <= iterations; iteration++) {
-        char args[NARITH][32], want[NARITH][32], tagval[128], what[64];
+        char tagval[128], what[64];
         const char *p[2];
         snprintf(tagval, sizeof(tagval), "%s-%d-%d", tag, (int)getpid(), iteration);
-        for (int i = 0; i < NARITH; i++) {
-            int v = iteration * 1000 + i;
-            snprintf(args[i], sizeof(args[i]), "%d", v);
-            snprintf(want[i], sizeof(want[i]), "%d", v * 2);
+        for (int i = 0; i < nq * 2; i++) {
+            long long v = (long long)iteration * 10000000 + i;
+            snprintf(args[i], sizeof(args[i]), "%lld", v);
+            snprintf(want[i], sizeof(want[i]), "%lld", v * 2);
         }
         if (!PQenterPipelineMode(conn)) {
             fprintf(stderr, "pq_pipeline: PQenterPipelineMode: %s", PQerrorMessage(conn));
             return 2;
         }
         /* batch 1 */
-        for (int i = 0; i < NARITH / 2; i++) {
+        for (int i = 0; i < nq; i++) {
             p[0] = args[i];
-            send_query("select $1::int * 2", 1, p);
+            send_query(arith, 1, p);
         }
         p[0] = tagval;
         send_query("select set_config('pf.tag', $1, true)", 1, p);
@@ -172,9 +179,9 @@ int main(int argc, char **argv)
         send_sync();
         /* batch 2 */
         send_query("select current_setting('pf.tag', true)", 0, NULL);
-        for (int i = NARITH / 2; i < NARITH; i++) {
+        for (int i = nq; i < nq * 2; i++) {
             p[0] = args[i];
-            send_query("select $1::int * 2", 1, p);
+            send_query(arith, 1, p);
         }
         if (big) {
             p[0] = bigval;
@@ -197,7 +204,7 @@ int main(int argc, char **argv)
             return 2;
         }
 
-        for (int i = 0; i < NARITH / 2; i++) {
+        for (int i = 0; i < nq; i++) {
             snprintf(what, sizeof(what), "batch 1 query %d", i + 1);
             expect_value(what, want[i]);
         }
@@ -205,7 +212,7 @@ int main(int argc, char **argv)
         expect_value("batch 1 current_setting (same transaction)", tagval);
         expect_status("sync 1", PGRES_PIPELINE_SYNC);
         expect_value("batch 2 current_setting (new transaction)", NULL);
-        for (int i = NARITH / 2; i < NARITH; i++) {
+        for (int i = nq; i < nq * 2; i++) {
             snprintf(what, sizeof(what), "batch 2 query %d", i + 1);
             expect_value(what, want[i]);
         }
@@ -239,6 +246,8 @@ int main(int argc, char **argv)
     PQclear(r);
     PQfinish(conn);
     free(bigval);
+    free(args);
+    free(want);
     if (failures) {
         fprintf(stderr, "pq_pipeline: %d failure(s)\n", failures);
         return 1;
