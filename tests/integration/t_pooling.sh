@@ -83,24 +83,28 @@ _pool_at_least() {
 # _pool_quiet DB — nobody waits or is active in the pools of DB
 _pool_quiet() { [ "$(_pool_col "$1" cl_waiting cl_active sv_active sv_login)" = 0 ]; }
 
-# _backends DB — client backends connected to database DB (pgfunnel's servers)
+# _backends DB[:USER] — client backends connected to database DB (as USER)
 _backends() {
-    pg_psql -c "select count(*) from pg_stat_activity where datname = '$1' and backend_type = 'client backend'"
+    local db=${1%%:*} and=""
+    [[ $1 == *:* ]] && and=" and usename = '${1#*:}'"
+    pg_psql -c "select count(*) from pg_stat_activity where datname = '$db' and backend_type = 'client backend'$and"
 }
 
-# _sampler OUT DB — every 0.2 s append "backends pool_servers" for DB to OUT
+# _sampler OUT DB[:USER] [POOLDB[:USER]] — every 0.2 s append "backends
+# pool_servers" to OUT: backends of DB in pg_stat_activity, servers of the
+# pgfunnel database POOLDB (default: DB) in SHOW POOLS
 _sampler() {
-    local out=$1 db=$2
+    local out=$1 db=$2 pooldb=${3:-$2}
     while :; do
-        echo "$(_backends "$db") $(_pool_col "$db" sv_active sv_idle sv_used sv_tested sv_login)" >>"$out"
+        echo "$(_backends "$db") $(_pool_col "$pooldb" sv_active sv_idle sv_used sv_tested sv_login)" >>"$out"
         sleep 0.2
     done
 }
 
-# _sampler_start OUT DB / _sampler_stop — sets SAMPLER_PID
+# _sampler_start OUT DB[:USER] [POOLDB[:USER]] / _sampler_stop — sets SAMPLER_PID
 _sampler_start() {
     : >"$1"
-    _sampler "$1" "$2" &
+    _sampler "$@" &
     SAMPLER_PID=$!
     _cleanup_add "kill $SAMPLER_PID"
 }
@@ -313,6 +317,36 @@ test_pool_mode_per_database_and_user() {
     wait "$bpid" || rc=$?
     assert_eq 0 "$rc" "waiting session: $(cat "$TEST_TMP/b.out")"
     assert_eq b-served "$(cat "$TEST_TMP/b.out")"
+    _stop_clean
+}
+
+# timeout: 60
+test_pool_size_per_database_and_user() {
+    local db=pf_psize_$$ user=pf_psize_user_$$ rc max
+    _new_db "$db"
+    pg_psql -q -c "create role $user login" || fail "create role"
+    _cleanup_add "pg_psql -q -c 'drop role if exists $user'"
+    pf_start "default_pool_size = 10" \
+        "[databases]" "pf_small = host=127.0.0.1 port=$PGPORT dbname=$db pool_size=3" \
+        "[users]" "$user = pool_size=2"
+    printf 'select pg_sleep(0.01);\n' >"$TEST_TMP/sleep.sql"
+    # [databases] pool_size=3 beats default_pool_size=10
+    _sampler_start "$TEST_TMP/samples" "$db:postgres" "pf_small:postgres"
+    rc=0
+    _pgbench "$TEST_TMP/b1.out" -n -c 8 -j 2 -T 3 -f "$TEST_TMP/sleep.sql" pf_small || rc=$?
+    _sampler_stop
+    _assert_bench_ok "$rc" "$TEST_TMP/b1.out" "8 clients on pf_small"
+    _assert_samples "$TEST_TMP/samples" 3 5 "pf_small pool_size=3"
+    max=$(awk 'BEGIN { m = 0 } $1 > m { m = $1 } END { print m }' "$TEST_TMP/samples")
+    assert_eq 3 "$max" "8 busy clients should use all 3 servers of pf_small"
+    # [users] pool_size=2 beats the database's pool_size=3
+    _sampler_start "$TEST_TMP/samples" "$db:$user" "pf_small:$user"
+    rc=0
+    pgbench -h 127.0.0.1 -p "$PF_PORT" -U "$user" -n -c 8 -j 2 -T 3 -f "$TEST_TMP/sleep.sql" pf_small \
+        >"$TEST_TMP/b2.out" 2>&1 || rc=$?
+    _sampler_stop
+    _assert_bench_ok "$rc" "$TEST_TMP/b2.out" "8 clients of $user on pf_small"
+    _assert_samples "$TEST_TMP/samples" 2 5 "pf_small for $user (pool_size=2)"
     _stop_clean
 }
 
