@@ -545,9 +545,9 @@ test_transaction_stays_on_one_server() {
 # ---------------------------------------------------------------- 9. login errors
 
 test_unknown_database_errors() {
-    local out
+    local out missing=pf_missing_$$
     # without the "*" entry an unknown name is the pooler's own error
-    pf_write_ini "[databases]" "nodb = host=127.0.0.1 port=$PGPORT dbname=pf_does_not_exist_$$"
+    pf_write_ini "server_login_retry = 1" "[databases]" "nodb = host=127.0.0.1 port=$PGPORT dbname=$missing"
     sed -i '/^\* = /d' "$PF_INI"
     pf_launch
     wait_until 10 port_open "$PF_PORT"
@@ -561,15 +561,20 @@ test_unknown_database_errors() {
     # an entry whose backend database does not exist: the backend's error
     out=$(pf_psql -d nodb -c 'select 1' 2>&1)
     assert_ne 0 "$?" "psql to nodb succeeded: $out"
-    assert_contains "$out" "database \"pf_does_not_exist_$$\" does not exist"
+    assert_contains "$out" "database \"$missing\" does not exist"
     out=$(_startup_error nodb)
     assert_contains "$out" $'\n'"C3D000"$'\n' "SQLSTATE of the backend's error"
-    assert_contains "$out" "database \"pf_does_not_exist_$$\" does not exist"
-    # twice more: a cached failure must give the same answer
+    assert_contains "$out" "database \"$missing\" does not exist"
+    # once more: a cached failure (server_login_retry) gives the same answer
     out=$(pf_psql -d nodb -c 'select 1' 2>&1)
-    assert_contains "$out" "database \"pf_does_not_exist_$$\" does not exist"
+    assert_contains "$out" "database \"$missing\" does not exist"
     pf_alive || fail "pgfunnel died"
     assert_eq 1 "$(pf_psql -c 'select 1')" "the postgres entry still works"
+
+    # the database appears: after server_login_retry the entry works
+    _new_db "$missing"
+    wait_until 10 pf_psql -d nodb -c 'select 1'
+    assert_eq "$missing" "$(pf_psql -d nodb -c 'select current_database()')"
     _stop_clean
 }
 
