@@ -221,6 +221,46 @@ test_session_prepared_pgbench() {
     _stop_clean
 }
 
+# A session's state must not reach the next session on the same server.
+test_session_state_isolation() {
+    local out pid1 pid2
+    pf_start "default_pool_size = 1" "pool_mode = session"
+    out=$(pf_psql -q -c "set search_path = pf_nowhere" -c "prepare pf_p as select 1" \
+        -c "create temp table pf_tt (a int)" -c "listen pf_x" -c "select pg_backend_pid()" 2>&1)
+    assert_eq 0 "$?" "first session: $out"
+    pid1=$(tail -n 1 <<<"$out")
+    out=$(pf_psql -c "select pg_backend_pid()" -c "show search_path" \
+        -c "select count(*) from pg_prepared_statements" -c "select count(*) from pg_listening_channels()" \
+        -c "select count(*) from pg_class where relname = 'pf_tt' and relpersistence = 't'" 2>&1)
+    assert_eq 0 "$?" "second session: $out"
+    pid2=$(head -n 1 <<<"$out")
+    assert_eq "$pid1" "$pid2" "the second session must reuse the server (pool of 1)"
+    assert_eq $'"$user", public\n0\n0\n0' "$(tail -n +2 <<<"$out")" \
+        "search_path, prepared statements, LISTENs, temp tables of the next session"
+    _stop_clean
+}
+
+# Startup options (PGOPTIONS) of one client must not leak to the next one
+# that gets the same server in transaction mode, and come back for the first.
+test_transaction_startup_options_isolation() {
+    local out
+    pf_start "default_pool_size = 1"
+    out=$(PGOPTIONS="-c search_path=pf_a -c work_mem=7MB" pf_psql -c "show search_path" -c "show work_mem" 2>&1)
+    assert_eq $'pf_a\n7MB' "$out" "client with options"
+    out=$(pf_psql -c "show search_path" -c "show work_mem" 2>&1)
+    assert_eq $'"$user", public\n4MB' "$out" "client without options on the same server"
+    out=$(PGOPTIONS="-c work_mem=9MB" pf_psql -c "show search_path" -c "show work_mem" 2>&1)
+    assert_eq $'"$user", public\n9MB' "$out" "client with another option"
+    out=$(PGOPTIONS="-c search_path=pf_a -c work_mem=7MB" pf_psql -c "show search_path" -c "show work_mem" 2>&1)
+    assert_eq $'pf_a\n7MB' "$out" "the first client's options again"
+    # a client whose option the server rejects is refused; the next one is fine
+    out=$(PGOPTIONS="-c statement_timeout=pf_bad" pf_psql -c "select 1" 2>&1)
+    assert_ne 0 "$?" "a bad option was accepted: $out"
+    assert_contains "$out" 'invalid value for parameter "statement_timeout"'
+    assert_eq $'0\n4MB' "$(pf_psql -c "show statement_timeout" -c "show work_mem" 2>&1)"
+    _stop_clean
+}
+
 # ---------------------------------------------------------------- 3. statement mode
 
 # timeout: 60
@@ -478,7 +518,7 @@ test_notice_passes_through() {
 
 # timeout: 60
 test_transaction_sharing_pool_2() {
-    local db=pf_share_$$ i j pids=() rc bad n
+    local db=pf_share_$$ i j pids=() rc bad n host
     _new_db "$db"
     pg_psql -d "$db" -q -c "create table t (client int, tx int, step int, pid int)" || fail "create table"
     pf_start "default_pool_size = 2"
@@ -493,7 +533,10 @@ test_transaction_sharing_pool_2() {
     done
     _sampler_start "$TEST_TMP/samples" "$db"
     for ((i = 1; i <= 20; i++)); do
-        pf_psql -d "$db" -q -v ON_ERROR_STOP=1 -f "$TEST_TMP/script.$i" >"$TEST_TMP/out.$i" 2>&1 &
+        # even clients come through the unix socket (psql: the last -h wins)
+        host=127.0.0.1
+        [ $((i % 2)) -eq 0 ] && host=$TEST_TMP
+        pf_psql -h "$host" -d "$db" -q -v ON_ERROR_STOP=1 -f "$TEST_TMP/script.$i" >"$TEST_TMP/out.$i" 2>&1 &
         pids+=($!)
     done
     bad=0
