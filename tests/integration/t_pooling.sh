@@ -585,6 +585,21 @@ test_transaction_stays_on_one_server() {
     _stop_clean
 }
 
+# psql sends a CancelRequest on SIGINT; pgfunnel must route it to the server.
+test_cancel_request() {
+    local out t0 dt
+    pf_start "default_pool_size = 1"
+    t0=$(date +%s%3N)
+    out=$(timeout -s INT 1 "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d postgres \
+        -c 'select pg_sleep(20)' 2>&1)
+    dt=$(($(date +%s%3N) - t0))
+    assert_contains "$out" "canceling statement due to user request"
+    [ "$dt" -lt 10000 ] || fail "the cancelled query took $dt ms"
+    # the server went back to the pool (of one) and serves the next client
+    assert_eq 1 "$(timeout 10 "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d postgres -c 'select 1' 2>&1)"
+    _stop_clean
+}
+
 # ---------------------------------------------------------------- 9. login errors
 
 test_unknown_database_errors() {
