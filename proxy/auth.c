@@ -240,7 +240,7 @@ static void auth_fail(Client *c)
     Loop *loop = c->loop;
     if (loop->auth) loop->auth->stats.failed++;
     if (c->pool) c->pool->stats.login_failures++;
-    log_at(LOG_LEVEL_LOG, c->prefix, "password authentication failed");
+    client_log(c, LOG_LEVEL_LOG, "password authentication failed");
     client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
 }
 
@@ -454,7 +454,7 @@ static void auth_job_done(WorkqJob *wj, int status)
     }
     case JOB_AUTH_QUERY:
         if (j->ok < 0) {
-            log_at(LOG_LEVEL_WARNING, c->prefix, "%s", j->err);
+            client_log(c, LOG_LEVEL_WARNING, "%s", j->err);
             /* the user cannot be verified: fail as for a wrong password */
         } else if (loop->auth) {
             CacheEntry *e = cache_put(&loop->auth->queries, j->cache_key);
@@ -640,7 +640,7 @@ static void auth_begin_scram(Client *c)
     } else if (secret_is_scram(a->secret)) {
         have = scram_parse_secret(a->secret, &v) == 0;
         if (!have) {
-            log_at(LOG_LEVEL_WARNING, c->prefix, "invalid SCRAM secret on file");
+            client_log(c, LOG_LEVEL_WARNING, "invalid SCRAM secret on file");
             auth_fail(c);
             return;
         }

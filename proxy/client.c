@@ -50,9 +50,9 @@ const char *client_state_name(ClientState st)
                : "?";
 }
 
-static void client_update_prefix(Client *c)
+void client_format_prefix(const Client *c, char *buf, size_t len)
 {
-    snprintf(c->prefix, sizeof(c->prefix), "C-%u %s@%s %s", c->id, c->user ? c->user : "?",
+    snprintf(buf, len, "C-%u %s@%s %s", c->id, c->user ? c->user : "?",
              c->database ? c->database : "?", c->conn.addr);
 }
 
@@ -138,7 +138,7 @@ void client_close(Client *c, const char *sqlstate, const char *fmt, ...)
     Config *cfg = c->loop->cfg;
     bool logged_in = c->state >= CLIENT_LOGIN_WAIT;
     if ((logged_in && cfg->log_disconnections) || (sqlstate && cfg->log_pooler_errors))
-        log_at(LOG_LEVEL_LOG, c->prefix, "closing because: %s (age=%llds)", reason,
+        client_log(c, LOG_LEVEL_LOG, "closing because: %s (age=%llds)", reason,
                (long long)((time_now_usec() - c->connect_time) / USEC_PER_SEC));
 
     Server *s = c->server;
@@ -509,7 +509,7 @@ static void client_handle_cancel(Client *c, uint32_t pid, uint32_t key)
     Client *target = loop_client_find(c->loop, pid);
     /* unknown keys are ignored silently, as PostgreSQL does */
     if (target && target->cancel_key == key && target != c) {
-        log_at(LOG_LEVEL_DEBUG, target->prefix, "cancel request");
+        client_log(target, LOG_LEVEL_DEBUG, "cancel request");
         if (target->server && target->state == CLIENT_ACTIVE) server_cancel(target->server);
     }
     client_close(c, NULL, "cancel request handled");
@@ -554,7 +554,6 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         client_close(c, "53200", "out of memory");
         return;
     }
-    client_update_prefix(c);
     if (options && client_parse_options(c, options, err, sizeof(err)) < 0) {
         client_close(c, "08P01", "%s", err);
         return;
@@ -607,7 +606,7 @@ static void client_start_login(Client *c, const StartupPacket *sp)
 /* Called by auth.c when authentication succeeded. */
 void client_auth_ok(Client *c)
 {
-    if (c->loop->cfg->log_connections) log_at(LOG_LEVEL_LOG, c->prefix, "login attempt: ok");
+    if (c->loop->cfg->log_connections) client_log(c, LOG_LEVEL_LOG, "login attempt: ok");
     if (c->admin) {
         admin_client_login(c);
         if (c->state == CLIENT_IDLE) conn_want_read(&c->conn, true);
@@ -930,7 +929,6 @@ void client_accept(Loop *loop, int fd, bool unix_socket)
     loop->stats.clients_accepted++;
     if (unix_socket) snprintf(c->conn.addr, sizeof(c->conn.addr), "unix");
     else conn_describe_peer(&c->conn, 0);
-    client_update_prefix(c);
     c->state = CLIENT_STARTUP;
     conn_set_callbacks(&c->conn, client_on_read, client_on_write, c);
     conn_want_read(&c->conn, true);
@@ -968,7 +966,7 @@ void client_link_server(Client *c, Server *s)
         }
         return;
     }
-    if (n < 0) log_at(LOG_LEVEL_WARNING, c->prefix, "too many session parameters to apply");
+    if (n < 0) client_log(c, LOG_LEVEL_WARNING, "too many session parameters to apply");
     server_start_relay(s);
     client_process(c);
 }

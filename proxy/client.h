@@ -23,6 +23,7 @@
 
 #include "conn.h"
 #include "list.h"
+#include "log.h"
 #include "loop.h"
 #include "params.h"
 #include "prepared.h"
@@ -73,8 +74,21 @@ struct client {
     usec_t wait_start;
     usec_t last_activity;
     Deferred deferred;
-    char prefix[160];       /* "C-17 app@db 10.0.0.5:4312" for log lines */
 };
+
+/*
+ * "C-17 user@db 10.0.0.5:4312" for log lines, built only when a line is
+ * actually logged (keeping it in every client would cost 160 bytes each).
+ */
+void client_format_prefix(const Client *c, char *buf, size_t len);
+#define client_log(c, level, ...)                                                                  \
+    do {                                                                                           \
+        if ((level) <= log_max_level) {                                                            \
+            char pfx_[192];                                                                        \
+            client_format_prefix((c), pfx_, sizeof(pfx_));                                         \
+            log_write((level), pfx_, __VA_ARGS__);                                                 \
+        }                                                                                          \
+    } while (0)
 
 /* Accepted socket -> new client in STARTUP.  Takes ownership of fd. */
 void client_accept(Loop *loop, int fd, bool unix_socket);

@@ -79,7 +79,7 @@ int params_set(ParamSet *ps, const char *name, const char *value)
         return 0;
     }
     if (ps->n == ps->cap) {
-        int cap = ps->cap ? ps->cap * 2 : 8;
+        int cap = ps->cap ? ps->cap * 2 : 2; /* most clients send one or two */
         Param *nv = realloc(ps->v, (size_t)cap * sizeof(*nv));
         if (!nv) return -1;
         ps->v = nv;
