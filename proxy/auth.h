@@ -49,6 +49,14 @@ void auth_client_free(Client *c);
  */
 const char *auth_backend_password(Loop *loop, const char *user);
 
+/*
+ * Check a password against the user's secret in auth_file, synchronously
+ * (HTTP basic auth of the metrics endpoint).  Cheap for plaintext and md5
+ * secrets; a SCRAM secret costs one PBKDF2 the first time, then the
+ * accepted credentials are remembered.
+ */
+bool auth_check_password(Loop *loop, const char *user, const char *password);
+
 typedef struct auth_stats {
     uint64_t ok, failed, jobs;
     uint64_t scram_cache_hits, scram_derivations;

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "client.h"
+#include "auth.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -503,7 +504,7 @@ static void pools_json(Loop *loop, struct evbuffer *out)
 
 /* ---- request handling ---- */
 
-/* admin_http_auth: Basic credentials naming a user in admin_users (password not checked yet). */
+/* admin_http_auth: Basic credentials of a user in admin_users, checked against auth_file. */
 static bool http_authorized(Loop *loop, struct evhttp_request *req)
 {
     if (!loop->cfg->admin_http_auth) return true;
@@ -523,7 +524,10 @@ static bool http_authorized(Loop *loop, struct evhttp_request *req)
     char *colon = strchr((char *)dec, ':');
     if (!colon) return false;
     *colon = 0;
-    return dec[0] && config_list_contains(loop->cfg->admin_users, (char *)dec);
+    bool ok = dec[0] && config_list_contains(loop->cfg->admin_users, (char *)dec) &&
+              auth_check_password(loop, (char *)dec, colon + 1);
+    OPENSSL_cleanse(dec, sizeof(dec));
+    return ok;
 }
 
 static void http_on_request(struct evhttp_request *req, void *arg)

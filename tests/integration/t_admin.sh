@@ -230,13 +230,17 @@ test_stats_histogram_and_metrics() {
 }
 
 test_http_auth_and_healthz_failure() {
-    _admin_ini "admin_http_auth = 1" "[databases]" "broken = host=127.0.0.1 port=1 dbname=x"
+    # the password is checked against auth_file (plaintext here; md5/SCRAM work too)
+    printf '"postgres" "s3cret"\n' >"$TEST_TMP/users.txt"
+    _admin_ini "admin_http_auth = 1" "auth_file = $TEST_TMP/users.txt" \
+        "[databases]" "broken = host=127.0.0.1 port=1 dbname=x"
     assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/metrics")"
     assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' -u nobody:x "http://127.0.0.1:$HTTP_PORT/metrics")"
-    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:any "http://127.0.0.1:$HTTP_PORT/metrics")"
-    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:x "http://127.0.0.1:$HTTP_PORT/healthz")"
+    assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:wrong "http://127.0.0.1:$HTTP_PORT/metrics")"
+    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:s3cret "http://127.0.0.1:$HTTP_PORT/metrics")"
+    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:s3cret "http://127.0.0.1:$HTTP_PORT/healthz")"
     assert_fail "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d broken -c "select 1"
-    assert_eq 503 "$(curl -s -o "$TEST_TMP/h.json" -w '%{http_code}' -u postgres:x "http://127.0.0.1:$HTTP_PORT/healthz")"
+    assert_eq 503 "$(curl -s -o "$TEST_TMP/h.json" -w '%{http_code}' -u postgres:s3cret "http://127.0.0.1:$HTTP_PORT/healthz")"
     assert_contains "$(cat "$TEST_TMP/h.json")" '"name":"broken","status":"failing"'
     pf_stop INT
 }
