@@ -258,6 +258,8 @@ static void client_inspect_query(Client *c, const uint8_t *sql, uint32_t len, bo
 
 /* Largest P/B/D/C head the pooler buffers whole to rewrite a statement name. */
 #define CLIENT_PS_MSG_MAX (16u * 1024 * 1024)
+/* The names at the start of a Bind must fit in this much. */
+#define CLIENT_PS_HEAD_MAX (64u * 1024)
 
 /*
  * The message at the head of the buffer needs the pooler's attention.
@@ -287,12 +289,19 @@ static int client_relay_special(Client *c, usec_t *now)
     conn_consume(&c->conn, consumed);
     c->fwd_left = (uint32_t)(total - consumed); /* e.g. Bind parameters after the new name */
     return 1;
-need_more:
-    if (total > CLIENT_PS_MSG_MAX) {
+need_more:;
+    /*
+     * A Bind (or a Parse whose name is not known yet) only needs its head:
+     * the names.  Parse/Describe/Close of a named statement need all of it.
+     */
+    uint64_t need = total;
+    bool head_only = type == 'B' || (type == 'P' && avail < 6);
+    if (head_only && need > CLIENT_PS_HEAD_MAX) need = CLIENT_PS_HEAD_MAX;
+    if (need > CLIENT_PS_MSG_MAX || (head_only && avail >= need)) {
         client_protocol_violation(c, "message too large for prepared statement tracking");
         return -1;
     }
-    if (conn_reserve(&c->conn, (uint32_t)total, CLIENT_PS_MSG_MAX) < 0) {
+    if (conn_reserve(&c->conn, (uint32_t)need, CLIENT_PS_MSG_MAX) < 0) {
         client_close(c, "53200", "out of memory");
         return -1;
     }
