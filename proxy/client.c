@@ -95,7 +95,6 @@ static void client_free(void *arg)
     /* while a handshake step runs, the job owns the SSL object and frees it */
     if (c->ssl && !c->tls_job) SSL_free(c->ssl);
     params_free(&c->params);
-    params_free(&c->startup);
     free(c->user);
     free(c->database);
     free(c);
@@ -567,10 +566,7 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         client_close(c, "08P01", "%s", err);
         return;
     }
-    if (params_copy(&c->startup, &c->params) < 0) {
-        client_close(c, "53200", "out of memory");
-        return;
-    }
+    params_mark_startup(&c->params);
     /* a newer minor version or _pq_ options: negotiate down, as PostgreSQL does */
     if ((sp->version & 0xffff) > 0 || nunknown > 0) {
         PktBuf b;

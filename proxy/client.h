@@ -54,7 +54,6 @@ struct client {
     char *database;
     ParamSet params;        /* the session as the client sees it */
     PsClientMap ps;         /* its prepared statement names (transaction/statement mode) */
-    ParamSet startup;       /* startup-packet values: what RESET ALL returns to */
     bool resync;            /* sent RESET/DISCARD: restore startup values when it completes */
     bool needs_sync;        /* apply parameters to the server before the next query */
     bool admin;             /* admin console connection */

@@ -44,12 +44,17 @@ void params_init(ParamSet *ps)
     memset(ps, 0, sizeof(*ps));
 }
 
+static void param_free_strings(Param *p)
+{
+    if (p->startup != p->value) free(p->startup);
+    free(p->value);
+    free(p->name);
+}
+
 void params_free(ParamSet *ps)
 {
-    for (int i = 0; i < ps->n; i++) {
-        free(ps->v[i].name);
-        free(ps->v[i].value);
-    }
+    for (int i = 0; i < ps->n; i++)
+        param_free_strings(&ps->v[i]);
     free(ps->v);
     memset(ps, 0, sizeof(*ps));
 }
@@ -71,11 +76,12 @@ int params_set(ParamSet *ps, const char *name, const char *value)
 {
     int i = params_index(ps, name);
     if (i >= 0) {
-        if (strcmp(ps->v[i].value, value) == 0) return 0;
+        Param *p = &ps->v[i];
+        if (strcmp(p->value, value) == 0) return 0;
         char *nv = strdup(value);
         if (!nv) return -1;
-        free(ps->v[i].value);
-        ps->v[i].value = nv;
+        if (p->value != p->startup) free(p->value); /* the startup string stays */
+        p->value = nv;
         return 0;
     }
     if (ps->n == ps->cap) {
@@ -93,6 +99,7 @@ int params_set(ParamSet *ps, const char *name, const char *value)
     }
     ps->v[ps->n].name = n;
     ps->v[ps->n].value = v;
+    ps->v[ps->n].startup = NULL;
     ps->n++;
     return 0;
 }
@@ -101,10 +108,28 @@ void params_unset(ParamSet *ps, const char *name)
 {
     int i = params_index(ps, name);
     if (i < 0) return;
-    free(ps->v[i].name);
-    free(ps->v[i].value);
+    param_free_strings(&ps->v[i]);
     ps->v[i] = ps->v[ps->n - 1];
     ps->n--;
+}
+
+void params_mark_startup(ParamSet *ps)
+{
+    for (int i = 0; i < ps->n; i++) {
+        Param *p = &ps->v[i];
+        if (p->startup != p->value) free(p->startup);
+        p->startup = p->value;
+    }
+}
+
+void params_restore_startup(ParamSet *ps)
+{
+    for (int i = 0; i < ps->n; i++) {
+        Param *p = &ps->v[i];
+        if (!p->startup || p->startup == p->value) continue;
+        free(p->value);
+        p->value = p->startup;
+    }
 }
 
 int params_copy(ParamSet *dst, const ParamSet *src)

@@ -16,6 +16,7 @@
 typedef struct param {
     char *name;
     char *value;
+    char *startup; /* the startup-packet value (often the same string as value), or NULL */
 } Param;
 
 struct param_set {
@@ -29,6 +30,13 @@ const char *params_get(const ParamSet *ps, const char *name);
 int params_set(ParamSet *ps, const char *name, const char *value) WUR;
 void params_unset(ParamSet *ps, const char *name);
 int params_copy(ParamSet *dst, const ParamSet *src) WUR;
+
+/*
+ * Remember the current values as the session's startup values (what RESET
+ * ALL returns to), sharing the strings, and later go back to them.
+ */
+void params_mark_startup(ParamSet *ps);
+void params_restore_startup(ParamSet *ps);
 
 /* The parameters PostgreSQL reports with ParameterStatus that a pooler must keep per client. */
 bool params_is_reported_tracked(const char *name);

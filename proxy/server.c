@@ -209,9 +209,7 @@ static void server_after_ready(Server *s, char status)
     if (c->resync) {
         /* RESET ALL / DISCARD ALL done: the session's defaults are its startup values */
         c->resync = false;
-        for (int i = 0; i < c->startup.n; i++)
-            if (params_set(&c->params, c->startup.v[i].name, c->startup.v[i].value) < 0)
-                s->dirty = true;
+        params_restore_startup(&c->params);
         c->needs_sync = true;
     }
     Pool *p = s->pool;

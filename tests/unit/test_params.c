@@ -86,12 +86,34 @@ static void test_diff_extras_and_reset(void **state)
     params_free(&defaults);
 }
 
+static void test_startup_restore(void **state)
+{
+    (void)state;
+    ParamSet ps;
+    params_init(&ps);
+    assert_int_equal(params_set(&ps, "statement_timeout", "1234"), 0);
+    params_mark_startup(&ps);
+    /* the startup string is shared, not copied */
+    assert_ptr_equal(ps.v[0].startup, ps.v[0].value);
+    assert_int_equal(params_set(&ps, "statement_timeout", "5"), 0);
+    assert_int_equal(params_set(&ps, "TimeZone", "UTC"), 0);
+    assert_string_equal(params_get(&ps, "statement_timeout"), "5");
+    params_restore_startup(&ps);
+    assert_string_equal(params_get(&ps, "statement_timeout"), "1234");
+    /* set after startup: left alone (the server reports its own default) */
+    assert_string_equal(params_get(&ps, "TimeZone"), "UTC");
+    /* change again after a restore, then free: no leak, no double free */
+    assert_int_equal(params_set(&ps, "statement_timeout", "7"), 0);
+    params_free(&ps);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_set_get_case_insensitive),
         cmocka_unit_test(test_diff_reported),
         cmocka_unit_test(test_diff_extras_and_reset),
+        cmocka_unit_test(test_startup_restore),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
