@@ -242,9 +242,8 @@ static bool client_query_resets(const uint8_t *sql, uint32_t len)
            (len - i >= 7 && strncasecmp((const char *)sql + i, "discard", 7) == 0);
 }
 
-static void client_inspect_query(Client *c, const uint8_t *sql, uint32_t len, bool ps)
+static void client_inspect_query(Client *c, const uint8_t *sql, uint32_t len)
 {
-    if (ps) ps_note_query(c, sql, len);
     if (client_query_resets(sql, len)) {
         /* the server drops what the pooler SET; the session falls back to startup values */
         c->resync = true;
@@ -345,7 +344,7 @@ static void client_relay(Client *c)
                 if (ps && client_msg_special(type)) break;
                 if (type == 'Q' && len <= CLIENT_QUERY_INSPECT_MAX) {
                     if (avail - off < (uint64_t)len + 1) break; /* wait for all of it */
-                    client_inspect_query(c, p + off + 5, len - 4, ps);
+                    client_inspect_query(c, p + off + 5, len - 4);
                 }
                 client_note_message(c, type, &now);
                 if (ps) ps_note_forwarded(c, type);

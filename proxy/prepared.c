@@ -322,11 +322,25 @@ static int ps_ensure_on_server(Client *c, PsStmt *st, PktBuf *b)
     return ps_queue_push(&s->psq, 'P', PS_SWALLOW, st, NULL);
 }
 
-/* Answer locally now if nothing is outstanding, else when the queue gets there. */
-static int ps_inject(Client *c, uint8_t kind)
+/* A Close answered locally takes effect when its answer is given, not before. */
+static void ps_apply_close(Client *c, PsStmt *st, const char *name)
+{
+    if (!st) return; /* the name was unknown */
+    int i = ps_map_find(&c->ps, name);
+    if (i >= 0 && c->ps.v[i].stmt == st) ps_map_remove_at(&c->ps, &c->pool->ps, i);
+}
+
+/*
+ * Answer a Parse or Close locally: now, if nothing is outstanding and the
+ * server is not in the middle of a message; else queued, so the answer
+ * lands where the server's would have (and is dropped if an earlier error
+ * makes the server skip to Sync, as PostgreSQL would skip the request).
+ */
+static int ps_inject(Client *c, uint8_t kind, PsStmt *st, const char *name)
 {
     Server *s = c->server;
-    if (s->psq.count == 0) {
+    if (s->psq.count == 0 && s->fwd_left == 0) {
+        if (kind == 'C') ps_apply_close(c, st, name);
         PktBuf b;
         pkt_init(&b);
         pkt_begin(&b, kind == 'P' ? '1' : '3');
@@ -335,7 +349,29 @@ static int ps_inject(Client *c, uint8_t kind)
         pkt_free(&b);
         return r;
     }
-    return ps_queue_push(&s->psq, kind, PS_INJECT, NULL, NULL);
+    char *n = strdup(name);
+    if (!n) return -1;
+    if (st) st->refs++;
+    if (ps_queue_push(&s->psq, kind, PS_INJECT, st, n) < 0) {
+        if (st) st->refs--;
+        free(n);
+        return -1;
+    }
+    if (s->psq.count == 1) s->ps_inject_pending = true; /* after the message being relayed */
+    return 0;
+}
+
+/* Statements PostgreSQL still accepts in an aborted transaction. */
+static bool ps_is_transaction_exit(const char *q)
+{
+    static const char *const words[] = {"rollback", "commit", "end", "abort", NULL};
+    while (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r')
+        q++;
+    for (int i = 0; words[i]; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(q, words[i], n) == 0 && !isalnum((unsigned char)q[n])) return true;
+    }
+    return false;
 }
 
 static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *err, size_t errlen)
@@ -360,19 +396,44 @@ static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *er
         goto oom;
     }
     int i = ps_cache_find(&s->ps, st);
-    if (i >= 0) {
+    if (i >= 0 && (s->tx_status != 'E' || s->psq.count > 0 || ps_is_transaction_exit(query))) {
         s->ps.used[i] = ++s->ps.clock;
-        return ps_inject(c, 'P');
+        return ps_inject(c, 'P', st, name) < 0 ? (snprintf(err, errlen, "out of memory"), -1) : 0;
     }
-    /* reuse the ensure path but let the client see this ParseComplete */
     PktBuf b;
     pkt_init(&b);
-    int rc = ps_ensure_on_server(c, st, &b);
+    int rc;
+    if (i >= 0) {
+        /*
+         * In an aborted transaction PostgreSQL refuses a Parse (25P02): send
+         * one, so the client gets that very error and the name is undone.
+         */
+        pkt_begin(&b, 'P');
+        pkt_put_str(&b, st->name);
+        pkt_put_str(&b, st->query);
+        pkt_put_u16(&b, st->ntypes);
+        pkt_put_bytes(&b, st->types, (size_t)st->ntypes * 4);
+        pkt_end(&b);
+        rc = ps_send(s, &b);
+        char *n = rc == 0 ? strdup(name) : NULL;
+        st->refs++;
+        if (!n || ps_queue_push(&s->psq, 'P', PS_NOCACHE, st, n) < 0) {
+            free(n);
+            st->refs--;
+            rc = -1;
+        }
+    } else {
+        /* reuse the ensure path but let the client see this ParseComplete */
+        rc = ps_ensure_on_server(c, st, &b);
+        if (rc == 0) {
+            PsPending *last = &s->psq.v[(s->psq.head + s->psq.count - 1) % s->psq.cap];
+            last->flags = 0;
+            last->client_name = strdup(name);
+            if (!last->client_name) rc = -1;
+        }
+    }
     pkt_free(&b);
     if (rc < 0) goto oom;
-    PsPending *last = &s->psq.v[(s->psq.head + s->psq.count - 1) % s->psq.cap];
-    last->flags = 0;
-    last->client_name = strdup(name);
     return 0;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -448,10 +509,10 @@ int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *c
     int i = ps_map_find(&c->ps, name);
     if (type == 'C') {
         /* closing is the client's business only: the statement stays on the servers */
-        if (i >= 0) ps_map_remove_at(&c->ps, &p->ps, i);
         *consumed = len + 1;
-        rc = ps_inject(c, 'C');
         pkt_free(&b);
+        /* PostgreSQL answers CloseComplete for an unknown name too (stmt NULL) */
+        rc = ps_inject(c, 'C', i < 0 ? NULL : c->ps.v[i].stmt, name);
         if (rc < 0) goto oom_nofree;
         return 0;
     }
@@ -489,31 +550,16 @@ void ps_note_forwarded(Client *c, uint8_t type)
     }
 }
 
-static bool ps_is_deallocate_all(const uint8_t *sql, uint32_t len)
+void ps_on_command_complete(Server *s, const uint8_t *msg, uint32_t total)
 {
-    char buf[64];
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < len && sql[i] && n + 1 < sizeof(buf); i++) {
-        char ch = (char)tolower(sql[i]);
-        if (isspace((unsigned char)ch) || ch == ';') {
-            if (n > 0 && buf[n - 1] != ' ') buf[n++] = ' ';
-            continue;
-        }
-        buf[n++] = ch;
+    /* the server really dropped its statements: so do the maps (not when it refused) */
+    const char *tag = (const char *)msg + 5;
+    size_t n = total > 5 ? strnlen(tag, total - 5) : 0;
+    if ((n == 14 && memcmp(tag, "DEALLOCATE ALL", 14) == 0) ||
+        (n == 11 && memcmp(tag, "DISCARD ALL", 11) == 0)) {
+        if (s->client) ps_client_map_free(&s->client->ps, &s->pool->ps);
+        ps_server_forget_all(s);
     }
-    while (n > 0 && buf[n - 1] == ' ')
-        n--;
-    buf[n] = 0;
-    return strcmp(buf, "deallocate all") == 0 || strcmp(buf, "deallocate prepare all") == 0 ||
-           strcmp(buf, "discard all") == 0;
-}
-
-void ps_note_query(Client *c, const uint8_t *sql, uint32_t len)
-{
-    if (!ps_is_deallocate_all(sql, len)) return;
-    ps_client_map_free(&c->ps, &c->pool->ps);
-    /* the statement runs on the server and drops our internal statements there too */
-    if (c->server) ps_server_forget_all(c->server);
 }
 
 void ps_server_forget_all(Server *s)
@@ -523,11 +569,11 @@ void ps_server_forget_all(Server *s)
 
 /* ---------------------------------------------------------------- server side */
 
-/* A Parse the pooler counted as done failed: forget what it recorded. */
+/* A Parse the pooler counted as done failed or was skipped: forget what it recorded. */
 static void ps_undo(Server *s, PsPending *p)
 {
     if (p->kind != 'P') return;
-    if (p->stmt) {
+    if (p->stmt && !(p->flags & (PS_INJECT | PS_NOCACHE))) {
         int i = ps_cache_find(&s->ps, p->stmt);
         if (i >= 0) ps_cache_remove_at(&s->ps, &s->pool->ps, i);
     }
@@ -590,6 +636,7 @@ int ps_send_injected(Server *s)
     PktBuf b;
     pkt_init(&b);
     while ((h = ps_queue_head(q)) && (h->flags & PS_INJECT)) {
+        if (h->kind == 'C' && s->client) ps_apply_close(s->client, h->stmt, h->client_name);
         pkt_begin(&b, h->kind == 'P' ? '1' : '3');
         pkt_end(&b);
         ps_queue_pop(q, &s->pool->ps);

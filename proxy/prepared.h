@@ -58,6 +58,7 @@ typedef struct ps_pending {
 
 #define PS_SWALLOW 1 /* the pooler sent it: do not forward its answer */
 #define PS_INJECT 2  /* not sent: the pooler answers it itself */
+#define PS_NOCACHE 4 /* sent, but the statement was already cached: an error undoes only the name */
 
 typedef struct ps_queue {
     PsPending *v;
@@ -86,9 +87,6 @@ int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *c
 /* Queue a request that is forwarded as it is (E, S, Q, F, unnamed P/B/D/C). */
 void ps_note_forwarded(Client *c, uint8_t type);
 
-/* A simple Query is about to go out: DEALLOCATE ALL / DISCARD ALL clear the maps. */
-void ps_note_query(Client *c, const uint8_t *sql, uint32_t len);
-
 /* What the relay does with a server response while requests are queued. */
 #define PS_RESP_FORWARD 0
 #define PS_RESP_SWALLOW 1
@@ -96,6 +94,9 @@ void ps_note_query(Client *c, const uint8_t *sql, uint32_t len);
 int ps_server_response(Server *s, uint8_t type, bool *inject);
 /* Send the local answers at the head of the queue to the client. */
 int ps_send_injected(Server *s) WUR;
+
+/* A CommandComplete from the server: DEALLOCATE ALL / DISCARD ALL clear the maps. */
+void ps_on_command_complete(Server *s, const uint8_t *msg, uint32_t total);
 
 /* The server's statements are gone (DISCARD ALL, reset query). */
 void ps_server_forget_all(Server *s);

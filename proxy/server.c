@@ -275,6 +275,8 @@ static void server_ps_hold(Server *s, PsDecision d)
 static bool server_relay(Server *s)
 {
     Client *c = s->client;
+    /* with prepared statements, CommandComplete tags are read (DEALLOCATE ALL) */
+    bool read_tags = ps_enabled(s->pool);
     while (s->state == SERVER_ACTIVE && s->internal == INTERNAL_NONE && s->client == c) {
         uint32_t avail = conn_avail(&s->conn);
         if (avail == 0) break;
@@ -318,7 +320,8 @@ static bool server_relay(Server *s)
                     avail = conn_avail(&s->conn);
                     continue;
                 }
-                if ((type == 'S' || type == 'Z') && total <= SERVER_WHOLE_MAX) {
+                if ((type == 'S' || type == 'Z' || (type == 'C' && read_tags && total <= 64)) &&
+                    total <= SERVER_WHOLE_MAX) {
                     if (avail - off < total) {
                         server_ps_hold(s, d);
                         if (off == 0 && conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0) {
@@ -328,6 +331,7 @@ static bool server_relay(Server *s)
                         break; /* forward what we have; wait for the rest */
                     }
                     if (type == 'S') server_track_param(s, p + off, (uint32_t)total);
+                    else if (type == 'C') ps_on_command_complete(s, p + off, (uint32_t)total);
                     off += (uint32_t)total;
                     if (type == 'Z') ready = len >= 5 ? (char)p[off - 1] : 'I';
                     if (d.inject) inject_after = true;
@@ -633,8 +637,11 @@ static void server_login_failed(Server *s, const char *text)
     char sqlstate[6], msg[512];
     server_parse_login_error(text, sqlstate, msg, sizeof(msg));
     if (strstr(text, "no password supplied")) {
-        /* libpq 15 can only log in with a password, never with a stored hash */
-        strcpy(sqlstate, "28P01");
+        /*
+         * libpq 15 can only log in with a password, never with a stored hash.
+         * Not 28P01: the client's own password was fine, this is configuration.
+         */
+        strcpy(sqlstate, "28000");
         snprintf(msg, sizeof(msg),
                  "the server requires a password for user \"%s\" and pgfunnel has none it can "
                  "use: set password= in the [databases] entry or put the plaintext password in "
