@@ -121,6 +121,7 @@ EOF
 
 _auth_query_start() { # AUTH_TYPE
     _auth_query_setup
+    # shellcheck disable=SC2016  # $1 is auth_query's parameter, not a shell variable
     pf_start "auth_type = $1" "auth_file = $TEST_TMP/userlist.txt" \
         "auth_user = pf_aq_auth" \
         'auth_query = SELECT usename, passwd FROM pgfunnel.get_auth($1)'
@@ -402,7 +403,7 @@ test_hba_no_matching_rule_is_rejected() {
 
 # timeout: 60
 test_login_storm_200_scram_logins_keep_busy_client_served() {
-    local out storm busy v p99
+    local out storm busy p99
     [ -x "$TOOLS_DIR/login_storm" ] || fail "$TOOLS_DIR/login_storm missing (make build/tools/login_storm)"
     _userlist scramuser scrampass postgres pgpw
     pf_start "auth_type = scram-sha-256" "auth_file = $TEST_TMP/userlist.txt" \
@@ -415,9 +416,19 @@ test_login_storm_200_scram_logins_keep_busy_client_served() {
     assert_eq 200 "$(v logins_ok)" "successful storm logins"
     assert_eq 0 "$(v logins_failed)" "failed storm logins"
     assert_eq 0 "$(v busy_failed)" "failed busy queries"
-    [ -n "$(v busy_queries)" ] && [ "$(v busy_queries)" -gt 0 ] || fail "no busy queries ran"
+    if ! [ "$(v busy_queries)" -gt 0 ] 2>/dev/null; then fail "no busy queries ran"; fi
     p99=$(v busy_p99_us)
-    [ -n "$p99" ] && [ "$p99" -lt 1000000 ] || fail "busy client's p99 latency ${p99}us >= 1 s"
+    # A very loose bound: 1 s on an idle machine.  The 200 client threads, PostgreSQL
+    # and pgfunnel share the CPUs, so on a loaded host (load average above the CPU
+    # count) the busy client is starved by others too: the bound scales with the load.
+    local load cpus factor limit
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    cpus=$(nproc)
+    factor=$(((${load%.*} + cpus - 1) / cpus))
+    [ "$factor" -ge 1 ] || factor=1
+    limit=$((factor * 1000000))
+    echo "p99 bound ${limit}us (load average $load on $cpus CPUs)"
+    if ! [ "$p99" -lt "$limit" ] 2>/dev/null; then fail "busy client's p99 latency '${p99}'us >= ${limit}us"; fi
     echo "LOGIN_STORM rate=$(v login_rate_per_s)/s busy p50=$(v busy_p50_us)us p99=${p99}us max=$(v busy_max_us)us queries=$(v busy_queries)"
     pf_alive || fail "pgfunnel died"
     pf_stop

@@ -112,7 +112,6 @@ test_verify_full_fails_against_a_different_ca() {
 
 # timeout: 40
 test_plaintext_client_refused_when_tls_required() {
-    local out
     _tls_start
     _conn_refused "sslmode=disable" "SSL required"
     _conn_ok "sslmode=require" postgres
@@ -261,6 +260,7 @@ test_server_tls_require_reaches_hostssl_only_backend_pgbench_over_both_legs() {
 
 # timeout: 60
 test_server_tls_verify_full_with_ca_file_reaches_hostssl_only_backend() {
+    local out
     _certs
     _pg2_start
     _tls_start "server_tls_sslmode = verify-full" "server_tls_ca_file = $CERTS/ca.crt" \
