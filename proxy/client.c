@@ -73,7 +73,7 @@ void client_set_state(Client *c, ClientState st)
         }
     }
     c->state = st;
-    c->state_since = time_now_usec();
+    c->state_since = loop_now(c->loop);
     if (!p || c->admin) return;
     switch (st) {
     case CLIENT_LOGIN_WAIT: list_append(&p->login_wait, &c->pool_node); break;
@@ -198,14 +198,14 @@ static void client_note_message(Client *c, uint8_t type, usec_t *now)
     switch (type) {
     case 'Q':
     case 'F':
-        if (c->expected_rfq == 0) c->query_start = *now ? *now : (*now = time_now_usec());
+        if (c->expected_rfq == 0) c->query_start = *now ? *now : (*now = loop_now(c->loop));
         if (!c->xact_start) c->xact_start = c->query_start;
         c->expected_rfq++;
         if (c->pool) c->pool->stats.query_count++;
         break;
     case 'S':
         if (c->expected_rfq == 0 && !c->query_start)
-            c->query_start = *now ? *now : (*now = time_now_usec());
+            c->query_start = *now ? *now : (*now = loop_now(c->loop));
         c->expected_rfq++;
         c->extended_open = false;
         break;
@@ -213,11 +213,26 @@ static void client_note_message(Client *c, uint8_t type, usec_t *now)
         if (c->pool) c->pool->stats.query_count++;
         /* fall through */
     case 'P': case 'B': case 'D': case 'C': case 'H':
-        if (!c->query_start) c->query_start = *now ? *now : (*now = time_now_usec());
+        if (!c->query_start) c->query_start = *now ? *now : (*now = loop_now(c->loop));
         c->extended_open = true;
         break;
     default: break;
     }
+}
+
+/* Does the server's session state already equal what the client wants?  (Cached fingerprints.) */
+static bool client_params_match(Client *c, Server *s)
+{
+    if (c->want_gen != c->params.gen + 1) {
+        c->want_fp = params_want_fp(&c->params, &c->pool->welcome);
+        c->want_gen = c->params.gen + 1;
+    }
+    if (s->have_gen_params != s->params.gen + 1 || s->have_gen_applied != s->applied.gen + 1) {
+        s->have_fp = params_have_fp(&s->params, &s->applied);
+        s->have_gen_params = s->params.gen + 1;
+        s->have_gen_applied = s->applied.gen + 1;
+    }
+    return c->want_fp == s->have_fp;
 }
 
 /*
@@ -235,6 +250,11 @@ static bool client_msg_special(uint8_t type)
 
 static bool client_query_resets(const uint8_t *sql, uint32_t len)
 {
+    /* cheap rejection first: this runs for every short query */
+    uint8_t f = len ? sql[0] : 0;
+    if (f != 'r' && f != 'R' && f != 'd' && f != 'D' && f != ' ' && f != '\t' && f != '\n' &&
+        f != '\r')
+        return false;
     uint32_t i = 0;
     while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r'))
         i++;
@@ -248,8 +268,7 @@ static void client_inspect_query(Client *c, const uint8_t *sql, uint32_t len)
         /* the server drops what the pooler SET; the session falls back to startup values */
         c->resync = true;
         if (c->server) {
-            params_free(&c->server->applied);
-            params_init(&c->server->applied);
+            params_free(&c->server->applied); /* leaves an empty set, generation bumped */
         }
     }
 }
@@ -323,8 +342,10 @@ static void client_relay(Client *c)
             /* after RESET/DISCARD: the startup parameters again, before the next query */
             char sql[8192];
             c->needs_sync = false;
-            int n = params_diff_sql(&c->params, &s->params, &s->applied, &c->pool->welcome, sql,
-                                    sizeof(sql));
+            int n = client_params_match(c, s)
+                        ? 0
+                        : params_diff_sql(&c->params, &s->params, &s->applied, &c->pool->welcome,
+                                          sql, sizeof(sql));
             if (n > 0) {
                 c->linking = true;
                 if (server_run_internal(s, INTERNAL_SETPARAMS, sql) < 0)
@@ -642,7 +663,7 @@ void client_finish_login(Client *c)
     }
     pkt_free(&b);
     client_set_state(c, CLIENT_IDLE);
-    c->last_activity = time_now_usec();
+    c->last_activity = loop_now(c->loop);
     client_process(c);
 }
 
@@ -849,6 +870,7 @@ static void client_on_read(evutil_socket_t fd, short ev, void *arg)
     Client *c = arg;
     (void)fd;
     (void)ev;
+    loop_update_now(c->loop);
     int n = conn_fill(&c->conn);
     if (n == 0) {
         client_close(c, NULL, "client closed connection");
@@ -858,7 +880,7 @@ static void client_on_read(evutil_socket_t fd, short ev, void *arg)
         client_close(c, NULL, "client connection error: %s", strerror(errno));
         return;
     }
-    c->last_activity = time_now_usec();
+    c->last_activity = loop_now(c->loop);
     client_process(c);
     /* TLS: decrypted bytes inside OpenSSL will not wake the socket again */
     while (c->state != CLIENT_CLOSING && c->conn.reading && tls_conn_pending(&c->conn)) {
@@ -877,6 +899,7 @@ static void client_on_write(evutil_socket_t fd, short ev, void *arg)
     Client *c = arg;
     (void)fd;
     (void)ev;
+    loop_update_now(c->loop);
     int r = conn_flush(&c->conn);
     if (r < 0) {
         client_close(c, NULL, "client write failed");
@@ -919,7 +942,7 @@ void client_accept(Loop *loop, int fd, bool unix_socket)
     c->loop = loop;
     list_node_init(&c->pool_node);
     params_init(&c->params);
-    c->connect_time = c->state_since = c->last_activity = time_now_usec();
+    c->connect_time = c->state_since = c->last_activity = loop_update_now(loop);
     c->tx_status = 'I';
     if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
         c->cancel_key = (uint32_t)random();
@@ -950,7 +973,7 @@ void client_link_server(Client *c, Server *s)
     c->extended_open = false;
     c->needs_sync = false; /* the diff below covers it */
     c->tx_status = 'I';
-    usec_t now = time_now_usec();
+    usec_t now = loop_now(c->loop);
     if (c->pool) {
         c->pool->stats.server_assignments++;
         if (c->state == CLIENT_WAITING) stats_on_wait(c->pool, now - c->wait_start);
@@ -959,8 +982,10 @@ void client_link_server(Client *c, Server *s)
     server_set_state(s, SERVER_ACTIVE);
     s->link_count++;
     s->last_used = now;
-    int n = params_diff_sql(&c->params, &s->params, &s->applied, &c->pool->welcome, sql,
-                            sizeof(sql));
+    /* the usual case, the server already looks like the client: no diff to build */
+    int n = client_params_match(c, s) ? 0
+                                       : params_diff_sql(&c->params, &s->params, &s->applied,
+                                                         &c->pool->welcome, sql, sizeof(sql));
     if (n > 0) {
         c->linking = true;
         if (server_run_internal(s, INTERNAL_SETPARAMS, sql) < 0) {
@@ -988,7 +1013,7 @@ void client_server_released(Client *c)
     c->query_start = 0;
     c->fwd_left = 0;
     client_set_state(c, CLIENT_IDLE);
-    c->last_activity = time_now_usec();
+    c->last_activity = loop_now(c->loop);
     client_process(c);
 }
 

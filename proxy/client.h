@@ -56,6 +56,8 @@ struct client {
     PsClientMap ps;         /* its prepared statement names (transaction/statement mode) */
     bool resync;            /* sent RESET/DISCARD: restore startup values when it completes */
     bool needs_sync;        /* apply parameters to the server before the next query */
+    uint64_t want_fp;       /* params_want_fp() of params, valid while want_gen == params.gen + 1 */
+    uint32_t want_gen;
     bool admin;             /* admin console connection */
     bool linking;           /* server is applying our parameters */
     bool extended_open;     /* extended-protocol messages sent since the last Sync */

@@ -212,7 +212,7 @@ static void loop_on_janitor(evutil_socket_t fd, short ev, void *arg)
     Loop *loop = arg;
     (void)fd;
     (void)ev;
-    pool_janitor(loop, time_now_usec());
+    pool_janitor(loop, loop_update_now(loop));
     loop_check_shutdown(loop);
 }
 
@@ -243,7 +243,7 @@ Loop *loop_create(Config *cfg)
     list_init(&loop->databases);
     list_init(&loop->users);
     loop->buf_size = (uint32_t)cfg->pkt_buf;
-    loop->started_at = time_now_usec();
+    loop->started_at = loop_update_now(loop);
     loop->base = event_base_new();
     if (!loop->base) goto fail;
     loop->workq = workq_create(loop->base, cfg->workers, 4096);

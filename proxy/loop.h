@@ -89,7 +89,22 @@ struct loop {
     /* RELOAD from the console runs the SIGHUP path (set by main.c): 0 or -1 */
     int (*reload)(Loop *loop, void *arg);
     void *reload_arg;
+    usec_t now;              /* time at the start of the current callback (loop_update_now) */
 };
+
+/*
+ * The hot path reads the clock once per callback: event callbacks call
+ * loop_update_now() on entry and everything below uses loop_now().
+ */
+usec_t time_now_usec(void);
+static inline usec_t loop_update_now(Loop *loop)
+{
+    return loop->now = time_now_usec();
+}
+static inline usec_t loop_now(const Loop *loop)
+{
+    return loop->now;
+}
 
 Loop *loop_create(Config *cfg) WUR;
 void loop_destroy(Loop *loop);

@@ -341,7 +341,11 @@ int main(int argc, char **argv)
         goto out;
     }
     log_config_warnings(cfg);
-    evthread_use_pthreads();
+    /*
+     * No evthread_use_pthreads(): only the loop thread touches libevent
+     * (workers wake it through an eventfd), and unlocked libevent saves a
+     * mutex pair on every event operation.
+     */
     pr.loop = loop_create(cfg);
     if (!pr.loop) {
         log_fatal("cannot create the event loop");

@@ -56,7 +56,9 @@ void params_free(ParamSet *ps)
     for (int i = 0; i < ps->n; i++)
         param_free_strings(&ps->v[i]);
     free(ps->v);
+    uint32_t gen = ps->gen;
     memset(ps, 0, sizeof(*ps));
+    ps->gen = gen + 1; /* an emptied set is a change too */
 }
 
 static int params_index(const ParamSet *ps, const char *name)
@@ -82,6 +84,7 @@ int params_set(ParamSet *ps, const char *name, const char *value)
         if (!nv) return -1;
         if (p->value != p->startup) free(p->value); /* the startup string stays */
         p->value = nv;
+        ps->gen++;
         return 0;
     }
     if (ps->n == ps->cap) {
@@ -101,6 +104,7 @@ int params_set(ParamSet *ps, const char *name, const char *value)
     ps->v[ps->n].value = v;
     ps->v[ps->n].startup = NULL;
     ps->n++;
+    ps->gen++;
     return 0;
 }
 
@@ -111,6 +115,7 @@ void params_unset(ParamSet *ps, const char *name)
     param_free_strings(&ps->v[i]);
     ps->v[i] = ps->v[ps->n - 1];
     ps->n--;
+    ps->gen++;
 }
 
 void params_mark_startup(ParamSet *ps)
@@ -130,6 +135,7 @@ void params_restore_startup(ParamSet *ps)
         free(p->value);
         p->value = p->startup;
     }
+    ps->gen++;
 }
 
 int params_copy(ParamSet *dst, const ParamSet *src)
@@ -137,6 +143,53 @@ int params_copy(ParamSet *dst, const ParamSet *src)
     for (int i = 0; i < src->n; i++)
         if (params_set(dst, src->v[i].name, src->v[i].value) < 0) return -1;
     return 0;
+}
+
+/* FNV-1a, case-folded for names (GUC names are case-insensitive). */
+static uint64_t fp_str(uint64_t h, const char *s, bool fold)
+{
+    if (!s) return (h ^ 0xffu) * 1099511628211ull; /* "absent" differs from "" */
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (fold && ch >= 'A' && ch <= 'Z') ch = (unsigned char)(ch + 32);
+        h = (h ^ ch) * 1099511628211ull;
+    }
+    return (h ^ 0x100u) * 1099511628211ull;
+}
+
+/* Order-independent combination of name=value pairs. */
+static uint64_t fp_pair(const char *name, const char *value)
+{
+    uint64_t h = fp_str(14695981039346656037ull, name, true);
+    h = fp_str(h, value, false);
+    return h ^ (h >> 29);
+}
+
+uint64_t params_want_fp(const ParamSet *client, const ParamSet *defaults)
+{
+    uint64_t h = 14695981039346656037ull, extras = 0;
+    for (int i = 0; reported_tracked[i]; i++) {
+        const char *v = params_get(client, reported_tracked[i]);
+        if (!v && strcmp(reported_tracked[i], "application_name") == 0) v = "";
+        if (!v) v = params_get(defaults, reported_tracked[i]);
+        h = fp_str(h, v, false);
+    }
+    for (int i = 0; i < client->n; i++) {
+        const char *name = client->v[i].name;
+        if (params_is_reported_tracked(name) || params_is_startup_only(name)) continue;
+        extras += fp_pair(name, client->v[i].value);
+    }
+    return h ^ extras;
+}
+
+uint64_t params_have_fp(const ParamSet *server, const ParamSet *applied)
+{
+    uint64_t h = 14695981039346656037ull, extras = 0;
+    for (int i = 0; reported_tracked[i]; i++)
+        h = fp_str(h, params_get(server, reported_tracked[i]), false);
+    for (int i = 0; i < applied->n; i++)
+        extras += fp_pair(applied->v[i].name, applied->v[i].value);
+    return h ^ extras;
 }
 
 /* GUC names are identifiers; anything else is refused rather than quoted. */

@@ -22,6 +22,7 @@ typedef struct param {
 struct param_set {
     Param *v;
     int n, cap;
+    uint32_t gen; /* bumped on every change: lets callers cache a fingerprint */
 };
 
 void params_init(ParamSet *ps);
@@ -42,6 +43,16 @@ void params_restore_startup(ParamSet *ps);
 bool params_is_reported_tracked(const char *name);
 /* Parameters that must never be SET by the pooler (read-only or connection-level). */
 bool params_is_startup_only(const char *name);
+
+/*
+ * Fingerprints of a session state, to skip params_diff_sql when a server
+ * already looks like the client (the usual case): the state a client wants
+ * (its values, else the pool defaults, '' for application_name) and the
+ * state a server has (its reported values plus what the pooler applied).
+ * Equal fingerprints mean nothing to SET.
+ */
+uint64_t params_want_fp(const ParamSet *client, const ParamSet *defaults);
+uint64_t params_have_fp(const ParamSet *server, const ParamSet *applied);
 
 /*
  * Append to `sql` (size len) the statements that turn a server whose state is

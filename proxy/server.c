@@ -72,7 +72,7 @@ void server_set_state(Server *s, ServerState st)
     case SERVER_CONNECTING:
     case SERVER_INTERNAL: list_append(&p->connecting, &s->pool_node); break;
     case SERVER_IDLE:
-        s->idle_since = time_now_usec();
+        s->idle_since = loop_now(s->loop);
         list_prepend(&p->idle, &s->pool_node);
         break;
     case SERVER_ACTIVE: list_append(&p->active, &s->pool_node); break;
@@ -199,7 +199,7 @@ static void server_track_param(Server *s, const uint8_t *msg, uint32_t total)
 static void server_after_ready(Server *s, char status)
 {
     Client *c = s->client;
-    usec_t now = time_now_usec();
+    usec_t now = loop_now(s->loop);
     s->tx_status = status;
     if (!c) return;
     c->tx_status = status;
@@ -412,8 +412,7 @@ static void server_internal_finish(Server *s, bool ok)
     }
     if (kind == INTERNAL_RESET) {
         /* DISCARD ALL / RESET ALL also drop what the pooler applied */
-        params_free(&s->applied);
-        params_init(&s->applied);
+        params_free(&s->applied); /* leaves an empty set, generation bumped */
         const char *q = s->loop->cfg->server_reset_query;
         if (q && (strcasestr(q, "discard all") || strcasestr(q, "deallocate all")))
             ps_server_forget_all(s);
@@ -533,6 +532,7 @@ static void server_on_read(evutil_socket_t fd, short ev, void *arg)
     Server *s = arg;
     (void)fd;
     (void)ev;
+    loop_update_now(s->loop);
     int n = conn_fill(&s->conn);
     if (n == 0 || n == -1) {
         Client *c = s->client;
@@ -555,6 +555,7 @@ static void server_on_write(evutil_socket_t fd, short ev, void *arg)
     Server *s = arg;
     (void)fd;
     (void)ev;
+    loop_update_now(s->loop);
     int r = conn_flush(&s->conn);
     if (r < 0) {
         server_close(s, "write to server failed");
@@ -728,6 +729,7 @@ static void server_on_connect_event(evutil_socket_t fd, short ev, void *arg)
     (void)fd;
     (void)ev;
     Server *s = arg;
+    loop_update_now(s->loop);
     s->ev_connect_set = false; /* not persistent: it fired */
     server_poll(s);
 }

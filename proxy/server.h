@@ -66,6 +66,8 @@ struct server {
     bool dirty;             /* must not be reused (unknown state) */
     ParamSet params;        /* reported values as the backend has them */
     ParamSet applied;       /* non-reported parameters the pooler SET */
+    uint64_t have_fp;       /* params_have_fp() cache, valid for these generations + 1 */
+    uint32_t have_gen_params, have_gen_applied;
     PsServerCache ps;       /* prepared statements that exist on this backend */
     PsQueue psq;            /* requests whose answers are due (prepared-statement tracking) */
     bool ps_held;           /* decision for the message at the head of rbuf, already taken */
