@@ -3,6 +3,7 @@
 #   make sanitize               ASan+UBSan build, then runs every test with it
 #   make tsan                   TSan build of the worker pool / log unit tests
 #   make check                  unit + integration tests (what CI runs)
+#   make fuzz                   libFuzzer harnesses, FUZZ_SECONDS (60) each; fuzz-ci: 10 s each
 # Objects go to $(BUILD) so several flavours can coexist without clobbering.
 
 CC      ?= cc
@@ -29,8 +30,11 @@ ITEST_SRCS := $(wildcard tests/integration/itest_*.c)
 ITEST_BINS := $(ITEST_SRCS:tests/integration/%.c=$(BUILD)/tests/integration/%)
 TOOL_SRCS := $(wildcard tools/*.c)
 TOOL_BINS := $(TOOL_SRCS:tools/%.c=$(BUILD)/tools/%)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
-.PHONY: all deps check unit integration sanitize tsan format format-check demo bench clean fuzz
+.PHONY: all deps check unit integration sanitize tsan format format-check demo bench clean fuzz \
+        fuzz-build fuzz-bins fuzz-ci
 
 all: $(BIN)
 
@@ -54,6 +58,11 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS) | $(DEPS_OK)
 $(BUILD)/tests/integration/%: tests/integration/%.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(ALL_LIBS) -lcmocka
+
+# libFuzzer harnesses: only built inside `make fuzz-build` (BUILD=build-fuzz, clang).
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(LIB_OBJS) | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(LIB_OBJS) $(ALL_LIBS)
 
 $(BUILD)/tools/%: tools/%.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -82,6 +91,30 @@ tsan:
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/test_workq
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/test_log
 
+# ---- fuzzing: clang's libFuzzer with ASan+UBSan over every parser of untrusted
+# bytes (tests/fuzz/README.md).  The proxy objects get coverage instrumentation
+# (fuzzer-no-link) in their own build dir; seeds are in tests/fuzz/corpus/NAME/.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined \
+                -fno-sanitize-recover=all
+FUZZ_NAMES   := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+fuzz-build:
+	@echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n);' \
+	     'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }' \
+	 | $(FUZZ_CC) -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null || { \
+	    echo "fuzz: '$(FUZZ_CC) -fsanitize=fuzzer' does not link;" \
+	         "install clang and libclang-rt-dev (Debian 12: clang-14, libclang-rt-14-dev)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) CFLAGS="$(FUZZ_FLAGS)" \
+	    LDLIBS="-fsanitize=address,undefined" fuzz-bins
+fuzz-bins: $(FUZZ_BINS)
+fuzz: fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) bash tests/fuzz/run.sh $(FUZZ_NAMES)
+# For CI: 10 s per harness, non-zero exit on any crash, leak or sanitizer report.
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
 FORMAT_FILES = $(wildcard proxy/*.c proxy/*.h tests/unit/*.c tests/integration/*.c tools/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
@@ -95,6 +128,6 @@ bench: all $(TOOL_BINS)
 	@bash tools/bench/run.sh
 
 clean:
-	rm -rf build build-asan build-tsan $(BIN)
+	rm -rf build build-asan build-tsan build-fuzz $(BIN)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(ITEST_BINS:=.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(ITEST_BINS:=.d) $(FUZZ_BINS:=.d)

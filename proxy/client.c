@@ -634,7 +634,12 @@ void client_auth_ok(Client *c)
     if (c->loop->cfg->log_connections) client_log(c, LOG_LEVEL_LOG, "login attempt: ok");
     if (c->admin) {
         admin_client_login(c);
-        if (c->state == CLIENT_IDLE) conn_want_read(&c->conn, true);
+        if (c->state == CLIENT_IDLE) {
+            conn_want_read(&c->conn, true);
+            /* queries sent right behind the startup packet are already in the
+             * buffer: the socket will not wake us for them */
+            client_process(c);
+        }
         return;
     }
     c->pool->stats.logins++;
