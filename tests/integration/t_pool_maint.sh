@@ -1,0 +1,149 @@
+# shellcheck shell=bash
+# t_pool_maint.sh — pool upkeep: min_pool_size, server_idle_timeout,
+# server_lifetime, server_check_query, reserve pool, max_db_connections and
+# max_user_connections.  Each test logs in to PostgreSQL as its own role(s)
+# (a forced user= on the database entry, or roles named after the test), so
+# its backends can be counted in pg_stat_activity by user name.
+
+_role() { # NAME: create a login role if missing
+    pg_psql -c "do \$\$ begin create role $1 login; exception when duplicate_object then null; end \$\$" >/dev/null
+}
+
+_maint_start() { # ROLE [INI LINES…]: database maint logs in as ROLE
+    local role=$1
+    shift
+    _role "$role"
+    pf_start "[databases]" \
+        "maint = host=127.0.0.1 port=$PGPORT dbname=postgres user=$role" \
+        "[pgbouncer]" "$@"
+}
+
+_backends() { # ROLE[,ROLE…] -> number of backends of these users
+    pg_psql -c "select count(*) from pg_stat_activity where usename = any(string_to_array('$1', ','))"
+}
+
+_backends_is() { # ROLE N: for wait_until (which must get a command, not its output)
+    [ "$(_backends "$1")" = "$2" ]
+}
+
+_last_query_is() { # ROLE SQL
+    [ "$(pg_psql -c "select query from pg_stat_activity where usename = '$1'")" = "$2" ]
+}
+
+_wait_pids() { # wait for the given background jobs only (not for pgfunnel)
+    local p
+    for p in "$@"; do wait "$p"; done
+}
+
+_q() { # SQL via pgfunnel on database maint, as USER (default postgres)
+    "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U "${2:-postgres}" -d maint -c "$1"
+}
+
+test_min_pool_size_keeps_servers_warm() {
+    local app=maint_min_$$
+    _maint_start "$app" "min_pool_size = 3" "default_pool_size = 5"
+    assert_eq 1 "$(_q 'select 1')"
+    # the janitor opens the missing ones without any client asking
+    wait_until 5 _backends_is "$app" 3
+    sleep 1
+    assert_eq 3 "$(_backends "$app")" "min_pool_size must not overshoot"
+    pf_stop
+}
+
+test_server_idle_timeout_closes_unused_servers() {
+    local app=maint_idle_$$ i
+    _maint_start "$app" "server_idle_timeout = 1" "default_pool_size = 4"
+    local jobs=()
+    for i in 1 2 3 4; do
+        _q 'select pg_sleep(0.5)' >/dev/null &
+        jobs+=($!)
+    done
+    _wait_pids "${jobs[@]}"
+    assert_ne 0 "$(_backends "$app")" "servers were opened"
+    wait_until 5 _backends_is "$app" 0
+    assert_eq 1 "$(_q 'select 1')" "a new server is opened on demand"
+    pf_stop
+}
+
+test_server_lifetime_replaces_old_servers() {
+    local app=maint_life_$$ before after
+    _maint_start "$app" "server_lifetime = 1" "default_pool_size = 1"
+    before=$(_q 'select pg_backend_pid()')
+    sleep 1.5
+    # released after its lifetime: closed, the next query gets a new backend
+    _q 'select 1' >/dev/null
+    after=$(_q 'select pg_backend_pid()')
+    assert_ne "$before" "$after" "backend pid after server_lifetime"
+    pf_stop
+}
+
+test_server_check_query_runs_on_idle_servers() {
+    local app=maint_check_$$
+    _maint_start "$app" "server_check_delay = 1" "server_check_query = select 4242" \
+        "default_pool_size = 1"
+    assert_eq 1 "$(_q 'select 1')"
+    # pg_stat_activity.query shows the last statement the backend ran
+    wait_until 5 _last_query_is "$app" "select 4242"
+    assert_eq 2 "$(_q 'select 2')" "the checked server still serves"
+    pf_stop
+}
+
+test_reserve_pool_serves_a_client_that_waited() {
+    local app=maint_reserve_$$ t0 t1 j1 j2
+    _maint_start "$app" "default_pool_size = 1" "reserve_pool_size = 1" "reserve_pool_timeout = 0.3"
+    t0=$(date +%s%N)
+    _q 'select pg_sleep(2)' >/dev/null &
+    j1=$!
+    sleep 0.2
+    _q 'select pg_sleep(2)' >/dev/null &
+    j2=$!
+    sleep 1
+    assert_eq 2 "$(_backends "$app")" "a reserve server was opened for the waiting client"
+    _wait_pids "$j1" "$j2"
+    t1=$(date +%s%N)
+    # both ran side by side: well under the 4 s a single server would need
+    [ $(((t1 - t0) / 1000000)) -lt 3500 ] || fail "took $(((t1 - t0) / 1000000)) ms"
+    pf_stop
+}
+
+test_max_db_connections_caps_all_pools_of_a_database() {
+    local u1=maint_db1_$$ u2=maint_db2_$$ i peak=0 n jobs=()
+    _role "$u1"
+    _role "$u2"
+    pf_start "[databases]" "maint = host=127.0.0.1 port=$PGPORT dbname=postgres" \
+        "[pgbouncer]" "default_pool_size = 5" "max_db_connections = 2"
+    for i in 1 2 3; do
+        _q 'select pg_sleep(1)' "$u1" >/dev/null &
+        jobs+=($!)
+        _q 'select pg_sleep(1)' "$u2" >/dev/null &
+        jobs+=($!)
+    done
+    for i in 1 2 3 4 5 6 7 8; do
+        n=$(_backends "$u1,$u2")
+        [ "$n" -gt "$peak" ] && peak=$n
+        sleep 0.25
+    done
+    _wait_pids "${jobs[@]}"
+    [ "$peak" -ge 1 ] || fail "no backend seen"
+    [ "$peak" -le 2 ] || fail "max_db_connections = 2 but $peak backends"
+    pf_stop
+}
+
+test_max_user_connections_caps_a_user() {
+    local u=maint_user_$$ i peak=0 n jobs=()
+    _role "$u"
+    pf_start "[databases]" "maint = host=127.0.0.1 port=$PGPORT dbname=postgres" \
+        "[pgbouncer]" "default_pool_size = 5" "max_user_connections = 1"
+    for i in 1 2 3; do
+        _q 'select pg_sleep(0.7)' "$u" >/dev/null &
+        jobs+=($!)
+    done
+    for i in 1 2 3 4 5 6 7 8; do
+        n=$(_backends "$u")
+        [ "$n" -gt "$peak" ] && peak=$n
+        sleep 0.2
+    done
+    _wait_pids "${jobs[@]}"
+    [ "$peak" -eq 1 ] || fail "max_user_connections = 1 but peak $peak backends"
+    pf_stop
+}
