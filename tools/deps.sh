@@ -3,7 +3,8 @@
 # As root (or with sudo) it runs apt-get; otherwise it names the packages.
 set -eu
 PKGS="build-essential pkg-config libevent-dev libpq-dev libinih-dev libcmocka-dev libssl-dev
-      postgresql postgresql-contrib postgresql-client clang-format"
+      postgresql postgresql-contrib postgresql-client clang-format clang libclang-rt-14-dev
+      curl openssl procps iproute2 valgrind"
 missing=()
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
