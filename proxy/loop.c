@@ -8,6 +8,7 @@
 
 #include "auth.h"
 #include "client.h"
+#include "listener.h"
 #include "tls.h"
 #include "config.h"
 #include "log.h"
@@ -184,6 +185,12 @@ static void loop_check_shutdown(Loop *loop)
 void loop_begin_shutdown(Loop *loop, ShutdownMode mode)
 {
     if (mode > loop->shutdown) loop->shutdown = mode;
+    /*
+     * Stop accepting by closing the listeners: new clients get "connection
+     * refused" at once (a paused listener would leave them hanging in the
+     * backlog), and the unix socket file goes away.
+     */
+    listener_close_all(loop);
     log_info("shutdown requested (%s)", mode == SHUTDOWN_WAIT_SERVERS   ? "wait for servers"
                                         : mode == SHUTDOWN_WAIT_CLIENTS ? "wait for clients"
                                                                         : "immediate");

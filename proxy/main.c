@@ -192,12 +192,10 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
         break;
     case SIGINT:
         log_info("got SIGINT: safe shutdown, waiting for servers to be released");
-        listener_pause_all(pr->loop, true);
         loop_begin_shutdown(pr->loop, SHUTDOWN_WAIT_SERVERS);
         break;
     case SIGTERM:
         log_info("got SIGTERM: shutting down when all clients have left");
-        listener_pause_all(pr->loop, true);
         loop_begin_shutdown(pr->loop, SHUTDOWN_WAIT_CLIENTS);
         break;
     case SIGQUIT:

@@ -258,7 +258,6 @@ int pool_control_check_db(Loop *loop, const char *name, char *err, size_t errlen
 
 void pool_control_shutdown(Loop *loop, ShutdownMode mode)
 {
-    if (mode != SHUTDOWN_IMMEDIATE) listener_pause_all(loop, true);
     loop_begin_shutdown(loop, mode);
 }
 
