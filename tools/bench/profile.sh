@@ -31,7 +31,19 @@ die() {
 }
 for t in strace perf pgbouncer; do command -v "$t" >/dev/null || die "$t is needed"; done
 
-declare -A PIDS
+declare -A PIDS PORTS
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + (RANDOM * 32768 + RANDOM) % 12000))
+        [ -n "$(ss -Hltn "sport = :$p" 2>/dev/null)" ] && continue
+        port_open "$p" || {
+            echo "$p"
+            return
+        }
+    done
+}
 cleanup() {
     local p
     for p in "${PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
@@ -47,6 +59,7 @@ chmod 644 "$OUT/userlist.txt"
 
 start() { # NAME PORT
     local d=$OUT/$1
+    PORTS[$1]=$2
     mkdir -p "$d"
     cat >"$d/ini" <<EOF
 [databases]
@@ -74,18 +87,18 @@ EOF
         "$PGFUNNEL_BIN" "$d/ini" >"$d/stderr" 2>&1 &
     fi
     for _ in $(seq 1 50); do
-        [ -s "$d/pid" ] && (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && break
+        [ -s "$d/pid" ] && port_open "$2" && break
         sleep 0.1
     done
+    [ -s "$d/pid" ] || die "$1 did not start: $(tail -n 3 "$d/stderr")"
     PIDS[$1]=$(cat "$d/pid")
 }
-start pgbouncer 26432
-start pgfunnel 26433
+start pgbouncer "$(free_port)"
+start pgfunnel "$(free_port)"
 
 total=$((CLIENTS * PER_CLIENT))
 for t in pgbouncer pgfunnel; do
-    port=26432
-    [ "$t" = pgfunnel ] && port=26433
+    port=${PORTS[$t]}
     pid=${PIDS[$t]}
     "$PGBENCH" -n -S -c "$CLIENTS" -j 2 -T 3 -h 127.0.0.1 -p "$port" -U postgres "$DBALIAS" >/dev/null 2>&1 # warm up
     say "$t: strace -c over $total transactions"
