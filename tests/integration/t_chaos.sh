@@ -334,6 +334,10 @@ test_client_gone_mid_tls_handshake() {
     _others_work
     assert_eq t "$(PGSSLMODE=require pf_psql -c "select true")" "TLS still works"
     _assert_no_leak 5
+    # Fails on the current binary: client_close() (proxy/client.c) logs only
+    # logged-in clients (log_disconnections) or closes with a SQLSTATE
+    # (log_pooler_errors); tls_job_done() closes a failed handshake with
+    # client_close(c, NULL, "TLS handshake: …"), so nothing is ever logged.
     log=$(pf_logs_since "$mark")
     assert_contains "$log" "TLS handshake" "the failed handshakes are logged"
     _sess_close OK
