@@ -63,8 +63,10 @@ void client_format_prefix(const Client *c, char *buf, size_t len)
 void client_set_state(Client *c, ClientState st)
 {
     Pool *p = c->pool;
-    if (list_node_linked(&c->pool_node) && p) {
+    if (list_node_linked(&c->pool_node)) {
         switch (c->state) {
+        case CLIENT_STARTUP:
+        case CLIENT_AUTH: list_remove(&c->loop->login_clients, &c->pool_node); break;
         case CLIENT_LOGIN_WAIT: list_remove(&p->login_wait, &c->pool_node); break;
         case CLIENT_IDLE: list_remove(&p->idle_clients, &c->pool_node); break;
         case CLIENT_WAITING: list_remove(&p->waiting, &c->pool_node); break;
@@ -74,6 +76,10 @@ void client_set_state(Client *c, ClientState st)
     }
     c->state = st;
     c->state_since = loop_now(c->loop);
+    if (st == CLIENT_STARTUP || st == CLIENT_AUTH) {
+        list_append(&c->loop->login_clients, &c->pool_node);
+        return;
+    }
     if (!p || c->admin) return;
     switch (st) {
     case CLIENT_LOGIN_WAIT: list_append(&p->login_wait, &c->pool_node); break;
@@ -737,6 +743,8 @@ static void tls_job_done(WorkqJob *j, int status)
     case TLS_STEP_WANT_WRITE: conn_want_write(&c->conn, true); break;
     case TLS_STEP_FAILED:
         c->loop->stats.tls_handshake_failures++;
+        /* logged here: client_close() only logs clients that got as far as a login */
+        client_log(c, LOG_LEVEL_LOG, "%s", t->err);
         client_close(c, NULL, "%s", t->err);
         break;
     }
@@ -962,6 +970,7 @@ void client_accept(Loop *loop, int fd, bool unix_socket)
     if (unix_socket) snprintf(c->conn.addr, sizeof(c->conn.addr), "unix");
     else conn_describe_peer(&c->conn, 0);
     c->state = CLIENT_STARTUP;
+    list_append(&loop->login_clients, &c->pool_node);
     conn_set_callbacks(&c->conn, client_on_read, client_on_write, c);
     conn_want_read(&c->conn, true);
 }

@@ -4,8 +4,8 @@
  * State machine (the list a client is in is given after the arrow; only
  * client_set_state() changes the state and moves it):
  *
- *   CLIENT_STARTUP    reading the startup packet          -> loop->clients only
- *   CLIENT_AUTH       authenticating (maybe on a worker)  -> loop->clients only
+ *   CLIENT_STARTUP    reading the startup packet          -> loop->login_clients
+ *   CLIENT_AUTH       authenticating (maybe on a worker)  -> loop->login_clients
  *   CLIENT_LOGIN_WAIT logged in, waiting for the pool to
  *                     learn the server's parameters        -> pool->login_wait
  *   CLIENT_IDLE       logged in, no server                 -> pool->idle_clients

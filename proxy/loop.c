@@ -247,6 +247,7 @@ Loop *loop_create(Config *cfg)
     loop->cfg = cfg;
     list_init(&loop->listeners);
     list_init(&loop->clients);
+    list_init(&loop->login_clients);
     list_init(&loop->databases);
     list_init(&loop->users);
     loop->buf_size = (uint32_t)cfg->pkt_buf;
@@ -293,6 +294,7 @@ void loop_destroy(Loop *loop)
         free(f);
     }
     free(loop->client_ids.slots);
+    free(loop->janitor_ids);
     auth_context_free(loop->auth);
     tls_context_unref(loop->tls);
     if (loop->base) event_base_free(loop->base);

@@ -59,6 +59,9 @@ struct loop {
     Workq *workq;
     List listeners;          /* Listener.node */
     List clients;            /* every Client, login or not (Client.all_node) */
+    List login_clients;      /* clients in STARTUP/AUTH (Client.pool_node): login timeouts */
+    uint32_t *janitor_ids;   /* scratch array of the janitor, reused */
+    int janitor_cap;
     List databases;          /* Database.node */
     List users;              /* PoolUser.node */
     ClientTable client_ids;

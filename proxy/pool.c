@@ -114,8 +114,9 @@ Database *pool_database_get(Loop *loop, const char *name, bool create)
 {
     Database *db = database_find(loop, name);
     if (db || !create) return db;
+    /* only a [databases] entry of that very name: "*" would make any word a database */
     const DbConf *dc = config_find_db(loop->cfg, name);
-    return dc ? database_create(loop, name, dc) : NULL;
+    return dc && strcmp(dc->name, name) == 0 ? database_create(loop, name, dc) : NULL;
 }
 
 static PoolUser *pool_user_get(Loop *loop, const char *name)
@@ -611,24 +612,47 @@ static void pool_janitor_servers(Pool *p, usec_t now)
         pool_request_server(p, NULL);
 }
 
+/* Append the ids of a client list to the janitor's scratch array. */
+static int janitor_collect(Loop *loop, List *l, int n)
+{
+    ListNode *it;
+    if (n + l->count > loop->janitor_cap) {
+        int cap = (n + l->count) * 2 + 64;
+        uint32_t *v = realloc(loop->janitor_ids, (size_t)cap * sizeof(*v));
+        if (!v) return n;
+        loop->janitor_ids = v;
+        loop->janitor_cap = cap;
+    }
+    list_for_each(it, l) loop->janitor_ids[n++] = list_entry(it, Client, pool_node)->id;
+    return n;
+}
+
 void pool_janitor(Loop *loop, usec_t now)
 {
-    /* by id: a timeout may close other clients too (see pool_snapshot) */
-    ListNode *it;
-    uint32_t *ids = loop->client_count > 0 ? malloc((size_t)loop->client_count * sizeof(*ids)) : NULL;
-    int n = 0;
-    if (ids) {
-        list_for_each(it, &loop->clients)
-        {
-            if (n < loop->client_count) ids[n++] = list_entry(it, Client, all_node)->id;
-        }
-        for (int i = 0; i < n; i++) {
-            Client *c = loop_client_find(loop, ids[i]);
-            if (c) client_check_timeouts(c, now);
-        }
-        free(ids);
-    }
+    /*
+     * Only clients a timeout can apply to are visited: logging in, waiting,
+     * linked, and idle ones only with client_idle_timeout, so ten thousand
+     * idle clients cost nothing here.  By id, because a timeout may close
+     * other clients too (see pool_snapshot).
+     */
     ListNode *dit, *pit, *ptmp;
+    int n = janitor_collect(loop, &loop->login_clients, 0);
+    list_for_each(dit, &loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        list_for_each(pit, &db->pools)
+        {
+            Pool *p = list_entry(pit, Pool, db_node);
+            n = janitor_collect(loop, &p->login_wait, n);
+            n = janitor_collect(loop, &p->waiting, n);
+            n = janitor_collect(loop, &p->active_clients, n);
+            if (loop->cfg->client_idle_timeout > 0) n = janitor_collect(loop, &p->idle_clients, n);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        Client *c = loop_client_find(loop, loop->janitor_ids[i]);
+        if (c) client_check_timeouts(c, now);
+    }
     list_for_each(dit, &loop->databases)
     {
         Database *db = list_entry(dit, Database, node);

@@ -47,12 +47,11 @@ test_show_commands_all() {
     assert_contains "$out" "ERROR"
     assert_contains "$out" "$v"
     # strict arguments: quotes and semicolons are just a name that does not exist
-    # (the "*" entry makes every name a database: it is paused under its literal name)
-    out=$(_adm -v ON_ERROR_STOP=0 -c "PAUSE \"x'; DROP TABLE t; --\"" -c "SHOW DATABASES" -c "SHOW STATE" 2>&1)
-    assert_contains "$out" "x'; DROP TABLE t; --|127.0.0.1|$PGPORT|x'; DROP TABLE t; --||"
+    # (control commands act on [databases] entries or databases in use, never via "*")
+    out=$(_adm -v ON_ERROR_STOP=0 -c "PAUSE \"x'; DROP TABLE t; --\"" -c "SHOW STATE" 2>&1)
+    assert_contains "$out" "no such database: x'; DROP TABLE t; --"
     assert_contains "$out" "active|yes"
     assert_eq 1 "$(_q 'select 1')"
-    assert_ok _adm -c "RESUME \"x'; DROP TABLE t; --\""
     out=$(_adm -v ON_ERROR_STOP=0 -c "PAUSE 'unterminated" 2>&1)
     assert_contains "$out" "invalid command"
     out=$(_adm -v ON_ERROR_STOP=0 -c "DISABLE pgbouncer" 2>&1)
