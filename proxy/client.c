@@ -251,6 +251,27 @@ static bool client_msg_special(uint8_t type)
     return type == 'P' || type == 'B' || type == 'D' || type == 'C';
 }
 
+/*
+ * Does this P/B/D/C message name the unnamed statement (or a portal)?  Those
+ * pass through unchanged, so they stay in the batch; answers "no" when the
+ * names are not all in the buffer yet.
+ */
+static bool client_msg_unnamed(const uint8_t *m, uint32_t avail, uint8_t type)
+{
+    if (avail < 7) return false;
+    const uint8_t *body = m + 5, *end = m + avail;
+    switch (type) {
+    case 'P': return body[0] == 0;
+    case 'D':
+    case 'C': return body[0] == 'P' || (body[0] == 'S' && body[1] == 0);
+    case 'B': {
+        const uint8_t *nul = memchr(body, 0, (size_t)(end - body)); /* the portal name */
+        return nul && nul + 1 < end && nul[1] == 0;
+    }
+    default: return false;
+    }
+}
+
 /* Short queries are looked at: they may be RESET/DISCARD or DEALLOCATE ALL. */
 #define CLIENT_QUERY_INSPECT_MAX 256
 
@@ -368,7 +389,9 @@ static void client_relay(Client *c)
                 uint8_t type = p[off];
                 uint32_t len = proto_get_u32(p + off + 1);
                 if (!client_msg_known(type) || len < 4 || len > max_pkt) break;
-                if (ps && client_msg_special(type)) break;
+                if (ps && client_msg_special(type) &&
+                    !client_msg_unnamed(p + off, avail - off, type))
+                    break; /* a named statement: rewritten one by one */
                 if (type == 'Q' && len <= CLIENT_QUERY_INSPECT_MAX) {
                     if (avail - off < (uint64_t)len + 1) break; /* wait for all of it */
                     client_inspect_query(c, p + off + 5, len - 4);

@@ -275,7 +275,8 @@ static void dns_work(WorkqJob *j)
     char *out = calloc(1, cap);
     if (!out) return;
     size_t o = 0;
-    for (const char *p = dj->hosts; *p;) {
+    int elem = 0;
+    for (const char *p = dj->hosts; *p; elem++) {
         size_t n = strcspn(p, ",");
         char name[256] = "";
         if (n < sizeof(name)) {
@@ -299,9 +300,8 @@ static void dns_work(WorkqJob *j)
                 freeaddrinfo(res);
             }
         }
-        o += (size_t)snprintf(out + o, cap - o, "%s%s", o ? "," : "", addr);
-        /* keep the lists parallel even for an empty element */
-        if (!addr[0] && o == 0) o += (size_t)snprintf(out + o, cap - o, "%s", "");
+        /* parallel to host: an empty element (an IP or a socket path) means "use host" */
+        o += (size_t)snprintf(out + o, cap - o, "%s%s", elem ? "," : "", addr);
         p += n;
         if (*p == ',') p++;
     }

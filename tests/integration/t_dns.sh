@@ -1,0 +1,34 @@
+# shellcheck shell=bash
+# t_dns.sh — backend host names are resolved on the worker pool (libpq would
+# block the loop on DNS) and comma-separated host lists are tried in order.
+
+test_host_name_is_resolved_and_used() {
+    pf_start "[databases]" "byname = host=localhost port=$PGPORT dbname=postgres" "[pgbouncer]" \
+        "log_connections = 1"
+    assert_eq 1 "$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d byname -c 'select 1')"
+    # the backend saw a TCP connection from the loopback address the name resolved to
+    local addr
+    addr=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d byname \
+        -c 'select inet_server_addr()')
+    assert_contains "$addr" "127.0.0.1"
+    pf_stop
+}
+
+test_unresolvable_host_fails_the_client_cleanly() {
+    pf_start "[databases]" "nohost = host=no-such-host.invalid port=$PGPORT dbname=postgres"
+    local out
+    out=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d nohost -c 'select 1' 2>&1)
+    assert_contains "$out" "could not resolve"
+    # the pooler itself is fine
+    assert_eq 1 "$(pf_psql -c 'select 1')"
+    pf_stop
+}
+
+test_host_list_tries_the_next_host() {
+    # PostgreSQL listens on 127.0.0.1 only: 127.0.0.2 (loopback too) refuses,
+    # and libpq goes on to the next host of the list
+    pf_start "[databases]" \
+        "twohosts = host=127.0.0.2,localhost port=$PGPORT dbname=postgres"
+    assert_eq 1 "$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d twohosts -c 'select 1')"
+    pf_stop
+}
