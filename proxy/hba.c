@@ -25,6 +25,9 @@
  * matched from any thread while it is alive.  Rules are tried in order;
  * the first whose type, database, user and address all match decides.
  */
+#include <openssl/crypto.h>
+
+#include "fileio.h"
 #include "hba.h"
 
 #include <arpa/inet.h>
@@ -534,44 +537,12 @@ fail:
 
 Hba *hba_load(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    Hba *h = NULL;
-
-    if (!f) {
-        set_err(err, errlen, path, 0, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    for (;;) {
-        if (cap - len < 4096) {
-            size_t ncap = cap ? cap * 2 : 8192;
-            if (ncap > HBA_MAX_FILE) {
-                set_err(err, errlen, path, 0, "file too large");
-                goto out;
-            }
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                set_err(err, errlen, path, 0, "out of memory");
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) {
-            if (ferror(f)) {
-                set_err(err, errlen, path, 0, "read error: %s", strerror(errno));
-                goto out;
-            }
-            break;
-        }
-    }
-    h = hba_parse(path, buf ? buf : "", len, err, errlen);
-out:
+    char *buf;
+    size_t len;
+    if (file_read_all(path, HBA_MAX_FILE, &buf, &len, err, errlen) < 0) return NULL;
+    Hba *h = hba_parse(path, buf, len, err, errlen);
+    OPENSSL_cleanse(buf, len);
     free(buf);
-    fclose(f);
     return h;
 }
 

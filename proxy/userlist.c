@@ -21,6 +21,7 @@
  * after loading; the configuration owns it and frees it on reload, so it
  * may be read from any thread while it is alive.
  */
+#include "fileio.h"
 #include "userlist.h"
 
 #include <errno.h>
@@ -274,47 +275,12 @@ fail:
 
 Userlist *userlist_load(const char *path, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    Userlist *ul = NULL;
-
-    if (!f) {
-        set_err(err, errlen, path, 0, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    for (;;) {
-        if (cap - len < 4096) {
-            size_t ncap = cap ? cap * 2 : 8192;
-            if (ncap > USERLIST_MAX_FILE) {
-                set_err(err, errlen, path, 0, "file too large");
-                goto out;
-            }
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                set_err(err, errlen, path, 0, "out of memory");
-                goto out;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
-        if (r == 0) {
-            if (ferror(f)) {
-                set_err(err, errlen, path, 0, "read error: %s", strerror(errno));
-                goto out;
-            }
-            break;
-        }
-    }
-    ul = userlist_parse(path, buf ? buf : "", len, err, errlen);
-out:
-    if (buf) {
-        OPENSSL_cleanse(buf, cap);
-        free(buf);
-    }
-    fclose(f);
+    char *buf;
+    size_t len;
+    if (file_read_all(path, USERLIST_MAX_FILE, &buf, &len, err, errlen) < 0) return NULL;
+    Userlist *ul = userlist_parse(path, buf, len, err, errlen);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
     return ul;
 }
 
