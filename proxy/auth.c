@@ -38,9 +38,9 @@
 #include "userlist.h"
 #include "workq.h"
 
-#define AUTH_MSG_MAX 8192                     /* password / SASL messages */
-#define AUTH_QUERY_TTL (10 * USEC_PER_SEC)    /* auth_query results are cached this long */
-#define CACHE_BUCKETS 1024
+#define AUTH_MSG_MAX   8192                /* password / SASL messages */
+#define AUTH_QUERY_TTL (10 * USEC_PER_SEC) /* auth_query results are cached this long */
+#define CACHE_BUCKETS  1024
 
 /* ---------------------------------------------------------------- caches */
 
@@ -194,7 +194,7 @@ typedef enum {
     STEP_WAIT_PASSWORD, /* cleartext or md5 PasswordMessage expected */
     STEP_WAIT_SASL_INITIAL,
     STEP_WAIT_SASL_RESPONSE,
-    STEP_CHECKING,      /* a worker checks the answer */
+    STEP_CHECKING, /* a worker checks the answer */
 } AuthStep;
 
 typedef enum {
@@ -209,10 +209,10 @@ typedef enum {
 struct auth_state {
     Method method;
     AuthStep step;
-    char *secret;          /* stored secret (NULL: unknown user or expired) */
-    bool secret_known;     /* lookup finished */
+    char *secret;      /* stored secret (NULL: unknown user or expired) */
+    bool secret_known; /* lookup finished */
     uint8_t md5_salt[4];
-    ScramState *scram;     /* owned here, or by a job while it runs */
+    ScramState *scram; /* owned here, or by a job while it runs */
 };
 
 static void auth_state_free(AuthState *a)
@@ -275,18 +275,18 @@ typedef struct auth_job {
     uint32_t client_id;
     JobKind kind;
     char *user;
-    char *secret;        /* stored secret (copy) */
-    char *input;         /* the client's password / response / final message */
+    char *secret; /* stored secret (copy) */
+    char *input;  /* the client's password / response / final message */
     size_t input_len;
     uint8_t salt[4];
-    ScramState *scram;   /* JOB_SCRAM_FINAL: owned by the job while it runs */
-    char *conninfo;      /* JOB_AUTH_QUERY */
+    ScramState *scram; /* JOB_SCRAM_FINAL: owned by the job while it runs */
+    char *conninfo;    /* JOB_AUTH_QUERY */
     char *query;
     char *cache_key;
     /* results */
-    int ok;              /* 1 ok, 0 failed, -1 protocol error */
-    char *output;        /* server-final message / auth_query secret */
-    bool found;          /* auth_query returned a row with a usable secret */
+    int ok;       /* 1 ok, 0 failed, -1 protocol error */
+    char *output; /* server-final message / auth_query secret */
+    bool found;   /* auth_query returned a row with a usable secret */
     ScramSecret verifier;
     uint8_t tag[32];
     char err[256];
@@ -391,7 +391,9 @@ static void auth_job_work(WorkqJob *wj)
         j->ok = scram_handle_client_final(j->scram, j->input, j->input_len, &j->output, j->err,
                                           sizeof(j->err));
         break;
-    case JOB_AUTH_QUERY: auth_query_run(j); break;
+    case JOB_AUTH_QUERY:
+        auth_query_run(j);
+        break;
     }
 }
 
@@ -411,8 +413,10 @@ static void auth_job_done(WorkqJob *wj, int status)
     switch (j->kind) {
     case JOB_CHECK_PLAIN:
     case JOB_CHECK_MD5:
-        if (j->ok == 1) auth_succeed(c);
-        else auth_fail(c);
+        if (j->ok == 1)
+            auth_succeed(c);
+        else
+            auth_fail(c);
         break;
     case JOB_SCRAM_DERIVE: {
         if (!j->ok) {
@@ -483,8 +487,8 @@ static int auth_submit(Client *c, AuthJob *j)
         client_close(c, "53300", "too many logins in progress, try again");
         return -1;
     }
-    c->auth->step = j->kind == JOB_AUTH_QUERY || j->kind == JOB_SCRAM_DERIVE ? STEP_LOOKUP
-                                                                              : STEP_CHECKING;
+    c->auth->step =
+        j->kind == JOB_AUTH_QUERY || j->kind == JOB_SCRAM_DERIVE ? STEP_LOOKUP : STEP_CHECKING;
     return 0;
 }
 
@@ -546,10 +550,10 @@ static bool auth_lookup_secret(Client *c)
         return false;
     }
     /* the lookup connection: the database's server, as auth_user */
-    const char *auth_db = dc && dc->auth_dbname ? dc->auth_dbname
+    const char *auth_db = dc && dc->auth_dbname                   ? dc->auth_dbname
                           : cfg->auth_dbname && *cfg->auth_dbname ? cfg->auth_dbname
-                          : db->dbname ? db->dbname
-                                       : db->name;
+                          : db->dbname                            ? db->dbname
+                                                                  : db->name;
     const char *pw = auth_backend_password(loop, auth_user);
     char port[16];
     snprintf(port, sizeof(port), "%d", db->port ? db->port : 5432);
@@ -558,15 +562,15 @@ static bool auth_lookup_secret(Client *c)
     ci = malloc(cap);
     if (ci) {
         /* values are quoted for libpq: backslash and single quote escaped */
-        const char *keys[] = {"host", "hostaddr", "port", "dbname", "user", "password",
-                              "application_name", "connect_timeout"};
+        const char *keys[] = {"host",     "hostaddr",         "port",           "dbname", "user",
+                              "password", "application_name", "connect_timeout"};
         char timeout[16];
         snprintf(timeout, sizeof(timeout), "%lld",
                  (long long)(cfg->server_connect_timeout / USEC_PER_SEC > 0
                                  ? cfg->server_connect_timeout / USEC_PER_SEC
                                  : 15));
-        const char *vals[] = {db->host, db->hostaddr, port, auth_db, auth_user, pw,
-                              "pgfunnel auth_query", timeout};
+        const char *vals[] = {db->host, db->hostaddr,          port,   auth_db, auth_user,
+                              pw,       "pgfunnel auth_query", timeout};
         size_t o = 0;
         for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
             if (!vals[i] || !*vals[i]) continue;
@@ -751,7 +755,8 @@ static void auth_continue(Client *c)
         auth_succeed(c);
         return;
     case METHOD_REJECT:
-        client_close(c, "28000", "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"",
+        client_close(c, "28000",
+                     "no pg_hba.conf entry for host \"%s\", user \"%s\", database \"%s\"",
                      c->conn.addr, c->user, c->database);
         return;
     case METHOD_CERT: {
@@ -762,8 +767,7 @@ static void auth_continue(Client *c)
             auth_succeed(c);
         } else {
             if (c->loop->auth) c->loop->auth->stats.failed++;
-            client_close(c, "28000", "certificate authentication failed for user \"%s\"",
-                         c->user);
+            client_close(c, "28000", "certificate authentication failed for user \"%s\"", c->user);
         }
         return;
     }
@@ -776,20 +780,30 @@ static void auth_continue(Client *c)
         }
         auth_start_exchange(c);
         return;
-    case METHOD_PLAIN: auth_start_exchange(c); return;
-    case METHOD_SCRAM: auth_begin_scram(c); return;
+    case METHOD_PLAIN:
+        auth_start_exchange(c);
+        return;
+    case METHOD_SCRAM:
+        auth_begin_scram(c);
+        return;
     }
 }
 
 static Method method_from_hba(HbaMethod m)
 {
     switch (m) {
-    case HBA_TRUST: return METHOD_TRUST;
-    case HBA_MD5: return METHOD_MD5;
-    case HBA_SCRAM: return METHOD_SCRAM;
-    case HBA_PASSWORD: return METHOD_PLAIN;
-    case HBA_CERT: return METHOD_CERT;
-    default: return METHOD_REJECT;
+    case HBA_TRUST:
+        return METHOD_TRUST;
+    case HBA_MD5:
+        return METHOD_MD5;
+    case HBA_SCRAM:
+        return METHOD_SCRAM;
+    case HBA_PASSWORD:
+        return METHOD_PLAIN;
+    case HBA_CERT:
+        return METHOD_CERT;
+    default:
+        return METHOD_REJECT;
     }
 }
 
@@ -819,12 +833,24 @@ void auth_begin(Client *c)
         return;
     }
     switch (cfg->auth_type) {
-    case AUTH_TYPE_ANY: auth_succeed(c); return;
-    case AUTH_TYPE_TRUST: a->method = METHOD_TRUST; break;
-    case AUTH_TYPE_PLAIN: a->method = METHOD_PLAIN; break;
-    case AUTH_TYPE_MD5: a->method = METHOD_MD5; break;
-    case AUTH_TYPE_SCRAM: a->method = METHOD_SCRAM; break;
-    case AUTH_TYPE_CERT: a->method = METHOD_CERT; break;
+    case AUTH_TYPE_ANY:
+        auth_succeed(c);
+        return;
+    case AUTH_TYPE_TRUST:
+        a->method = METHOD_TRUST;
+        break;
+    case AUTH_TYPE_PLAIN:
+        a->method = METHOD_PLAIN;
+        break;
+    case AUTH_TYPE_MD5:
+        a->method = METHOD_MD5;
+        break;
+    case AUTH_TYPE_SCRAM:
+        a->method = METHOD_SCRAM;
+        break;
+    case AUTH_TYPE_CERT:
+        a->method = METHOD_CERT;
+        break;
     case AUTH_TYPE_HBA: {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -840,7 +866,9 @@ void auth_begin(Client *c)
         a->method = method_from_hba(m);
         break;
     }
-    default: a->method = METHOD_REJECT; break;
+    default:
+        a->method = METHOD_REJECT;
+        break;
     }
     if (a->method == METHOD_TRUST) {
         /* trust still requires the user to be known when there is an auth_file (PgBouncer) */
@@ -946,14 +974,17 @@ void auth_process(Client *c)
         uint8_t *p = conn_data(&c->conn);
         uint32_t len = proto_get_u32(p + 1);
         if (p[0] != 'p' || len < 4 || len > AUTH_MSG_MAX) {
-            if (p[0] == 'X') client_close(c, NULL, "client closed during authentication");
-            else client_close(c, "08P01", "expected a password message, got '%c'", p[0]);
+            if (p[0] == 'X')
+                client_close(c, NULL, "client closed during authentication");
+            else
+                client_close(c, "08P01", "expected a password message, got '%c'", p[0]);
             return;
         }
         if (avail < len + 1) {
             if (conn_reserve(&c->conn, len + 1, AUTH_MSG_MAX + 1) < 0)
                 client_close(c, "53200", "out of memory");
-            else conn_want_read(&c->conn, true);
+            else
+                conn_want_read(&c->conn, true);
             return;
         }
         /* copy out: the handlers may release the receive buffer */
@@ -966,9 +997,15 @@ void auth_process(Client *c)
         memcpy(body, p + 5, blen);
         conn_consume(&c->conn, len + 1);
         switch (a->step) {
-        case STEP_WAIT_PASSWORD: auth_on_password(c, body, blen); break;
-        case STEP_WAIT_SASL_INITIAL: auth_on_sasl_initial(c, body, blen); break;
-        default: auth_on_sasl_response(c, body, blen); break;
+        case STEP_WAIT_PASSWORD:
+            auth_on_password(c, body, blen);
+            break;
+        case STEP_WAIT_SASL_INITIAL:
+            auth_on_sasl_initial(c, body, blen);
+            break;
+        default:
+            auth_on_sasl_response(c, body, blen);
+            break;
         }
         OPENSSL_cleanse(body, blen);
         free(body);

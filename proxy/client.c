@@ -66,12 +66,23 @@ void client_set_state(Client *c, ClientState st)
     if (list_node_linked(&c->pool_node)) {
         switch (c->state) {
         case CLIENT_STARTUP:
-        case CLIENT_AUTH: list_remove(&c->loop->login_clients, &c->pool_node); break;
-        case CLIENT_LOGIN_WAIT: list_remove(&p->login_wait, &c->pool_node); break;
-        case CLIENT_IDLE: list_remove(&p->idle_clients, &c->pool_node); break;
-        case CLIENT_WAITING: list_remove(&p->waiting, &c->pool_node); break;
-        case CLIENT_ACTIVE: list_remove(&p->active_clients, &c->pool_node); break;
-        default: break;
+        case CLIENT_AUTH:
+            list_remove(&c->loop->login_clients, &c->pool_node);
+            break;
+        case CLIENT_LOGIN_WAIT:
+            list_remove(&p->login_wait, &c->pool_node);
+            break;
+        case CLIENT_IDLE:
+            list_remove(&p->idle_clients, &c->pool_node);
+            break;
+        case CLIENT_WAITING:
+            list_remove(&p->waiting, &c->pool_node);
+            break;
+        case CLIENT_ACTIVE:
+            list_remove(&p->active_clients, &c->pool_node);
+            break;
+        default:
+            break;
         }
     }
     c->state = st;
@@ -82,14 +93,21 @@ void client_set_state(Client *c, ClientState st)
     }
     if (!p || c->admin) return;
     switch (st) {
-    case CLIENT_LOGIN_WAIT: list_append(&p->login_wait, &c->pool_node); break;
-    case CLIENT_IDLE: list_append(&p->idle_clients, &c->pool_node); break;
+    case CLIENT_LOGIN_WAIT:
+        list_append(&p->login_wait, &c->pool_node);
+        break;
+    case CLIENT_IDLE:
+        list_append(&p->idle_clients, &c->pool_node);
+        break;
     case CLIENT_WAITING:
         c->wait_start = c->state_since;
         list_append(&p->waiting, &c->pool_node);
         break;
-    case CLIENT_ACTIVE: list_append(&p->active_clients, &c->pool_node); break;
-    default: break;
+    case CLIENT_ACTIVE:
+        list_append(&p->active_clients, &c->pool_node);
+        break;
+    default:
+        break;
     }
 }
 
@@ -125,8 +143,8 @@ void client_send_error(Client *c, const char *severity, const char *sqlstate, co
 /* Can the server go back to the pool as it is, without knowing more? */
 static bool client_server_clean(const Client *c, const Server *s)
 {
-    return !s->dirty && s->internal == INTERNAL_NONE && c->expected_rfq == 0 &&
-           !c->extended_open && c->fwd_left == 0 && s->fwd_left == 0 && c->tx_status == 'I' &&
+    return !s->dirty && s->internal == INTERNAL_NONE && c->expected_rfq == 0 && !c->extended_open &&
+           c->fwd_left == 0 && s->fwd_left == 0 && c->tx_status == 'I' &&
            !conn_has_queue(&s->conn) && !c->linking;
 }
 
@@ -144,7 +162,7 @@ void client_close(Client *c, const char *sqlstate, const char *fmt, ...)
     bool logged_in = c->state >= CLIENT_LOGIN_WAIT;
     if ((logged_in && cfg->log_disconnections) || (sqlstate && cfg->log_pooler_errors))
         client_log(c, LOG_LEVEL_LOG, "closing because: %s (age=%llds)", reason,
-               (long long)((time_now_usec() - c->connect_time) / USEC_PER_SEC));
+                   (long long)((time_now_usec() - c->connect_time) / USEC_PER_SEC));
 
     Server *s = c->server;
     if (s) {
@@ -190,8 +208,18 @@ static void client_protocol_violation(Client *c, const char *what)
 static bool client_msg_known(uint8_t type)
 {
     switch (type) {
-    case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H':
-    case 'F': case 'd': case 'c': case 'f':
+    case 'Q':
+    case 'P':
+    case 'B':
+    case 'E':
+    case 'D':
+    case 'C':
+    case 'S':
+    case 'H':
+    case 'F':
+    case 'd':
+    case 'c':
+    case 'f':
         return true;
     default:
         return false;
@@ -218,11 +246,16 @@ static void client_note_message(Client *c, uint8_t type, usec_t *now)
     case 'E':
         if (c->pool) c->pool->stats.query_count++;
         /* fall through */
-    case 'P': case 'B': case 'D': case 'C': case 'H':
+    case 'P':
+    case 'B':
+    case 'D':
+    case 'C':
+    case 'H':
         if (!c->query_start) c->query_start = *now ? *now : (*now = loop_now(c->loop));
         c->extended_open = true;
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -261,14 +294,17 @@ static bool client_msg_unnamed(const uint8_t *m, uint32_t avail, uint8_t type)
     if (avail < 7) return false;
     const uint8_t *body = m + 5, *end = m + avail;
     switch (type) {
-    case 'P': return body[0] == 0;
+    case 'P':
+        return body[0] == 0;
     case 'D':
-    case 'C': return body[0] == 'P' || (body[0] == 'S' && body[1] == 0);
+    case 'C':
+        return body[0] == 'P' || (body[0] == 'S' && body[1] == 0);
     case 'B': {
         const uint8_t *nul = memchr(body, 0, (size_t)(end - body)); /* the portal name */
         return nul && nul + 1 < end && nul[1] == 0;
     }
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -450,8 +486,10 @@ static void client_relay(Client *c)
     }
     if (c->state == CLIENT_CLOSING) return;
     /* backpressure: stop reading while the server has a backlog */
-    if (c->server && conn_has_queue(&c->server->conn)) conn_want_read(&c->conn, false);
-    else conn_want_read(&c->conn, true);
+    if (c->server && conn_has_queue(&c->server->conn))
+        conn_want_read(&c->conn, false);
+    else
+        conn_want_read(&c->conn, true);
     conn_release_buffer(&c->conn);
 }
 
@@ -479,7 +517,8 @@ static void client_process_idle(Client *c)
         char msg[64];
         if (!client_msg_known(p[0]))
             snprintf(msg, sizeof(msg), "invalid frontend message type %d", p[0]);
-        else snprintf(msg, sizeof(msg), "invalid message length");
+        else
+            snprintf(msg, sizeof(msg), "invalid message length");
         client_protocol_violation(c, msg);
         return;
     }
@@ -517,7 +556,7 @@ static int client_add_option(Client *c, const char *arg, char *err, size_t errle
         return -1;
     }
     return params_set(&c->params, name, eq + 1) < 0 ? (snprintf(err, errlen, "out of memory"), -1)
-                                                     : 0;
+                                                    : 0;
 }
 
 /* Split libpq's "options" like PostgreSQL does: spaces separate, backslash escapes. */
@@ -550,7 +589,8 @@ static int client_parse_options(Client *c, const char *opts, char *err, size_t e
         } else if (strncmp(tok, "--", 2) == 0) {
             if (client_add_option(c, tok + 2, err, errlen) < 0) return -1;
         } else {
-            snprintf(err, errlen, "unsupported startup option \"%.100s\" (only -c name=value)", tok);
+            snprintf(err, errlen, "unsupported startup option \"%.100s\" (only -c name=value)",
+                     tok);
             return -1;
         }
     }
@@ -583,10 +623,14 @@ static void client_start_login(Client *c, const StartupPacket *sp)
 
     for (int i = 0; i < sp->nparams; i++) {
         const char *n = sp->names[i], *v = sp->values[i];
-        if (strcmp(n, "user") == 0) user = v;
-        else if (strcmp(n, "database") == 0) database = v;
-        else if (strcmp(n, "options") == 0) options = v;
-        else if (strncmp(n, "_pq_.", 5) == 0) unknown_pq[nunknown++] = n;
+        if (strcmp(n, "user") == 0)
+            user = v;
+        else if (strcmp(n, "database") == 0)
+            database = v;
+        else if (strcmp(n, "options") == 0)
+            options = v;
+        else if (strncmp(n, "_pq_.", 5) == 0)
+            unknown_pq[nunknown++] = n;
         else if (strcmp(n, "replication") == 0) {
             if (strcasecmp(v, "false") != 0 && strcmp(v, "0") != 0 && strcasecmp(v, "off") != 0 &&
                 strcasecmp(v, "no") != 0) {
@@ -637,7 +681,8 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         client_close(c, "57P01", "pgfunnel is shutting down");
         return;
     }
-    if (cfg->client_tls_sslmode >= SSLMODE_REQUIRE && !c->tls && strcmp(c->conn.addr, "unix") != 0) {
+    if (cfg->client_tls_sslmode >= SSLMODE_REQUIRE && !c->tls &&
+        strcmp(c->conn.addr, "unix") != 0) {
         client_close(c, "28000", "SSL required");
         return;
     }
@@ -762,8 +807,12 @@ static void tls_job_done(WorkqJob *j, int status)
         /* the startup packet may already sit decrypted inside OpenSSL */
         client_on_read(c->conn.fd, EV_READ, c);
         return;
-    case TLS_STEP_WANT_READ: conn_want_read(&c->conn, true); break;
-    case TLS_STEP_WANT_WRITE: conn_want_write(&c->conn, true); break;
+    case TLS_STEP_WANT_READ:
+        conn_want_read(&c->conn, true);
+        break;
+    case TLS_STEP_WANT_WRITE:
+        conn_want_write(&c->conn, true);
+        break;
     case TLS_STEP_FAILED:
         c->loop->stats.tls_handshake_failures++;
         /* logged here: client_close() only logs clients that got as far as a login */
@@ -885,13 +934,21 @@ static void client_process_startup(Client *c)
 void client_process(Client *c)
 {
     switch (c->state) {
-    case CLIENT_STARTUP: client_process_startup(c); break;
-    case CLIENT_IDLE:
-        if (c->admin) admin_process(c);
-        else client_process_idle(c);
+    case CLIENT_STARTUP:
+        client_process_startup(c);
         break;
-    case CLIENT_ACTIVE: client_relay(c); break;
-    case CLIENT_AUTH: auth_process(c); break;
+    case CLIENT_IDLE:
+        if (c->admin)
+            admin_process(c);
+        else
+            client_process_idle(c);
+        break;
+    case CLIENT_ACTIVE:
+        client_relay(c);
+        break;
+    case CLIENT_AUTH:
+        auth_process(c);
+        break;
     default:
         /* LOGIN_WAIT, WAITING: keep the bytes, read no more */
         conn_want_read(&c->conn, false);
@@ -990,8 +1047,10 @@ void client_accept(Loop *loop, int fd, bool unix_socket)
     list_append(&loop->clients, &c->all_node);
     loop->client_count++;
     loop->stats.clients_accepted++;
-    if (unix_socket) snprintf(c->conn.addr, sizeof(c->conn.addr), "unix");
-    else conn_describe_peer(&c->conn, 0);
+    if (unix_socket)
+        snprintf(c->conn.addr, sizeof(c->conn.addr), "unix");
+    else
+        conn_describe_peer(&c->conn, 0);
     c->state = CLIENT_STARTUP;
     list_append(&loop->login_clients, &c->pool_node);
     conn_set_callbacks(&c->conn, client_on_read, client_on_write, c);
@@ -1021,8 +1080,8 @@ void client_link_server(Client *c, Server *s)
     s->last_used = now;
     /* the usual case, the server already looks like the client: no diff to build */
     int n = client_params_match(c, s) ? 0
-                                       : params_diff_sql(&c->params, &s->params, &s->applied,
-                                                         &c->pool->welcome, sql, sizeof(sql));
+                                      : params_diff_sql(&c->params, &s->params, &s->applied,
+                                                        &c->pool->welcome, sql, sizeof(sql));
     if (n > 0) {
         c->linking = true;
         if (server_run_internal(s, INTERNAL_SETPARAMS, sql) < 0) {
@@ -1087,6 +1146,7 @@ void client_check_timeouts(Client *c, usec_t now)
             client_close(c, "25P03", "idle transaction timeout");
         }
         break;
-    default: break;
+    default:
+        break;
     }
 }

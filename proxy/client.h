@@ -43,35 +43,35 @@ struct client {
     Conn conn;
     Loop *loop;
     ClientState state;
-    uint32_t id;            /* also the "pid" in BackendKeyData */
+    uint32_t id; /* also the "pid" in BackendKeyData */
     uint32_t cancel_key;
-    ListNode all_node;      /* loop->clients */
-    ListNode pool_node;     /* the pool list of its state */
-    Client *id_next;        /* loop->client_ids chain */
+    ListNode all_node;  /* loop->clients */
+    ListNode pool_node; /* the pool list of its state */
+    Client *id_next;    /* loop->client_ids chain */
     Pool *pool;
-    Server *server;         /* when ACTIVE */
-    char *user;             /* from the startup packet */
+    Server *server; /* when ACTIVE */
+    char *user;     /* from the startup packet */
     char *database;
-    ParamSet params;        /* the session as the client sees it */
-    PsClientMap ps;         /* its prepared statement names (transaction/statement mode) */
-    bool resync;            /* sent RESET/DISCARD: restore startup values when it completes */
-    bool needs_sync;        /* apply parameters to the server before the next query */
-    uint64_t want_fp;       /* params_want_fp() of params, valid while want_gen == params.gen + 1 */
+    ParamSet params;  /* the session as the client sees it */
+    PsClientMap ps;   /* its prepared statement names (transaction/statement mode) */
+    bool resync;      /* sent RESET/DISCARD: restore startup values when it completes */
+    bool needs_sync;  /* apply parameters to the server before the next query */
+    uint64_t want_fp; /* params_want_fp() of params, valid while want_gen == params.gen + 1 */
     uint32_t want_gen;
-    bool admin;             /* admin console connection */
-    bool linking;           /* server is applying our parameters */
-    bool extended_open;     /* extended-protocol messages sent since the last Sync */
-    bool tls;               /* TLS established */
-    bool tls_job;           /* a handshake step runs on a worker: it owns ssl and the fd */
-    struct ssl_st *ssl;     /* client TLS session (owned; freed with the client) */
+    bool admin;              /* admin console connection */
+    bool linking;            /* server is applying our parameters */
+    bool extended_open;      /* extended-protocol messages sent since the last Sync */
+    bool tls;                /* TLS established */
+    bool tls_job;            /* a handshake step runs on a worker: it owns ssl and the fd */
+    struct ssl_st *ssl;      /* client TLS session (owned; freed with the client) */
     struct auth_state *auth; /* while authenticating */
-    uint32_t fwd_left;      /* bytes of the current message still to forward */
-    int expected_rfq;       /* ReadyForQuery messages the server still owes */
-    char tx_status;         /* last ReadyForQuery status seen: I, T, E */
+    uint32_t fwd_left;       /* bytes of the current message still to forward */
+    int expected_rfq;        /* ReadyForQuery messages the server still owes */
+    char tx_status;          /* last ReadyForQuery status seen: I, T, E */
     usec_t connect_time;
-    usec_t state_since;     /* when the current state began (timeouts) */
-    usec_t query_start;     /* 0 when no query is running */
-    usec_t xact_start;      /* 0 outside a transaction */
+    usec_t state_since; /* when the current state began (timeouts) */
+    usec_t query_start; /* 0 when no query is running */
+    usec_t xact_start;  /* 0 outside a transaction */
     usec_t wait_start;
     usec_t last_activity;
     Deferred deferred;

@@ -53,8 +53,10 @@ void conn_want_read(Conn *c, bool on)
     if (c->reading == on || c->closed) return;
     c->reading = on;
     if (!c->events_set) return;
-    if (on) event_add(&c->ev_read, NULL);
-    else event_del(&c->ev_read);
+    if (on)
+        event_add(&c->ev_read, NULL);
+    else
+        event_del(&c->ev_read);
 }
 
 void conn_want_write(Conn *c, bool on)
@@ -62,8 +64,10 @@ void conn_want_write(Conn *c, bool on)
     if (c->writing == on || c->closed) return;
     c->writing = on;
     if (!c->events_set) return;
-    if (on) event_add(&c->ev_write, NULL);
-    else event_del(&c->ev_write);
+    if (on)
+        event_add(&c->ev_write, NULL);
+    else
+        event_del(&c->ev_write);
 }
 
 void conn_close(Conn *c)

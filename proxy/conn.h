@@ -31,15 +31,15 @@ typedef struct conn_io {
 struct conn {
     int fd;
     Loop *loop;
-    const ConnIo *io;       /* plain socket by default; TLS replaces it */
-    void *io_ctx;           /* e.g. SSL*, owned by the owner of the Conn */
-    struct event ev_read;   /* EV_READ|EV_PERSIST, added while `reading` */
-    struct event ev_write;  /* EV_WRITE|EV_PERSIST, added while out-queue is non-empty */
+    const ConnIo *io;      /* plain socket by default; TLS replaces it */
+    void *io_ctx;          /* e.g. SSL*, owned by the owner of the Conn */
+    struct event ev_read;  /* EV_READ|EV_PERSIST, added while `reading` */
+    struct event ev_write; /* EV_WRITE|EV_PERSIST, added while out-queue is non-empty */
     bool events_set;
     bool reading;
     bool writing;
-    bool closed;            /* fd closed */
-    bool keep_fd;           /* the fd belongs to libpq (servers): PQfinish closes it */
+    bool closed;  /* fd closed */
+    bool keep_fd; /* the fd belongs to libpq (servers): PQfinish closes it */
     /* receive buffer: bytes [rpos, rend) are unconsumed */
     uint8_t *rbuf;
     uint32_t rsize, rpos, rend;
@@ -47,7 +47,7 @@ struct conn {
     uint8_t *obuf;
     uint32_t ocap, opos, oend;
     uint64_t bytes_in, bytes_out;
-    char addr[64];          /* peer address "ip:port" or "unix", for logs */
+    char addr[64]; /* peer address "ip:port" or "unix", for logs */
 };
 
 void conn_init(Conn *c, Loop *loop, int fd);

@@ -364,8 +364,8 @@ static void metrics(Loop *loop, struct evbuffer *out)
            (double)ls->accept_errors);
     gauge1(out, "pgfunnel_tls_handshakes_total", "counter", "Client TLS handshakes completed",
            (double)ls->tls_handshakes);
-    gauge1(out, "pgfunnel_tls_handshake_failures_total", "counter", "Client TLS handshakes that failed",
-           (double)ls->tls_handshake_failures);
+    gauge1(out, "pgfunnel_tls_handshake_failures_total", "counter",
+           "Client TLS handshakes that failed", (double)ls->tls_handshake_failures);
     gauge1(out, "pgfunnel_loop_lag_samples_total", "counter", "Loop lag measurements (100 ms tick)",
            (double)ls->lag_samples);
     gauge1(out, "pgfunnel_loop_lag_max_seconds", "gauge", "Largest loop lag seen",

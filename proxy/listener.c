@@ -20,8 +20,8 @@
 #include "log.h"
 #include "loop.h"
 
-static void listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd,
-                               struct sockaddr *sa, int socklen, void *arg)
+static void listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
+                               int socklen, void *arg)
 {
     Listener *l = arg;
     (void)evl;
@@ -84,7 +84,8 @@ static Listener *listener_add(Loop *loop, int fd, bool unix_socket, const char *
 static int listener_open_tcp(Loop *loop, const char *host, char *err, size_t errlen)
 {
     Config *cfg = loop->cfg;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[16];
@@ -196,8 +197,7 @@ int listener_open_all(Loop *loop, char *err, size_t errlen)
         }
         free(list);
     }
-    if (cfg->unix_socket_dir && *cfg->unix_socket_dir &&
-        listener_open_unix(loop, err, errlen) < 0)
+    if (cfg->unix_socket_dir && *cfg->unix_socket_dir && listener_open_unix(loop, err, errlen) < 0)
         return -1;
     if (list_empty(&loop->listeners)) {
         snprintf(err, errlen, "nothing to listen on: set listen_addr or unix_socket_dir");
@@ -212,8 +212,10 @@ void listener_pause_all(Loop *loop, bool pause)
     list_for_each(it, &loop->listeners)
     {
         Listener *l = list_entry(it, Listener, node);
-        if (pause) evconnlistener_disable(l->evl);
-        else evconnlistener_enable(l->evl);
+        if (pause)
+            evconnlistener_disable(l->evl);
+        else
+            evconnlistener_enable(l->evl);
     }
 }
 

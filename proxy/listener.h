@@ -13,12 +13,12 @@
 #include "types.h"
 
 struct listener {
-    ListNode node;           /* loop->listeners */
+    ListNode node; /* loop->listeners */
     Loop *loop;
     struct evconnlistener *evl;
     bool unix_socket;
-    char *path;              /* unix socket path, removed at close */
-    char name[128];          /* for messages */
+    char *path;     /* unix socket path, removed at close */
+    char name[128]; /* for messages */
 };
 
 /* Open every configured listener; on failure err says which address and why. */

@@ -18,8 +18,8 @@
 #include "workq.h"
 
 #define JANITOR_INTERVAL_USEC 200000 /* timeouts are checked 5 times a second */
-#define TICK_INTERVAL_USEC 100000    /* loop lag is measured on this tick */
-#define BUF_FREE_MAX 4096            /* spare receive buffers kept */
+#define TICK_INTERVAL_USEC    100000 /* loop lag is measured on this tick */
+#define BUF_FREE_MAX          4096   /* spare receive buffers kept */
 
 typedef struct free_buf {
     struct free_buf *next;
@@ -170,14 +170,16 @@ static int loop_active_servers(Loop *loop)
 static void loop_check_shutdown(Loop *loop)
 {
     switch (loop->shutdown) {
-    case SHUTDOWN_NONE: return;
+    case SHUTDOWN_NONE:
+        return;
     case SHUTDOWN_WAIT_SERVERS:
         if (loop_active_servers(loop) > 0) return;
         break;
     case SHUTDOWN_WAIT_CLIENTS:
         if (loop->client_count > 0) return;
         break;
-    case SHUTDOWN_IMMEDIATE: break;
+    case SHUTDOWN_IMMEDIATE:
+        break;
     }
     event_base_loopbreak(loop->base);
 }

@@ -53,21 +53,21 @@ typedef struct loop_stats {
 
 struct loop {
     struct event_base *base;
-    Config *cfg;             /* current configuration; replaced whole on reload */
+    Config *cfg;               /* current configuration; replaced whole on reload */
     struct auth_context *auth; /* auth.c: userlist, hba, caches; replaced on reload */
-    struct tls_context *tls; /* tls.c: client TLS context (NULL = no TLS); replaced on reload */
+    struct tls_context *tls;   /* tls.c: client TLS context (NULL = no TLS); replaced on reload */
     Workq *workq;
-    List listeners;          /* Listener.node */
-    List clients;            /* every Client, login or not (Client.all_node) */
-    List login_clients;      /* clients in STARTUP/AUTH (Client.pool_node): login timeouts */
-    uint32_t *janitor_ids;   /* scratch array of the janitor, reused */
+    List listeners;        /* Listener.node */
+    List clients;          /* every Client, login or not (Client.all_node) */
+    List login_clients;    /* clients in STARTUP/AUTH (Client.pool_node): login timeouts */
+    uint32_t *janitor_ids; /* scratch array of the janitor, reused */
     int janitor_cap;
-    List databases;          /* Database.node */
-    List users;              /* PoolUser.node */
+    List databases; /* Database.node */
+    List users;     /* PoolUser.node */
     ClientTable client_ids;
     uint32_t next_client_id;
     uint32_t next_server_id;
-    int client_count;        /* for max_client_conn */
+    int client_count; /* for max_client_conn */
     int server_count;
     /* standard-size receive buffers not in use */
     void *buf_free;
@@ -82,17 +82,17 @@ struct loop {
     struct event *ev_accept_resume; /* listener.c: accept back-off timer */
     usec_t tick_expected;
     ShutdownMode shutdown;
-    bool paused_accept;      /* accept backs off after EMFILE */
+    bool paused_accept; /* accept backs off after EMFILE */
     LoopStats stats;
     usec_t started_at;
     /* admin side, each owned by its module (NULL when not started) */
-    struct stats_state *stats_state;   /* stats.c: stats_period timer */
-    struct pool_control *control;      /* pool_control.c: PAUSE/WAIT_CLOSE waiters */
-    struct http_server *http;          /* http.c: admin_http_port */
+    struct stats_state *stats_state; /* stats.c: stats_period timer */
+    struct pool_control *control;    /* pool_control.c: PAUSE/WAIT_CLOSE waiters */
+    struct http_server *http;        /* http.c: admin_http_port */
     /* RELOAD from the console runs the SIGHUP path (set by main.c): 0 or -1 */
     int (*reload)(Loop *loop, void *arg);
     void *reload_arg;
-    usec_t now;              /* time at the start of the current callback (loop_update_now) */
+    usec_t now; /* time at the start of the current callback (loop_update_now) */
 };
 
 /*

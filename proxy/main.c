@@ -77,27 +77,47 @@ static void usage(FILE *out)
 static int parse_args(int argc, char **argv, Options *o)
 {
     static const struct option longopts[] = {
-        {"daemon", no_argument, NULL, 'd'},  {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'}, {"user", required_argument, NULL, 'u'},
-        {"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
-        {"check", no_argument, NULL, 'C'},   {"sample-config", no_argument, NULL, 'S'},
+        {"daemon", no_argument, NULL, 'd'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"user", required_argument, NULL, 'u'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"check", no_argument, NULL, 'C'},
+        {"sample-config", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "dqvu:Vh", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'd': o->daemon = true; break;
-        case 'q': o->quiet = true; break;
-        case 'v': o->verbose++; break;
-        case 'u': o->user = optarg; break;
-        case 'C': o->check = true; break;
+        case 'd':
+            o->daemon = true;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case 'v':
+            o->verbose++;
+            break;
+        case 'u':
+            o->user = optarg;
+            break;
+        case 'C':
+            o->check = true;
+            break;
         case 'V':
             printf("%s\nlibevent %s, libpq %d, %s\n", PGFUNNEL_VERSION_STRING, event_get_version(),
                    PQlibVersion(), OpenSSL_version(OPENSSL_VERSION));
             exit(0);
-        case 'S': config_write_sample(stdout); exit(0);
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 'S':
+            config_write_sample(stdout);
+            exit(0);
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (optind != argc - 1) {
@@ -135,7 +155,8 @@ static int process_reload(Process *pr)
 {
     Loop *loop = pr->loop;
     char err[4096];
-    Config *ncfg = config_load(loop->cfg->path ? loop->cfg->path : pr->opt.config, err, sizeof(err));
+    Config *ncfg =
+        config_load(loop->cfg->path ? loop->cfg->path : pr->opt.config, err, sizeof(err));
     if (!ncfg) {
         /* each line is "file:line: message"; the old configuration stays */
         char *save = NULL;
@@ -212,7 +233,8 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
         if (rc < 0) log_warning("%s", err);
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 

@@ -11,15 +11,24 @@
 
 /* GUC_REPORT parameters a client may change and must keep across servers. */
 static const char *const reported_tracked[] = {
-    "client_encoding", "DateStyle", "IntervalStyle", "TimeZone",
-    "standard_conforming_strings", "application_name", NULL,
+    "client_encoding",  "DateStyle", "IntervalStyle", "TimeZone", "standard_conforming_strings",
+    "application_name", NULL,
 };
 
 /* Names that are part of the connection, not of the session state. */
 static const char *const startup_only[] = {
-    "user", "database", "replication", "options", "server_version", "server_encoding",
-    "integer_datetimes", "is_superuser", "session_authorization", "in_hot_standby",
-    "default_transaction_read_only", NULL,
+    "user",
+    "database",
+    "replication",
+    "options",
+    "server_version",
+    "server_encoding",
+    "integer_datetimes",
+    "is_superuser",
+    "session_authorization",
+    "in_hot_standby",
+    "default_transaction_read_only",
+    NULL,
 };
 
 static bool name_in(const char *const *list, const char *name)
@@ -240,7 +249,8 @@ int params_diff_sql(const ParamSet *client, const ParamSet *server, const ParamS
     for (int i = 0; reported_tracked[i]; i++) {
         const char *name = reported_tracked[i];
         const char *want = params_get(client, name);
-        if (!want) want = strcasecmp(name, "application_name") == 0 ? "" : params_get(defaults, name);
+        if (!want)
+            want = strcasecmp(name, "application_name") == 0 ? "" : params_get(defaults, name);
         const char *have = params_get(server, name);
         if (!want || (have && strcmp(want, have) == 0)) continue;
         if ((r = add_set(sql, len, &o, name, want)) < 0) return -1;

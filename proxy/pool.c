@@ -58,14 +58,13 @@ static void database_free_settings(Database *db)
 static bool database_load(Database *db, const DbConf *dc)
 {
     const char *dbname = dc->dbname ? dc->dbname : (db->auto_db ? db->name : dc->name);
-    bool changed = !str_equal(db->dbname, dbname) || !str_equal(db->host, dc->host) ||
-                   db->port != dc->port || !str_equal(db->user, dc->user) ||
-                   !str_equal(db->password, dc->password) ||
-                   !str_equal(db->client_encoding, dc->client_encoding) ||
-                   !str_equal(db->datestyle, dc->datestyle) ||
-                   !str_equal(db->timezone, dc->timezone) ||
-                   !str_equal(db->application_name, dc->application_name) ||
-                   !str_equal(db->connect_query, dc->connect_query);
+    bool changed =
+        !str_equal(db->dbname, dbname) || !str_equal(db->host, dc->host) || db->port != dc->port ||
+        !str_equal(db->user, dc->user) || !str_equal(db->password, dc->password) ||
+        !str_equal(db->client_encoding, dc->client_encoding) ||
+        !str_equal(db->datestyle, dc->datestyle) || !str_equal(db->timezone, dc->timezone) ||
+        !str_equal(db->application_name, dc->application_name) ||
+        !str_equal(db->connect_query, dc->connect_query);
     if (!changed) return false;
     database_free_settings(db);
     db->dbname = xstrdup_or_null(dbname);
@@ -326,7 +325,8 @@ static void dns_done(WorkqJob *j, int status)
         list_for_each(it, &db->pools)
         {
             Pool *p = list_entry(it, Pool, db_node);
-            pool_server_login_failed(p, "08006", dj->error[0] ? dj->error : "name resolution failed");
+            pool_server_login_failed(p, "08006",
+                                     dj->error[0] ? dj->error : "name resolution failed");
         }
     }
     free(dj->result);
@@ -412,7 +412,8 @@ void pool_client_login(Pool *p, Client *c)
         return;
     }
     if (pool_in_retry_window(p) && pool_server_total(p) == 0) {
-        client_close(c, p->failure_sqlstate, "%s", p->failure_msg ? p->failure_msg : "server login failed");
+        client_close(c, p->failure_sqlstate, "%s",
+                     p->failure_msg ? p->failure_msg : "server login failed");
         return;
     }
     client_set_state(c, CLIENT_LOGIN_WAIT);
@@ -505,8 +506,10 @@ void pool_internal_done(Server *s, int kind, bool ok)
         server_close(s, "internal query failed");
         return;
     }
-    if (kind == INTERNAL_CONNECT_QUERY) pool_server_login_ok(s);
-    else pool_server_idle(s);
+    if (kind == INTERNAL_CONNECT_QUERY)
+        pool_server_login_ok(s);
+    else
+        pool_server_idle(s);
 }
 
 void pool_server_login_ok(Server *s)

@@ -23,36 +23,36 @@
 #include "types.h"
 
 typedef struct pool_user {
-    ListNode node;       /* loop->users */
+    ListNode node; /* loop->users */
     char *name;
-    int server_count;    /* over all pools, for max_user_connections */
+    int server_count; /* over all pools, for max_user_connections */
 } PoolUser;
 
 /* Per pool (and summed per database) counters, as SHOW STATS reports them. */
 typedef struct pool_stats {
     uint64_t xact_count, query_count, server_assignments;
-    uint64_t bytes_in, bytes_out;         /* client->server, server->client */
+    uint64_t bytes_in, bytes_out;              /* client->server, server->client */
     uint64_t xact_time, query_time, wait_time; /* usec */
     uint64_t logins, login_failures;
     uint64_t ps_client_parses, ps_server_parses, ps_binds; /* prepared statements */
 } PoolStats;
 
 struct database {
-    ListNode node;           /* loop->databases */
+    ListNode node; /* loop->databases */
     Loop *loop;
-    char *name;              /* as clients name it */
-    bool auto_db;            /* made from the "*" entry */
+    char *name;   /* as clients name it */
+    bool auto_db; /* made from the "*" entry */
     /* connection settings, copied from the DbConf on creation and reload */
     char *dbname, *host, *user, *password, *connect_query;
     char *client_encoding, *datestyle, *timezone, *application_name;
     int port;
-    int generation;          /* bumped when connection settings change: old servers drain */
-    bool paused;             /* PAUSE: hold new queries */
-    bool disabled;           /* DISABLE: refuse new clients */
-    List pools;              /* Pool.db_node */
-    int server_count;        /* for max_db_connections */
+    int generation;   /* bumped when connection settings change: old servers drain */
+    bool paused;      /* PAUSE: hold new queries */
+    bool disabled;    /* DISABLE: refuse new clients */
+    List pools;       /* Pool.db_node */
+    int server_count; /* for max_db_connections */
     /* resolved host names, from the worker pool */
-    char *hostaddr;          /* comma list parallel to host, or NULL */
+    char *hostaddr; /* comma list parallel to host, or NULL */
     usec_t resolved_at;
     bool resolving;
 };
@@ -61,16 +61,16 @@ struct pool {
     ListNode db_node;
     Loop *loop;
     Database *db;
-    PoolUser *user;          /* accounting for the backend user */
-    char *username;          /* backend user name */
+    PoolUser *user; /* accounting for the backend user */
+    char *username; /* backend user name */
     /* limits and mode resolved from the configuration (pool_apply_config) */
-    int mode;                /* PoolMode */
+    int mode; /* PoolMode */
     int size, min_size, reserve_size, max_db, max_user;
     usec_t server_lifetime;
     /* servers */
-    List connecting;         /* CONNECTING and INTERNAL */
-    List idle;               /* IDLE, most recently used first */
-    List active;             /* ACTIVE */
+    List connecting; /* CONNECTING and INTERNAL */
+    List idle;       /* IDLE, most recently used first */
+    List active;     /* ACTIVE */
     /* clients */
     List login_wait, idle_clients, waiting, active_clients;
     /* what a client is told at login; learned from the first server */
@@ -81,7 +81,7 @@ struct pool {
     char failure_sqlstate[6];
     char *failure_msg;
     PoolStats stats;
-    PsRegistry ps;           /* prepared statements of all clients, by text and types */
+    PsRegistry ps;                      /* prepared statements of all clients, by text and types */
     PoolStats stats_newer, stats_older; /* stats.c: snapshots of the last two stats_periods */
     PoolLatency latency;                /* stats.c: query/xact/wait histograms */
 };

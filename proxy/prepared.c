@@ -20,10 +20,10 @@ struct ps_stmt {
     uint64_t id;
     uint32_t hash;
     int refs;
-    char name[32];       /* internal name used on servers */
+    char name[32]; /* internal name used on servers */
     char *query;
     uint32_t query_len;
-    uint8_t *types;      /* ntypes * 4 bytes, as sent */
+    uint8_t *types; /* ntypes * 4 bytes, as sent */
     uint16_t ntypes;
 };
 
@@ -56,7 +56,8 @@ static PsStmt *ps_registry_get(PsRegistry *r, const char *q, uint32_t qlen, cons
     if (r->buckets) {
         for (PsStmt *s = r->buckets[h & r->mask]; s; s = s->hnext)
             if (s->hash == h && s->query_len == qlen && s->ntypes == ntypes &&
-                memcmp(s->query, q, qlen) == 0 && memcmp(s->types, types, (size_t)ntypes * 4) == 0) {
+                memcmp(s->query, q, qlen) == 0 &&
+                memcmp(s->types, types, (size_t)ntypes * 4) == 0) {
                 s->refs++;
                 return s;
             }
@@ -149,7 +150,8 @@ static int ps_map_put(PsClientMap *m, PsRegistry *r, const char *name, PsStmt *s
 {
     int i = ps_map_find(m, name);
     if (i >= 0) {
-        /* re-Parse under the same name: the new text wins (the old one was closed or is replaced) */
+        /* re-Parse under the same name: the new text wins (the old one was closed or is replaced)
+         */
         ps_unref(r, m->v[i].stmt);
         m->v[i].stmt = s;
         return 0;
@@ -444,8 +446,8 @@ oom:
  * Bind / Describe / Close naming a statement.  Only the names at the start
  * are needed; *consumed is what this call took care of.
  */
-int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *consumed,
-                      char *err, size_t errlen)
+int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *consumed, char *err,
+                      size_t errlen)
 {
     uint8_t type = msg[0];
     uint32_t len = proto_get_u32(msg + 1);
@@ -543,10 +545,18 @@ void ps_note_forwarded(Client *c, uint8_t type)
     Server *s = c->server;
     if (!s) return;
     switch (type) {
-    case 'P': case 'B': case 'D': case 'C': case 'E': case 'S': case 'Q': case 'F':
+    case 'P':
+    case 'B':
+    case 'D':
+    case 'C':
+    case 'E':
+    case 'S':
+    case 'Q':
+    case 'F':
         if (ps_queue_push(&s->psq, type, 0, NULL, NULL) < 0) s->dirty = true;
         break;
-    default: break;
+    default:
+        break;
     }
 }
 
@@ -593,17 +603,22 @@ int ps_server_response(Server *s, uint8_t type, bool *inject)
     *inject = false;
     if (!h) return action;
     switch (type) {
-    case '1': case '2': case '3':
+    case '1':
+    case '2':
+    case '3':
         if ((type == '1' && h->kind == 'P') || (type == '2' && h->kind == 'B') ||
             (type == '3' && h->kind == 'C')) {
             if (h->flags & PS_SWALLOW) action = PS_RESP_SWALLOW;
             ps_queue_pop(q, r);
         }
         break;
-    case 'T': case 'n':
+    case 'T':
+    case 'n':
         if (h->kind == 'D') ps_queue_pop(q, r);
         break;
-    case 'C': case 'I': case 's':
+    case 'C':
+    case 'I':
+    case 's':
         if (h->kind == 'E') ps_queue_pop(q, r);
         break;
     case 'E':
@@ -622,7 +637,8 @@ int ps_server_response(Server *s, uint8_t type, bool *inject)
             if (k == 'S' || k == 'Q' || k == 'F') break;
         }
         break;
-    default: break;
+    default:
+        break;
     }
     h = ps_queue_head(q);
     *inject = h && (h->flags & PS_INJECT);

@@ -57,8 +57,9 @@ typedef struct ps_pending {
 } PsPending;
 
 #define PS_SWALLOW 1 /* the pooler sent it: do not forward its answer */
-#define PS_INJECT 2  /* not sent: the pooler answers it itself */
-#define PS_NOCACHE 4 /* sent, but the statement was already cached: an error undoes only the name */
+#define PS_INJECT  2 /* not sent: the pooler answers it itself */
+/* sent, but the statement was already cached: an error undoes only the name */
+#define PS_NOCACHE 4
 
 typedef struct ps_queue {
     PsPending *v;
@@ -81,8 +82,8 @@ int ps_server_cache_count(const PsServerCache *sc);
  * *consumed says how many bytes of the message were handled; the rest
  * (parameters) is forwarded unchanged by the relay.
  */
-int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *consumed,
-                      char *err, size_t errlen) WUR;
+int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *consumed, char *err,
+                      size_t errlen) WUR;
 
 /* Queue a request that is forwarded as it is (E, S, Q, F, unnamed P/B/D/C). */
 void ps_note_forwarded(Client *c, uint8_t type);

@@ -186,12 +186,12 @@ void pkt_row_description_typed(PktBuf *b, const char *const *names, const uint32
         uint32_t oid = oids && oids[i] ? oids[i] : PG_OID_TEXT;
         int16_t typlen = oid == PG_OID_INT8 ? 8 : oid == PG_OID_INT4 ? 4 : -1;
         pkt_put_str(b, names[i]);
-        pkt_put_u32(b, 0);                   /* table oid */
-        pkt_put_u16(b, 0);                   /* column number */
-        pkt_put_u32(b, oid);                 /* type oid */
-        pkt_put_u16(b, (uint16_t)typlen);    /* typlen */
-        pkt_put_u32(b, 0xffffffffu);         /* typmod -1 */
-        pkt_put_u16(b, 0);                   /* text format */
+        pkt_put_u32(b, 0);                /* table oid */
+        pkt_put_u16(b, 0);                /* column number */
+        pkt_put_u32(b, oid);              /* type oid */
+        pkt_put_u16(b, (uint16_t)typlen); /* typlen */
+        pkt_put_u32(b, 0xffffffffu);      /* typmod -1 */
+        pkt_put_u16(b, 0);                /* text format */
     }
     pkt_end(b);
 }
@@ -357,9 +357,12 @@ void proto_parse_error(const uint8_t *body, size_t len, ErrorFields *out)
         if (f == 0 || r.bad) break;
         const char *v = rd_str(&r);
         if (r.bad) break;
-        if (f == 'V' || (f == 'S' && !out->severity)) out->severity = v;
-        else if (f == 'C') out->sqlstate = v;
-        else if (f == 'M') out->message = v;
+        if (f == 'V' || (f == 'S' && !out->severity))
+            out->severity = v;
+        else if (f == 'C')
+            out->sqlstate = v;
+        else if (f == 'M')
+            out->message = v;
     }
 }
 

@@ -12,11 +12,11 @@
 
 #include "types.h"
 
-#define PROTO_V3 0x00030000u
-#define PROTO_SSL_REQUEST 80877103u
+#define PROTO_V3             0x00030000u
+#define PROTO_SSL_REQUEST    80877103u
 #define PROTO_GSSENC_REQUEST 80877104u
 #define PROTO_CANCEL_REQUEST 80877102u
-#define PROTO_STARTUP_MAX 10000 /* as PostgreSQL's MAX_STARTUP_PACKET_LENGTH */
+#define PROTO_STARTUP_MAX    10000 /* as PostgreSQL's MAX_STARTUP_PACKET_LENGTH */
 
 /* ---- building ---- */
 
@@ -101,10 +101,10 @@ typedef enum {
 
 typedef struct startup_packet {
     StartupKind kind;
-    uint32_t version;        /* for STARTUP_NORMAL */
-    uint32_t cancel_pid;     /* for STARTUP_CANCEL */
+    uint32_t version;    /* for STARTUP_NORMAL */
+    uint32_t cancel_pid; /* for STARTUP_CANCEL */
     uint32_t cancel_key;
-    int nparams;             /* name/value pairs, pointing into the packet */
+    int nparams; /* name/value pairs, pointing into the packet */
     const char *names[STARTUP_MAX_PARAMS];
     const char *values[STARTUP_MAX_PARAMS];
 } StartupPacket;

@@ -34,10 +34,13 @@
 
 /* ParameterStatus values a client is told at login, read from libpq after connecting. */
 static const char *const login_params[] = {
-    "server_version", "server_encoding", "client_encoding", "DateStyle", "IntervalStyle",
-    "TimeZone", "integer_datetimes", "standard_conforming_strings", "application_name",
-    "is_superuser", "session_authorization", "default_transaction_read_only", "in_hot_standby",
-    NULL,
+    "server_version",        "server_encoding",
+    "client_encoding",       "DateStyle",
+    "IntervalStyle",         "TimeZone",
+    "integer_datetimes",     "standard_conforming_strings",
+    "application_name",      "is_superuser",
+    "session_authorization", "default_transaction_read_only",
+    "in_hot_standby",        NULL,
 };
 
 /* ParameterStatus / ErrorResponse messages larger than this are forwarded unparsed. */
@@ -61,22 +64,34 @@ void server_set_state(Server *s, ServerState st)
     if (list_node_linked(&s->pool_node)) {
         switch (s->state) {
         case SERVER_CONNECTING:
-        case SERVER_INTERNAL: list_remove(&p->connecting, &s->pool_node); break;
-        case SERVER_IDLE: list_remove(&p->idle, &s->pool_node); break;
-        case SERVER_ACTIVE: list_remove(&p->active, &s->pool_node); break;
-        default: break;
+        case SERVER_INTERNAL:
+            list_remove(&p->connecting, &s->pool_node);
+            break;
+        case SERVER_IDLE:
+            list_remove(&p->idle, &s->pool_node);
+            break;
+        case SERVER_ACTIVE:
+            list_remove(&p->active, &s->pool_node);
+            break;
+        default:
+            break;
         }
     }
     s->state = st;
     switch (st) {
     case SERVER_CONNECTING:
-    case SERVER_INTERNAL: list_append(&p->connecting, &s->pool_node); break;
+    case SERVER_INTERNAL:
+        list_append(&p->connecting, &s->pool_node);
+        break;
     case SERVER_IDLE:
         s->idle_since = loop_now(s->loop);
         list_prepend(&p->idle, &s->pool_node);
         break;
-    case SERVER_ACTIVE: list_append(&p->active, &s->pool_node); break;
-    default: break;
+    case SERVER_ACTIVE:
+        list_append(&p->active, &s->pool_node);
+        break;
+    default:
+        break;
     }
 }
 
@@ -324,14 +339,17 @@ static bool server_relay(Server *s)
                     total <= SERVER_WHOLE_MAX) {
                     if (avail - off < total) {
                         server_ps_hold(s, d);
-                        if (off == 0 && conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0) {
+                        if (off == 0 &&
+                            conn_reserve(&s->conn, (uint32_t)total, SERVER_WHOLE_MAX) < 0) {
                             server_close(s, "out of memory");
                             return false;
                         }
                         break; /* forward what we have; wait for the rest */
                     }
-                    if (type == 'S') server_track_param(s, p + off, (uint32_t)total);
-                    else if (type == 'C') ps_on_command_complete(s, p + off, (uint32_t)total);
+                    if (type == 'S')
+                        server_track_param(s, p + off, (uint32_t)total);
+                    else if (type == 'C')
+                        ps_on_command_complete(s, p + off, (uint32_t)total);
                     off += (uint32_t)total;
                     if (type == 'Z') ready = len >= 5 ? (char)p[off - 1] : 'I';
                     if (d.inject) inject_after = true;
@@ -464,7 +482,8 @@ static void server_process_internal(Server *s)
             s->internal_failed = true;
             log_at(LOG_LEVEL_WARNING, s->prefix, "internal query failed: %s %s",
                    ef.sqlstate ? ef.sqlstate : "", ef.message ? ef.message : "");
-            if (ef.severity && (strcmp(ef.severity, "FATAL") == 0 || strcmp(ef.severity, "PANIC") == 0))
+            if (ef.severity &&
+                (strcmp(ef.severity, "FATAL") == 0 || strcmp(ef.severity, "PANIC") == 0))
                 s->dirty = true;
         } else { /* 'Z' */
             s->tx_status = len >= 5 ? (char)p[5] : 'I';
@@ -517,14 +536,17 @@ static void server_process(Server *s)
 {
     do {
         if (s->state == SERVER_CLOSING) return;
-        if (s->internal != INTERNAL_NONE) server_process_internal(s);
+        if (s->internal != INTERNAL_NONE)
+            server_process_internal(s);
         else if (s->state == SERVER_ACTIVE && s->client) {
             if (!server_relay(s)) return;
-        } else if (s->state == SERVER_IDLE) server_process_idle(s);
-        else break;
+        } else if (s->state == SERVER_IDLE)
+            server_process_idle(s);
+        else
+            break;
         /* TLS may hold decrypted bytes the socket will not signal again */
-    } while (s->state != SERVER_CLOSING && conn_avail(&s->conn) == 0 && tls_conn_pending(&s->conn) &&
-             s->conn.reading && conn_fill(&s->conn) > 0);
+    } while (s->state != SERVER_CLOSING && conn_avail(&s->conn) == 0 &&
+             tls_conn_pending(&s->conn) && s->conn.reading && conn_fill(&s->conn) > 0);
 }
 
 static void server_on_read(evutil_socket_t fd, short ev, void *arg)
@@ -717,10 +739,18 @@ static void server_wait_connect(Server *s, short what)
 static void server_poll(Server *s)
 {
     switch (PQconnectPoll(s->pg)) {
-    case PGRES_POLLING_READING: server_wait_connect(s, EV_READ); break;
-    case PGRES_POLLING_WRITING: server_wait_connect(s, EV_WRITE); break;
-    case PGRES_POLLING_OK: server_login_done(s); break;
-    default: server_login_failed(s, PQerrorMessage(s->pg)); break;
+    case PGRES_POLLING_READING:
+        server_wait_connect(s, EV_READ);
+        break;
+    case PGRES_POLLING_WRITING:
+        server_wait_connect(s, EV_WRITE);
+        break;
+    case PGRES_POLLING_OK:
+        server_login_done(s);
+        break;
+    default:
+        server_login_failed(s, PQerrorMessage(s->pg));
+        break;
     }
 }
 
@@ -737,12 +767,18 @@ static void server_on_connect_event(evutil_socket_t fd, short ev, void *arg)
 static const char *sslmode_for_libpq(int mode)
 {
     switch (mode) {
-    case SSLMODE_DISABLE: return "disable";
-    case SSLMODE_ALLOW: return "allow";
-    case SSLMODE_PREFER: return "prefer";
-    case SSLMODE_REQUIRE: return "require";
-    case SSLMODE_VERIFY_CA: return "verify-ca";
-    default: return "verify-full";
+    case SSLMODE_DISABLE:
+        return "disable";
+    case SSLMODE_ALLOW:
+        return "allow";
+    case SSLMODE_PREFER:
+        return "prefer";
+    case SSLMODE_REQUIRE:
+        return "require";
+    case SSLMODE_VERIFY_CA:
+        return "verify-ca";
+    default:
+        return "verify-full";
     }
 }
 

@@ -53,34 +53,34 @@ struct server {
     InternalKind internal;
     uint32_t id;
     ListNode pool_node;
-    Client *client;         /* when ACTIVE */
+    Client *client; /* when ACTIVE */
     PGconn *pg;
-    int connect_fd;         /* fd registered for PQconnectPoll */
+    int connect_fd; /* fd registered for PQconnectPoll */
     struct event ev_connect;
     bool ev_connect_set;
     uint32_t fwd_left;
-    bool skip_current;      /* the message being streamed is swallowed, not forwarded */
+    bool skip_current; /* the message being streamed is swallowed, not forwarded */
     bool internal_failed;
-    char *internal_error;   /* first ErrorResponse message of an internal query */
+    char *internal_error; /* first ErrorResponse message of an internal query */
     char tx_status;
-    bool dirty;             /* must not be reused (unknown state) */
-    ParamSet params;        /* reported values as the backend has them */
-    ParamSet applied;       /* non-reported parameters the pooler SET */
-    uint64_t have_fp;       /* params_have_fp() cache, valid for these generations + 1 */
+    bool dirty;       /* must not be reused (unknown state) */
+    ParamSet params;  /* reported values as the backend has them */
+    ParamSet applied; /* non-reported parameters the pooler SET */
+    uint64_t have_fp; /* params_have_fp() cache, valid for these generations + 1 */
     uint32_t have_gen_params, have_gen_applied;
-    PsServerCache ps;       /* prepared statements that exist on this backend */
-    PsQueue psq;            /* requests whose answers are due (prepared-statement tracking) */
-    bool ps_held;           /* decision for the message at the head of rbuf, already taken */
+    PsServerCache ps; /* prepared statements that exist on this backend */
+    PsQueue psq;      /* requests whose answers are due (prepared-statement tracking) */
+    bool ps_held;     /* decision for the message at the head of rbuf, already taken */
     int ps_held_action;
     bool ps_held_inject;
     bool ps_inject_pending; /* local answers follow the message being streamed */
     uint32_t backend_pid;
     usec_t connect_start;
-    usec_t created;         /* login finished */
+    usec_t created; /* login finished */
     usec_t idle_since;
     usec_t last_used;
     uint64_t link_count;
-    int generation;         /* Database.generation at connect: stale ones drain */
+    int generation; /* Database.generation at connect: stale ones drain */
     Deferred deferred;
     char prefix[160];
 };

@@ -19,14 +19,20 @@ static ssize_t tls_result(SSL *ssl, int n)
     if (n > 0) return n;
     switch (SSL_get_error(ssl, n)) {
     case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE: errno = EAGAIN; return -1;
-    case SSL_ERROR_ZERO_RETURN: return 0;
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
     case SSL_ERROR_SYSCALL:
         ERR_clear_error();
         if (n == 0) return 0; /* EOF without close_notify */
         if (errno == 0) errno = EIO;
         return -1;
-    default: ERR_clear_error(); errno = EIO; return -1;
+    default:
+        ERR_clear_error();
+        errno = EIO;
+        return -1;
     }
 }
 
@@ -93,7 +99,8 @@ static void tls_openssl_error(char *err, size_t errlen, const char *what)
     ERR_clear_error();
 }
 
-/* RFC 5929 tls-server-end-point: the certificate hashed with its signature digest (SHA-256 at least). */
+/* RFC 5929 tls-server-end-point: the certificate hashed with its signature digest (SHA-256 at
+ * least). */
 static int tls_cert_end_point(X509 *cert, uint8_t out[64])
 {
     int md_nid = NID_sha256, pk_nid;
@@ -123,7 +130,8 @@ TlsContext *tls_context_load(const Config *cfg, char *err, size_t errlen)
     if (cfg->client_tls_sslmode == SSLMODE_DISABLE) return NULL;
     if (!cfg->client_tls_cert_file || !*cfg->client_tls_cert_file || !cfg->client_tls_key_file ||
         !*cfg->client_tls_key_file) {
-        snprintf(err, errlen, "client_tls_sslmode needs client_tls_cert_file and client_tls_key_file");
+        snprintf(err, errlen,
+                 "client_tls_sslmode needs client_tls_cert_file and client_tls_key_file");
         return NULL;
     }
     TlsContext *t = calloc(1, sizeof(*t));
@@ -159,7 +167,8 @@ TlsContext *tls_context_load(const Config *cfg, char *err, size_t errlen)
             tls_openssl_error(err, errlen, cfg->client_tls_ca_file);
             goto fail;
         }
-        /* verify-ca/verify-full demand a client certificate; otherwise one is optional (cert auth) */
+        /* verify-ca/verify-full demand a client certificate; otherwise one is optional (cert auth)
+         */
         int mode = SSL_VERIFY_PEER;
         if (cfg->client_tls_sslmode >= SSLMODE_VERIFY_CA) mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         SSL_CTX_set_verify(t->ctx, mode, NULL);
@@ -198,12 +207,16 @@ TlsStep tls_handshake_step(SSL *ssl, char *err, size_t errlen)
     int r = SSL_do_handshake(ssl);
     if (r == 1) return TLS_STEP_DONE;
     switch (SSL_get_error(ssl, r)) {
-    case SSL_ERROR_WANT_READ: return TLS_STEP_WANT_READ;
-    case SSL_ERROR_WANT_WRITE: return TLS_STEP_WANT_WRITE;
+    case SSL_ERROR_WANT_READ:
+        return TLS_STEP_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return TLS_STEP_WANT_WRITE;
     case SSL_ERROR_SYSCALL:
         snprintf(err, errlen, "TLS handshake: %s", errno ? strerror(errno) : "connection closed");
         ERR_clear_error();
         return TLS_STEP_FAILED;
-    default: tls_openssl_error(err, errlen, "TLS handshake"); return TLS_STEP_FAILED;
+    default:
+        tls_openssl_error(err, errlen, "TLS handshake");
+        return TLS_STEP_FAILED;
     }
 }

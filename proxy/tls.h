@@ -21,10 +21,10 @@
 
 typedef struct tls_context {
     SSL_CTX *ctx;
-    int sslmode;          /* client_tls_sslmode */
-    uint8_t cbind[64];    /* tls-server-end-point hash of our certificate */
+    int sslmode;       /* client_tls_sslmode */
+    uint8_t cbind[64]; /* tls-server-end-point hash of our certificate */
     int cbind_len;
-    int refs;             /* the Loop's reference + handshakes in flight */
+    int refs; /* the Loop's reference + handshakes in flight */
 } TlsContext;
 
 /* NULL with err set on failure; NULL without error when sslmode is disable. */

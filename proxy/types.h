@@ -12,21 +12,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WUR __attribute__((warn_unused_result))
+#define WUR               __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 
-typedef struct config Config;         /* config.h: the whole parsed INI, swapped on reload */
-typedef struct db_conf DbConf;        /* config.h: one [databases] entry */
-typedef struct user_conf UserConf;    /* config.h: one [users] entry */
-typedef struct workq Workq;           /* workq.h: the worker thread pool */
-typedef struct loop Loop;             /* loop.h: the event loop context, owns everything below */
-typedef struct listener Listener;     /* listener.h: one listening socket */
-typedef struct conn Conn;             /* conn.h: socket + buffers shared by clients and servers */
-typedef struct client Client;         /* client.h: one application connection */
-typedef struct server Server;         /* server.h: one backend connection */
-typedef struct pool Pool;             /* pool.h: servers + waiting clients of one (db, user) */
-typedef struct database Database;     /* pool.h: runtime state of one [databases] entry */
-typedef struct param_set ParamSet;    /* params.h: tracked session parameters */
+typedef struct config Config;      /* config.h: the whole parsed INI, swapped on reload */
+typedef struct db_conf DbConf;     /* config.h: one [databases] entry */
+typedef struct user_conf UserConf; /* config.h: one [users] entry */
+typedef struct workq Workq;        /* workq.h: the worker thread pool */
+typedef struct loop Loop;          /* loop.h: the event loop context, owns everything below */
+typedef struct listener Listener;  /* listener.h: one listening socket */
+typedef struct conn Conn;          /* conn.h: socket + buffers shared by clients and servers */
+typedef struct client Client;      /* client.h: one application connection */
+typedef struct server Server;      /* server.h: one backend connection */
+typedef struct pool Pool;          /* pool.h: servers + waiting clients of one (db, user) */
+typedef struct database Database;  /* pool.h: runtime state of one [databases] entry */
+typedef struct param_set ParamSet; /* params.h: tracked session parameters */
 
 /* Microseconds since an arbitrary monotonic origin; all timeouts use this. */
 typedef int64_t usec_t;

@@ -180,8 +180,10 @@ int main(int argc, char **argv)
 
     pthread_t tid[256];
     long long t0 = now_ms();
-    for (int i = 0; i < threads; i++) pthread_create(&tid[i], NULL, worker, NULL);
-    for (int i = 0; i < threads; i++) pthread_join(tid[i], NULL);
+    for (int i = 0; i < threads; i++)
+        pthread_create(&tid[i], NULL, worker, NULL);
+    for (int i = 0; i < threads; i++)
+        pthread_join(tid[i], NULL);
     long long dt = now_ms() - t0;
 
     printf("connects=%d\nconnect_failures=%d\n", n_connect, n_connect_fail);

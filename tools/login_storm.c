@@ -53,7 +53,8 @@ static void *storm_thread(void *arg)
             continue;
         }
         PGresult *r = PQexec(c, "SELECT 1");
-        if (PQresultStatus(r) == PGRES_TUPLES_OK) atomic_fetch_add(&logins_ok, 1);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK)
+            atomic_fetch_add(&logins_ok, 1);
         else {
             note_error(PQresultErrorMessage(r));
             atomic_fetch_add(&logins_failed, 1);

@@ -39,7 +39,8 @@ static void test_diff_reported(void **state)
     /* the client's own value differs */
     assert_int_equal(params_set(&client, "TimeZone", "America/New_York"), 0);
     assert_int_equal(params_diff_sql(&client, &server, &applied, &defaults, sql, sizeof(sql)), 1);
-    assert_string_equal(sql, "SELECT pg_catalog.set_config('TimeZone', 'America/New_York', false);");
+    assert_string_equal(sql,
+                        "SELECT pg_catalog.set_config('TimeZone', 'America/New_York', false);");
     /* a server left with another client's application_name gets '' back */
     params_unset(&client, "TimeZone");
     assert_int_equal(params_set(&server, "application_name", "other-app"), 0);
