@@ -80,6 +80,7 @@ integration: $(BIN) $(ITEST_BINS) $(TOOL_BINS)
 # the test that caused it.  The optimized build still has to compile with
 # -Werror and pass the unit tests; `make integration` runs the suite against it.
 check: all
+	@$(MAKE) --no-print-directory format-check
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory sanitize
 	@$(MAKE) --no-print-directory tsan
@@ -125,7 +126,7 @@ FORMAT_FILES = $(wildcard proxy/*.c proxy/*.h tests/unit/*.c tests/integration/*
 format:
 	clang-format -i $(FORMAT_FILES)
 format-check:
-	clang-format --dry-run --Werror $(FORMAT_FILES)
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
 
 demo: all $(TOOL_BINS)
 	@bash tools/demo.sh
