@@ -803,6 +803,9 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     params_init(&s->params);
     params_init(&s->applied);
     s->connect_start = time_now_usec();
+    /* no socket of ours until login: closing must not touch fd 0 of a zeroed Conn */
+    s->conn.fd = -1;
+    s->conn.closed = true;
     s->generation = db->generation;
     snprintf(s->prefix, sizeof(s->prefix), "S-%u %s@%s", s->id, pool->username, db->name);
 
