@@ -284,3 +284,20 @@ test_server_connect_timeout_with_silent_backend() {
     pf_stop
     kill "$lsn" 2>/dev/null
 }
+
+# A backend login that fails must not close the pooler's fd 0 (a zeroed
+# connection closed fd 0; a socket reusing it would then be cut off).
+test_failed_backend_logins_leave_fd0_alone() {
+    local dead i
+    dead=$(free_port)
+    pf_start "[databases]" "deadend = host=127.0.0.1 port=$dead dbname=postgres" \
+        "[pgbouncer]" "server_login_retry = 0"
+    assert_eq /dev/null "$(readlink "/proc/$PF_PID/fd/0")" "fd 0 before"
+    for i in 1 2 3; do
+        "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d deadend -c 'select 1' \
+            >/dev/null 2>&1 && fail "login to a dead backend succeeded"
+    done
+    assert_eq /dev/null "$(readlink "/proc/$PF_PID/fd/0")" "fd 0 after failed backend logins"
+    assert_eq 1 "$(pf_psql -c 'select 1')"
+    pf_stop
+}
