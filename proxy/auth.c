@@ -656,14 +656,12 @@ static void auth_begin_scram(Client *c)
     AuthState *a = c->auth;
     Loop *loop = c->loop;
     ScramSecret v;
-    bool have = false, mock = false;
+    bool mock = false;
     if (!a->secret) {
         mock = true;
         scram_mock_secret(c->user, &v); /* unknown user: fail at the end, like a wrong password */
-        have = true;
     } else if (secret_is_scram(a->secret)) {
-        have = scram_parse_secret(a->secret, &v) == 0;
-        if (!have) {
+        if (scram_parse_secret(a->secret, &v) != 0) {
             client_log(c, LOG_LEVEL_WARNING, "invalid SCRAM secret on file");
             auth_fail(c);
             return;
@@ -673,7 +671,6 @@ static void auth_begin_scram(Client *c)
         scram_mock_secret(c->user, &v);
         free(a->secret);
         a->secret = NULL;
-        have = true;
         mock = true;
     } else {
         uint8_t tag[32];
@@ -681,7 +678,6 @@ static void auth_begin_scram(Client *c)
         CacheEntry *e = loop->auth ? cache_find(&loop->auth->verifiers, c->user) : NULL;
         if (e && memcmp(e->tag, tag, sizeof(tag)) == 0) {
             v = e->verifier;
-            have = true;
             loop->auth->stats.scram_cache_hits++;
         } else {
             /* once per user and password: PBKDF2 on a worker, then cached */
@@ -703,7 +699,6 @@ static void auth_begin_scram(Client *c)
     scram_state_init(a->scram);
     a->scram->secret = v;
     a->scram->failed = mock; /* runs to the end, then fails like a wrong password */
-    (void)have;
     auth_start_exchange(c);
 }
 

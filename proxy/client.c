@@ -86,7 +86,6 @@ void client_set_state(Client *c, ClientState st)
         }
     }
     c->state = st;
-    c->state_since = loop_now(c->loop);
     if (st == CLIENT_STARTUP || st == CLIENT_AUTH) {
         list_append(&c->loop->login_clients, &c->pool_node);
         return;
@@ -100,7 +99,7 @@ void client_set_state(Client *c, ClientState st)
         list_append(&p->idle_clients, &c->pool_node);
         break;
     case CLIENT_WAITING:
-        c->wait_start = c->state_since;
+        c->wait_start = loop_now(c->loop);
         list_append(&p->waiting, &c->pool_node);
         break;
     case CLIENT_ACTIVE:
@@ -708,12 +707,8 @@ void client_auth_ok(Client *c)
     if (c->loop->cfg->log_connections) client_log(c, LOG_LEVEL_LOG, "login attempt: ok");
     if (c->admin) {
         admin_client_login(c);
-        if (c->state == CLIENT_IDLE) {
-            conn_want_read(&c->conn, true);
-            /* queries sent right behind the startup packet are already in the
-             * buffer: the socket will not wake us for them */
-            client_process(c);
-        }
+        /* as for any login: queries sent behind the startup packet are already buffered */
+        if (c->state == CLIENT_IDLE) client_process(c);
         return;
     }
     c->pool->stats.logins++;
@@ -1035,7 +1030,7 @@ void client_accept(Loop *loop, int fd, bool unix_socket)
     c->loop = loop;
     list_node_init(&c->pool_node);
     params_init(&c->params);
-    c->connect_time = c->state_since = c->last_activity = loop_update_now(loop);
+    c->connect_time = c->last_activity = loop_update_now(loop);
     c->tx_status = 'I';
     if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
         c->cancel_key = (uint32_t)random();

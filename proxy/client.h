@@ -69,7 +69,6 @@ struct client {
     int expected_rfq;        /* ReadyForQuery messages the server still owes */
     char tx_status;          /* last ReadyForQuery status seen: I, T, E */
     usec_t connect_time;
-    usec_t state_since; /* when the current state began (timeouts) */
     usec_t query_start; /* 0 when no query is running */
     usec_t xact_start;  /* 0 outside a transaction */
     usec_t wait_start;
@@ -107,7 +106,7 @@ void client_link_server(Client *c, Server *s);
 void client_server_ready(Client *c);
 /* The server's transaction is over and it went back to the pool. */
 void client_server_released(Client *c);
-/* Relay a message from the server was a login failure etc.: send an error and close. */
+/* Queue an ErrorResponse to the client (best effort; the connection stays open). */
 void client_send_error(Client *c, const char *severity, const char *sqlstate, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
 /* The pool learned its parameters: finish login of a LOGIN_WAIT client. */

@@ -2,12 +2,24 @@
  * fileio.c — whole-file reads for the small configuration files (see fileio.h).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/crypto.h>
 
 #include "fileio.h"
+
+void file_error(char *err, size_t errlen, const char *name, int line, const char *fmt, ...)
+{
+    if (!err || errlen == 0) return;
+    int n = snprintf(err, errlen, "%s:%d: ", name, line);
+    if (n < 0 || (size_t)n >= errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
 
 int file_read_all(const char *path, size_t max, char **out, size_t *len, char *err, size_t errlen)
 {

@@ -12,6 +12,10 @@
  * "path: message" in err.  The caller frees *out (and may wipe it first:
  * it can hold secrets).
  */
+/* "name:line: message" into err (for the parsers of these files). */
+void file_error(char *err, size_t errlen, const char *name, int line, const char *fmt, ...)
+    PRINTF_LIKE(5, 6);
+
 int file_read_all(const char *path, size_t max, char **out, size_t *len, char *err,
                   size_t errlen) WUR;
 

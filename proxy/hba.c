@@ -98,18 +98,6 @@ typedef struct line_fields {
     int n;
 } LineFields;
 
-PRINTF_LIKE(5, 6)
-static void set_err(char *err, size_t errlen, const char *name, int line, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    int n = snprintf(err, errlen, "%s:%d: ", name, line);
-    if (n < 0 || (size_t)n >= errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
 static void fields_free(LineFields *lf)
 {
     for (int i = 0; i < lf->n; i++) {
@@ -462,7 +450,7 @@ Hba *hba_parse(const char *name, const char *text, size_t len, char *err, size_t
     Hba *h = calloc(1, sizeof(*h));
     char *logical = NULL;
     if (!h) {
-        set_err(err, errlen, name, 0, "out of memory");
+        file_error(err, errlen, name, 0, "out of memory");
         return NULL;
     }
     const char *p = text;
@@ -470,7 +458,7 @@ Hba *hba_parse(const char *name, const char *text, size_t len, char *err, size_t
     int lineno = 0;
     logical = malloc(len + 1);
     if (!logical) {
-        set_err(err, errlen, name, 0, "out of memory");
+        file_error(err, errlen, name, 0, "out of memory");
         goto fail;
     }
     while (p < end) {
@@ -493,14 +481,14 @@ Hba *hba_parse(const char *name, const char *text, size_t len, char *err, size_t
             logical[n++] = ' ';
         }
         if (memchr(logical, '\0', n)) {
-            set_err(err, errlen, name, first_line, "NUL byte in line");
+            file_error(err, errlen, name, first_line, "NUL byte in line");
             goto fail;
         }
         LineFields lf;
         const char *lmsg = NULL;
         if (lex_line(logical, logical + n, &lf, &lmsg) < 0) {
             fields_free(&lf);
-            set_err(err, errlen, name, first_line, "%s", lmsg);
+            file_error(err, errlen, name, first_line, "%s", lmsg);
             goto fail;
         }
         if (lf.n == 0) continue;
@@ -509,7 +497,7 @@ Hba *hba_parse(const char *name, const char *text, size_t len, char *err, size_t
             HbaRule *nr = realloc(h->rules, (size_t)cap * sizeof(*nr));
             if (!nr) {
                 fields_free(&lf);
-                set_err(err, errlen, name, first_line, "out of memory");
+                file_error(err, errlen, name, first_line, "out of memory");
                 goto fail;
             }
             h->rules = nr;
@@ -521,7 +509,7 @@ Hba *hba_parse(const char *name, const char *text, size_t len, char *err, size_t
         fields_free(&lf);
         if (rc < 0) {
             rule_free(&r);
-            set_err(err, errlen, name, first_line, "%s", msg);
+            file_error(err, errlen, name, first_line, "%s", msg);
             goto fail;
         }
         r.line = first_line;

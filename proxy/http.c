@@ -362,6 +362,12 @@ static void metrics(Loop *loop, struct evbuffer *out)
            (double)ls->servers_failed);
     gauge1(out, "pgfunnel_accept_errors_total", "counter", "accept() failures",
            (double)ls->accept_errors);
+    const AuthStats *as = auth_get_stats(loop);
+    gauge1(out, "pgfunnel_client_auth_ok_total", "counter", "Client authentications that succeeded",
+           (double)as->ok);
+    gauge1(out, "pgfunnel_client_auth_failures_total", "counter",
+           "Client authentications that failed (wrong password, unknown user, expired, rejected)",
+           (double)as->failed);
     gauge1(out, "pgfunnel_tls_handshakes_total", "counter", "Client TLS handshakes completed",
            (double)ls->tls_handshakes);
     gauge1(out, "pgfunnel_tls_handshake_failures_total", "counter",

@@ -14,6 +14,7 @@
 
 #include "list.h"
 #include "types.h"
+#include "workq.h"
 
 /* How the process is shutting down, PgBouncer 1.26 signal meanings. */
 typedef enum {
@@ -98,8 +99,8 @@ struct loop {
 /*
  * The hot path reads the clock once per callback: event callbacks call
  * loop_update_now() on entry and everything below uses loop_now().
+ * (time_now_usec() is declared in workq.h.)
  */
-usec_t time_now_usec(void);
 static inline usec_t loop_update_now(Loop *loop)
 {
     return loop->now = time_now_usec();

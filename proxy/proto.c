@@ -115,11 +115,6 @@ void pkt_error(PktBuf *b, const char *severity, const char *sqlstate, const char
     pkt_error_fields(b, 'E', severity, sqlstate, msg);
 }
 
-void pkt_notice(PktBuf *b, const char *sqlstate, const char *msg)
-{
-    pkt_error_fields(b, 'N', "NOTICE", sqlstate, msg);
-}
-
 void pkt_auth_ok(PktBuf *b)
 {
     pkt_begin(b, 'R');
@@ -154,12 +149,6 @@ void pkt_query(PktBuf *b, const char *sql)
 {
     pkt_begin(b, 'Q');
     pkt_put_str(b, sql);
-    pkt_end(b);
-}
-
-void pkt_terminate(PktBuf *b)
-{
-    pkt_begin(b, 'X');
     pkt_end(b);
 }
 

@@ -38,16 +38,14 @@ void pkt_put_u32(PktBuf *b, uint32_t v);
 void pkt_put_bytes(PktBuf *b, const void *p, size_t n);
 void pkt_put_str(PktBuf *b, const char *s); /* with terminating NUL */
 
-/* ErrorResponse ('E') or NoticeResponse ('N' when notice is true). */
+/* ErrorResponse ('E'). */
 void pkt_error(PktBuf *b, const char *severity, const char *sqlstate, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
-void pkt_notice(PktBuf *b, const char *sqlstate, const char *msg);
 void pkt_auth_ok(PktBuf *b);
 void pkt_param_status(PktBuf *b, const char *name, const char *value);
 void pkt_backend_key(PktBuf *b, uint32_t pid, uint32_t key);
 void pkt_ready(PktBuf *b, char status);
 void pkt_query(PktBuf *b, const char *sql);
-void pkt_terminate(PktBuf *b);
 void pkt_negotiate_version(PktBuf *b, uint32_t minor, const char *const *unknown, int n);
 /* For the admin console: RowDescription of text columns, DataRow of strings (NULL = SQL NULL). */
 void pkt_row_description(PktBuf *b, const char *const *names, int n);

@@ -50,18 +50,6 @@ struct userlist {
     int cap;
 };
 
-PRINTF_LIKE(5, 6)
-static void set_err(char *err, size_t errlen, const char *name, int line, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    int n = snprintf(err, errlen, "%s:%d: ", name, line);
-    if (n < 0 || (size_t)n >= errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-}
-
 static void entry_free(UserlistEntry *e)
 {
     free(e->user);
@@ -183,32 +171,32 @@ static int parse_line(Userlist *ul, const char *name, int lineno, const char *p,
     p = skip_blanks(p, eol);
     if (p == eol || *p == ';' || *p == '#') return 0;
     if (*p != '"') {
-        set_err(err, errlen, name, lineno, "user name must be in double quotes");
+        file_error(err, errlen, name, lineno, "user name must be in double quotes");
         return -1;
     }
     user = read_quoted(&p, eol, &unterminated);
     if (!user) goto quote_fail;
     if (user[0] == '\0') {
-        set_err(err, errlen, name, lineno, "empty user name");
+        file_error(err, errlen, name, lineno, "empty user name");
         goto fail;
     }
     if (strlen(user) >= USERLIST_MAX_USER) {
-        set_err(err, errlen, name, lineno, "user name too long");
+        file_error(err, errlen, name, lineno, "user name too long");
         goto fail;
     }
     p = skip_blanks(p, eol);
     if (p == eol || *p == ';' || *p == '#') {
-        set_err(err, errlen, name, lineno, "missing secret for user \"%s\"", user);
+        file_error(err, errlen, name, lineno, "missing secret for user \"%s\"", user);
         goto fail;
     }
     if (*p != '"') {
-        set_err(err, errlen, name, lineno, "secret must be in double quotes");
+        file_error(err, errlen, name, lineno, "secret must be in double quotes");
         goto fail;
     }
     secret = read_quoted(&p, eol, &unterminated);
     if (!secret) goto quote_fail;
     if (strlen(secret) >= USERLIST_MAX_SECRET) {
-        set_err(err, errlen, name, lineno, "secret too long");
+        file_error(err, errlen, name, lineno, "secret too long");
         goto fail;
     }
     /* The rest: further quoted fields (ignored, as PgBouncer does) or a comment. */
@@ -216,7 +204,7 @@ static int parse_line(Userlist *ul, const char *name, int lineno, const char *p,
         const char *q = skip_blanks(p, eol);
         if (q == eol || ((*q == ';' || *q == '#') && q > p)) break;
         if (*q != '"' || q == p) {
-            set_err(err, errlen, name, lineno, "garbage after secret");
+            file_error(err, errlen, name, lineno, "garbage after secret");
             goto fail;
         }
         char *extra = read_quoted(&q, eol, &unterminated);
@@ -226,16 +214,16 @@ static int parse_line(Userlist *ul, const char *name, int lineno, const char *p,
         p = q;
     }
     if (add_entry(ul, user, secret) < 0) {
-        set_err(err, errlen, name, lineno, "out of memory");
+        file_error(err, errlen, name, lineno, "out of memory");
         goto fail;
     }
     return 0;
 
 quote_fail:
     if (unterminated)
-        set_err(err, errlen, name, lineno, "unterminated quoted string");
+        file_error(err, errlen, name, lineno, "unterminated quoted string");
     else
-        set_err(err, errlen, name, lineno, "out of memory");
+        file_error(err, errlen, name, lineno, "out of memory");
 fail:
     free(user);
     if (secret) {
@@ -249,7 +237,7 @@ Userlist *userlist_parse(const char *name, const char *text, size_t len, char *e
 {
     Userlist *ul = calloc(1, sizeof(*ul));
     if (!ul) {
-        set_err(err, errlen, name, 0, "out of memory");
+        file_error(err, errlen, name, 0, "out of memory");
         return NULL;
     }
     const char *p = text;
@@ -260,7 +248,7 @@ Userlist *userlist_parse(const char *name, const char *text, size_t len, char *e
         if (!eol) eol = end;
         lineno++;
         if (memchr(p, '\0', (size_t)(eol - p))) {
-            set_err(err, errlen, name, lineno, "NUL byte in line");
+            file_error(err, errlen, name, lineno, "NUL byte in line");
             goto fail;
         }
         if (parse_line(ul, name, lineno, p, eol, err, errlen) < 0) goto fail;

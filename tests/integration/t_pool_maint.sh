@@ -30,6 +30,16 @@ _last_query_is() { # ROLE SQL
     [ "$(pg_psql -c "select query from pg_stat_activity where usename = '$1'")" = "$2" ]
 }
 
+_peak_backends() { # ROLE[,ROLE…] SAMPLES: the most backends seen, sampling every 0.2 s
+    local i n peak=0
+    for ((i = 0; i < $2; i++)); do
+        n=$(_backends "$1")
+        [ "$n" -gt "$peak" ] && peak=$n
+        sleep 0.2
+    done
+    echo "$peak"
+}
+
 _wait_pids() { # wait for the given background jobs only (not for pgfunnel)
     local p
     for p in "$@"; do wait "$p"; done
@@ -107,7 +117,7 @@ test_reserve_pool_serves_a_client_that_waited() {
 }
 
 test_max_db_connections_caps_all_pools_of_a_database() {
-    local u1=maint_db1_$$ u2=maint_db2_$$ i peak=0 n jobs=()
+    local u1=maint_db1_$$ u2=maint_db2_$$ i peak jobs=()
     _role "$u1"
     _role "$u2"
     pf_start "[databases]" "maint = host=127.0.0.1 port=$PGPORT dbname=postgres" \
@@ -118,11 +128,7 @@ test_max_db_connections_caps_all_pools_of_a_database() {
         _q 'select pg_sleep(1)' "$u2" >/dev/null &
         jobs+=($!)
     done
-    for i in 1 2 3 4 5 6 7 8; do
-        n=$(_backends "$u1,$u2")
-        [ "$n" -gt "$peak" ] && peak=$n
-        sleep 0.25
-    done
+    peak=$(_peak_backends "$u1,$u2" 10)
     _wait_pids "${jobs[@]}"
     [ "$peak" -ge 1 ] || fail "no backend seen"
     [ "$peak" -le 2 ] || fail "max_db_connections = 2 but $peak backends"
@@ -130,7 +136,7 @@ test_max_db_connections_caps_all_pools_of_a_database() {
 }
 
 test_max_user_connections_caps_a_user() {
-    local u=maint_user_$$ i peak=0 n jobs=()
+    local u=maint_user_$$ i peak jobs=()
     _role "$u"
     pf_start "[databases]" "maint = host=127.0.0.1 port=$PGPORT dbname=postgres" \
         "[pgbouncer]" "default_pool_size = 5" "max_user_connections = 1"
@@ -138,11 +144,7 @@ test_max_user_connections_caps_a_user() {
         _q 'select pg_sleep(0.7)' "$u" >/dev/null &
         jobs+=($!)
     done
-    for i in 1 2 3 4 5 6 7 8; do
-        n=$(_backends "$u")
-        [ "$n" -gt "$peak" ] && peak=$n
-        sleep 0.2
-    done
+    peak=$(_peak_backends "$u" 8)
     _wait_pids "${jobs[@]}"
     [ "$peak" -eq 1 ] || fail "max_user_connections = 1 but peak $peak backends"
     pf_stop
