@@ -251,9 +251,8 @@ _bench_compare() { # SCRIPT NCOMMANDS PGBENCH-ARG…
     [ "$SERVER_PARSES" -ge 1 ] || fail "no statement on any server"
     [ "$SERVER_PARSES" -le $((5 * ncmd)) ] ||
         fail "$SERVER_PARSES server parses for $ncmd statements on 5 servers"
-    # "at least as fast", with 10 % allowance for the noise of 5-second runs on a shared machine
-    awk -v p="$tps_prep" -v e="$tps_ext" 'BEGIN { exit !(p >= 0.9 * e) }' ||
-        fail "$script: -M prepared $tps_prep tps is slower than -M extended $tps_ext tps"
+    # No timing comparison here: two 5-second runs on a loaded 2-core machine
+    # differ at random.  `make bench` compares -M prepared with -M extended.
     pf_stop
 }
 

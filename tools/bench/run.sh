@@ -296,6 +296,7 @@ run() {
 WORKLOADS=(
     "select-simple|50|$THREADS|postgres|-S -M simple"
     "select-extended|50|$THREADS|postgres|-S -M extended"
+    "select-prepared|50|$THREADS|postgres|-S -M prepared"
     "tpcb-like|50|$THREADS|postgres|-M simple"
     "churn-trust|20|$THREADS|postgres|-C -S -M simple"
     "churn-scram|20|$THREADS|scramuser|-C -S -M simple"
@@ -386,6 +387,13 @@ pratio() { # WORKLOAD MODE A B FIELD
         $2 == w && $3 == m && $6 != "n/a" && $4 == b {B[$1] = $f}
         END {for (r in A) if ((r in B) && B[r] + 0 > 0) printf "%.4f\n", A[r] / B[r]}' "$RAW" | median
 }
+# median over rounds of TPS(workload A)/TPS(workload B) for one target, transaction mode
+pratio2() { # WORKLOAD-A WORKLOAD-B TARGET
+    awk -F'\t' -v a="$1" -v b="$2" -v t="$3" '
+        $3 == "transaction" && $4 == t && $6 != "n/a" && $2 == a {A[$1] = $6}
+        $3 == "transaction" && $4 == t && $6 != "n/a" && $2 == b {B[$1] = $6}
+        END {for (r in A) if ((r in B) && B[r] + 0 > 0) printf "%.4f\n", A[r] / B[r]}' "$RAW" | median
+}
 # median per-round difference of average latency A - B, in µs
 pdiff_us() { # WORKLOAD MODE A B
     awk -F'\t' -v w="$1" -v m="$2" -v a="$3" -v b="$4" '
@@ -429,6 +437,13 @@ table() {
         "per round: $(awk -F'\t' '$2 == "select-simple" && $3 == "transaction" && $4 == "pgbouncer" {B[$1] = $6}
             $2 == "select-simple" && $3 == "transaction" && $4 == "pgbouncer2" {A[$1] = $6}
             END {for (r in A) if (B[r] + 0 > 0) printf "%.3f ", A[r] / B[r]}' "$RAW")"
+    echo
+    echo "Named prepared statements through pgfunnel (select-only, transaction mode, 50 clients):" \
+        "-M prepared / -M extended TPS, paired median $(fmt "$(pratio2 select-prepared select-extended pgfunnel)" %.3f);" \
+        "pooler CPU µs/txn prepared $(fmt "$(cpu_us select-prepared transaction pgfunnel)" %.1f)," \
+        "extended $(fmt "$(cpu_us select-extended transaction pgfunnel)" %.1f)," \
+        "simple $(fmt "$(cpu_us select-simple transaction pgfunnel)" %.1f)." \
+        "(PgBouncer before 1.21 has no prepared statements in transaction mode: its row fails.)"
     echo
     echo "Single client (-c 1), average latency:"
     echo
