@@ -62,12 +62,16 @@ bool admin_is_console_db(const char *dbname)
     return strcmp(dbname, "pgfunnel") == 0 || strcmp(dbname, "pgbouncer") == 0;
 }
 
-/* "pgbouncer" over the unix socket from our own OS user (PgBouncer's rule). */
-static bool admin_peer_is_self(const Client *c)
+/*
+ * User "pgbouncer" (or "pgfunnel") of the console over the unix socket from
+ * our own OS user: an admin without a password (PgBouncer's rule).
+ */
+bool admin_is_local_superuser(const Client *c)
 {
     struct ucred cred;
     socklen_t len = sizeof(cred);
-    if (strcmp(c->conn.addr, "unix") != 0 || c->conn.fd < 0) return false;
+    if (!c->admin || strcmp(c->conn.addr, "unix") != 0 || c->conn.fd < 0) return false;
+    if (strcmp(c->user, "pgbouncer") != 0 && strcmp(c->user, "pgfunnel") != 0) return false;
     if (getsockopt(c->conn.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return false;
     return cred.uid == geteuid();
 }
@@ -77,8 +81,7 @@ static bool admin_access(const Client *c, bool *admin)
 {
     Config *cfg = c->loop->cfg;
     *admin = false;
-    if (config_list_contains(cfg->admin_users, c->user) ||
-        (strcmp(c->user, "pgbouncer") == 0 && admin_peer_is_self(c))) {
+    if (config_list_contains(cfg->admin_users, c->user) || admin_is_local_superuser(c)) {
         *admin = true;
         return true;
     }

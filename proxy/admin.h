@@ -11,7 +11,10 @@
 
 #include "types.h"
 
+/* "pgfunnel" or "pgbouncer": the console's two names are one database everywhere. */
 bool admin_is_console_db(const char *dbname);
+/* The console's own OS user over the unix socket: admin without a password. */
+bool admin_is_local_superuser(const Client *c);
 /* Authentication succeeded: check admin_users/stats_users and send the welcome. */
 void admin_client_login(Client *c);
 /* Answer the queries buffered in the client's receive buffer. */

@@ -25,9 +25,12 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "admin.h"
 #include "auth.h"
+#include "authq.h"
 #include "client.h"
 #include "config.h"
+#include "hmap.h"
 #include "hba.h"
 #include "log.h"
 #include "loop.h"
@@ -38,44 +41,29 @@
 #include "userlist.h"
 #include "workq.h"
 
-#define AUTH_MSG_MAX   8192                /* password / SASL messages */
-#define AUTH_QUERY_TTL (10 * USEC_PER_SEC) /* auth_query results are cached this long */
-#define CACHE_BUCKETS  1024
+#define AUTH_MSG_MAX 8192 /* password / SASL messages */
 
 /* ---------------------------------------------------------------- caches */
 
 /*
- * Keyed entries for the SCRAM verifier cache (key = user, tag = SHA-256 of
- * the plaintext it was derived from, so a changed password invalidates it)
- * and the auth_query cache (key = db + user, value = secret or NULL).
+ * The SCRAM verifier cache: per user, the verifier derived from a plaintext
+ * secret, tagged with the SHA-256 of that plaintext so a changed password
+ * never matches.  Keys are whole user names (hmap.c compares whole strings).
+ * auth_query results are not cached: every login asks again (PgBouncer too).
  */
 typedef struct cache_entry {
-    struct cache_entry *next;
     char *key;
     uint8_t tag[32];
     ScramSecret verifier;
-    char *secret;
-    bool has_secret;
-    usec_t expires;
 } CacheEntry;
 
 typedef struct cache {
-    CacheEntry *buckets[CACHE_BUCKETS];
+    Hmap map; /* CacheEntry by key */
 } Cache;
-
-static unsigned cache_hash(const char *s)
-{
-    unsigned h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % CACHE_BUCKETS;
-}
 
 static CacheEntry *cache_find(Cache *c, const char *key)
 {
-    for (CacheEntry *e = c->buckets[cache_hash(key)]; e; e = e->next)
-        if (strcmp(e->key, key) == 0) return e;
-    return NULL;
+    return hmap_get(&c->map, key);
 }
 
 static CacheEntry *cache_put(Cache *c, const char *key)
@@ -83,41 +71,37 @@ static CacheEntry *cache_put(Cache *c, const char *key)
     CacheEntry *e = cache_find(c, key);
     if (e) return e;
     e = calloc(1, sizeof(*e));
-    if (!e || !(e->key = strdup(key))) {
+    if (!e || !(e->key = strdup(key)) || hmap_put(&c->map, e->key, e) < 0) {
+        if (e) free(e->key);
         free(e);
         return NULL;
     }
-    unsigned h = cache_hash(key);
-    e->next = c->buckets[h];
-    c->buckets[h] = e;
     return e;
+}
+
+static void cache_entry_free(const char *key, void *value, void *arg)
+{
+    CacheEntry *e = value;
+    (void)key;
+    (void)arg;
+    free(e->key);
+    OPENSSL_cleanse(e, sizeof(*e));
+    free(e);
 }
 
 static void cache_clear(Cache *c)
 {
-    for (int i = 0; i < CACHE_BUCKETS; i++) {
-        CacheEntry *e = c->buckets[i];
-        while (e) {
-            CacheEntry *next = e->next;
-            if (e->secret) {
-                OPENSSL_cleanse(e->secret, strlen(e->secret));
-                free(e->secret);
-            }
-            free(e->key);
-            OPENSSL_cleanse(e, sizeof(*e));
-            free(e);
-            e = next;
-        }
-        c->buckets[i] = NULL;
-    }
+    hmap_foreach(&c->map, cache_entry_free, NULL);
+    hmap_free(&c->map);
 }
 
 struct auth_context {
     Userlist *userlist;
     Hba *hba;
     Cache verifiers;
-    Cache queries;
     AuthStats stats;
+    int prederive_next;     /* auth_prederive_more: the next auth_file entry to look at */
+    int prederive_inflight; /* its jobs on the workers */
 };
 
 AuthContext *auth_context_load(const Config *cfg, char *err, size_t errlen)
@@ -147,9 +131,10 @@ void auth_context_free(AuthContext *ac)
     userlist_free(ac->userlist);
     hba_free(ac->hba);
     cache_clear(&ac->verifiers);
-    cache_clear(&ac->queries);
     free(ac);
 }
+
+static void auth_prederive_more(Loop *loop);
 
 void auth_context_swap(Loop *loop, AuthContext *next)
 {
@@ -158,10 +143,12 @@ void auth_context_swap(Loop *loop, AuthContext *next)
         /* verifiers are tagged with their password's hash: stale ones never match */
         next->verifiers = old->verifiers;
         next->stats = old->stats;
+        next->prederive_inflight = old->prederive_inflight;
         memset(&old->verifiers, 0, sizeof(old->verifiers));
         auth_context_free(old);
     }
     loop->auth = next;
+    auth_prederive_more(loop);
 }
 
 int auth_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen)
@@ -209,8 +196,9 @@ typedef enum {
 struct auth_state {
     Method method;
     AuthStep step;
-    char *secret;      /* stored secret (NULL: unknown user or expired) */
-    bool secret_known; /* lookup finished */
+    char *secret;       /* stored secret (NULL: unknown user or expired) */
+    bool secret_known;  /* lookup finished */
+    bool require_known; /* trust: the user must exist in auth_file or auth_query */
     uint8_t md5_salt[4];
     ScramState *scram; /* owned here, or by a job while it runs */
 };
@@ -239,7 +227,6 @@ static void auth_fail(Client *c)
 {
     Loop *loop = c->loop;
     if (loop->auth) loop->auth->stats.failed++;
-    if (c->pool) c->pool->stats.login_failures++;
     client_log(c, LOG_LEVEL_LOG, "password authentication failed");
     client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
 }
@@ -266,7 +253,6 @@ typedef enum {
     JOB_CHECK_MD5,
     JOB_SCRAM_DERIVE,
     JOB_SCRAM_FINAL,
-    JOB_AUTH_QUERY,
 } JobKind;
 
 typedef struct auth_job {
@@ -280,9 +266,6 @@ typedef struct auth_job {
     size_t input_len;
     uint8_t salt[4];
     ScramState *scram; /* JOB_SCRAM_FINAL: owned by the job while it runs */
-    char *conninfo;    /* JOB_AUTH_QUERY */
-    char *query;
-    char *cache_key;
     /* results */
     int ok;       /* 1 ok, 0 failed, -1 protocol error */
     char *output; /* server-final message / auth_query secret */
@@ -311,9 +294,6 @@ static void auth_job_free(AuthJob *j)
         free(j->scram);
     }
     free(j->user);
-    free(j->conninfo);
-    free(j->query);
-    free(j->cache_key);
     OPENSSL_cleanse(j, sizeof(*j));
     free(j);
 }
@@ -345,33 +325,6 @@ static bool check_plain(const char *secret, const char *user, const char *passwo
     return a == b && scram_ct_equal(secret, password, a);
 }
 
-static void auth_query_run(AuthJob *j)
-{
-    /* blocking libpq is fine here: this is a worker thread */
-    PGconn *conn = PQconnectdb(j->conninfo);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(j->err, sizeof(j->err), "auth_query connection failed: %.200s",
-                 PQerrorMessage(conn));
-        PQfinish(conn);
-        j->ok = -1;
-        return;
-    }
-    const char *params[1] = {j->user};
-    PGresult *res = PQexecParams(conn, j->query, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        snprintf(j->err, sizeof(j->err), "auth_query failed: %.200s", PQresultErrorMessage(res));
-        j->ok = -1;
-    } else {
-        j->ok = 1;
-        if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1)) {
-            j->output = strdup(PQgetvalue(res, 0, 1));
-            j->found = j->output != NULL && *j->output;
-        }
-    }
-    PQclear(res);
-    PQfinish(conn);
-}
-
 static void auth_job_work(WorkqJob *wj)
 {
     AuthJob *j = (AuthJob *)wj;
@@ -391,19 +344,34 @@ static void auth_job_work(WorkqJob *wj)
         j->ok = scram_handle_client_final(j->scram, j->input, j->input_len, &j->output, j->err,
                                           sizeof(j->err));
         break;
-    case JOB_AUTH_QUERY:
-        auth_query_run(j);
-        break;
     }
 }
 
 static void auth_continue(Client *c);
 static void auth_start_exchange(Client *c);
 
+/* Remember a verifier derived on a worker (for a login or ahead of one). */
+static void auth_cache_verifier(Loop *loop, const AuthJob *j)
+{
+    CacheEntry *e = loop->auth ? cache_put(&loop->auth->verifiers, j->user) : NULL;
+    if (e) {
+        e->verifier = j->verifier;
+        memcpy(e->tag, j->tag, sizeof(e->tag));
+    }
+}
+
 static void auth_job_done(WorkqJob *wj, int status)
 {
     AuthJob *j = (AuthJob *)wj;
     Loop *loop = j->loop;
+    if (j->client_id == 0) {
+        /* a verifier derived ahead of any login (auth_prederive_more) */
+        if (status == 0 && j->ok) auth_cache_verifier(loop, j);
+        if (loop->auth && loop->auth->prederive_inflight > 0) loop->auth->prederive_inflight--;
+        auth_job_free(j);
+        if (status == 0) auth_prederive_more(loop);
+        return;
+    }
     Client *c = status == 0 ? loop_client_find(loop, j->client_id) : NULL;
     if (!c || c->state != CLIENT_AUTH || !c->auth) {
         auth_job_free(j); /* the client left while the job ran */
@@ -423,11 +391,7 @@ static void auth_job_done(WorkqJob *wj, int status)
             client_close(c, "XX000", "could not derive the SCRAM verifier");
             break;
         }
-        CacheEntry *e = loop->auth ? cache_put(&loop->auth->verifiers, j->user) : NULL;
-        if (e) {
-            e->verifier = j->verifier;
-            memcpy(e->tag, j->tag, sizeof(e->tag));
-        }
+        auth_cache_verifier(loop, j);
         a->scram = calloc(1, sizeof(*a->scram));
         if (!a->scram) {
             client_close(c, "53200", "out of memory");
@@ -456,23 +420,6 @@ static void auth_job_done(WorkqJob *wj, int status)
         }
         break;
     }
-    case JOB_AUTH_QUERY:
-        if (j->ok < 0) {
-            client_log(c, LOG_LEVEL_WARNING, "%s", j->err);
-            /* the user cannot be verified: fail as for a wrong password */
-        } else if (loop->auth) {
-            CacheEntry *e = cache_put(&loop->auth->queries, j->cache_key);
-            if (e) {
-                free(e->secret);
-                e->secret = j->found ? strdup(j->output) : NULL;
-                e->has_secret = e->secret != NULL;
-                e->expires = time_now_usec() + AUTH_QUERY_TTL;
-            }
-        }
-        a->secret = j->ok > 0 && j->found ? strdup(j->output) : NULL;
-        a->secret_known = true;
-        auth_continue(c);
-        break;
     }
     auth_job_free(j);
 }
@@ -487,8 +434,7 @@ static int auth_submit(Client *c, AuthJob *j)
         client_close(c, "53300", "too many logins in progress, try again");
         return -1;
     }
-    c->auth->step =
-        j->kind == JOB_AUTH_QUERY || j->kind == JOB_SCRAM_DERIVE ? STEP_LOOKUP : STEP_CHECKING;
+    c->auth->step = j->kind == JOB_SCRAM_DERIVE ? STEP_LOOKUP : STEP_CHECKING;
     return 0;
 }
 
@@ -508,12 +454,116 @@ static AuthJob *auth_job_new(Client *c, JobKind kind)
 
 /* ---------------------------------------------------------------- secrets */
 
+/* The client's [databases] entry ("*" included), or NULL: unknown database or the console. */
 static const DbConf *auth_db_conf(Client *c)
 {
-    return c->pool ? config_find_db(c->loop->cfg, c->pool->db->name) : NULL;
+    return c->admin ? NULL : config_find_db(c->loop->cfg, c->database);
 }
 
-/* Start the lookup.  Returns true when the secret is known now. */
+/* Append key='value' to a libpq connection string (backslash and quote escaped). */
+static bool conninfo_add(char **ci, size_t *len, const char *key, const char *val)
+{
+    if (!val || !*val) return true;
+    size_t need = *len + strlen(key) + 2 * strlen(val) + 5;
+    char *n = realloc(*ci, need);
+    if (!n) return false;
+    *ci = n;
+    size_t o = *len + (size_t)sprintf(n + *len, "%s='", key);
+    for (const char *p = val; *p; p++) {
+        if (*p == '\'' || *p == '\\') n[o++] = '\\';
+        n[o++] = *p;
+    }
+    n[o++] = '\'';
+    n[o++] = ' ';
+    n[o] = 0;
+    *len = o;
+    return true;
+}
+
+/*
+ * The connection auth_query runs on: the database's server, as auth_user,
+ * in auth_dbname (else the database itself).  Host names stay names: the
+ * lookup runs on a worker, where libpq may resolve them.  NULL when out of
+ * memory.  The string holds auth_user's password: the caller wipes it.
+ */
+static char *auth_query_conninfo(Client *c, const DbConf *dc, const char *auth_user)
+{
+    Config *cfg = c->loop->cfg;
+    const char *dbname = dc->auth_dbname                         ? dc->auth_dbname
+                         : cfg->auth_dbname && *cfg->auth_dbname ? cfg->auth_dbname
+                         : dc->dbname                            ? dc->dbname
+                         : strcmp(dc->name, "*") == 0            ? c->database
+                                                                 : dc->name;
+    const char *pw = dc->user && dc->password && strcmp(dc->user, auth_user) == 0
+                         ? dc->password
+                         : auth_backend_password(c->loop, auth_user);
+    char port[16], timeout[32], options[64];
+    long long secs = cfg->server_connect_timeout / USEC_PER_SEC;
+    snprintf(port, sizeof(port), "%d", dc->port ? dc->port : 5432);
+    snprintf(timeout, sizeof(timeout), "%lld", secs > 0 ? secs : 15);
+    /* a lookup that hangs would hold a worker: the server ends it */
+    snprintf(options, sizeof(options), "-c statement_timeout=%lld", (secs > 0 ? secs : 15) * 1000);
+    const char *keys[] = {"host",
+                          "port",
+                          "dbname",
+                          "user",
+                          "password",
+                          "application_name",
+                          "connect_timeout",
+                          "options",
+                          "sslmode",
+                          "sslrootcert",
+                          "sslcert",
+                          "sslkey"};
+    const char *vals[] = {dc->host,
+                          port,
+                          dbname,
+                          auth_user,
+                          pw,
+                          "pgfunnel auth_query",
+                          timeout,
+                          options,
+                          config_sslmode_name(cfg->server_tls_sslmode),
+                          cfg->server_tls_ca_file,
+                          cfg->server_tls_cert_file,
+                          cfg->server_tls_key_file};
+    char *ci = calloc(1, 1);
+    size_t len = 0;
+    for (size_t i = 0; ci && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (!conninfo_add(&ci, &len, keys[i], vals[i])) {
+            OPENSSL_cleanse(ci, len);
+            free(ci);
+            ci = NULL;
+        }
+    }
+    return ci;
+}
+
+static void auth_query_done(Loop *loop, uint32_t client_id, const AuthqResult *res)
+{
+    Client *c = loop_client_find(loop, client_id);
+    if (!c || c->state != CLIENT_AUTH || !c->auth || c->auth->step != STEP_LOOKUP) return;
+    AuthState *a = c->auth;
+    if (res->status == AUTHQ_ERROR) {
+        /* not a password prompt: the client learns why its login cannot be checked */
+        client_log(c, LOG_LEVEL_WARNING, "%s", res->message);
+        client_close(c, res->sqlstate, "%s", res->message);
+        return;
+    }
+    if (res->status == AUTHQ_FOUND && !(a->secret = strdup(res->secret))) {
+        client_close(c, "53200", "out of memory");
+        return;
+    }
+    a->secret_known = true;
+    auth_continue(c);
+}
+
+/*
+ * Start the lookup of the client's secret: the database entry's password for
+ * its forced user, auth_file, then auth_query (per database, else global).
+ * Returns true when the secret is known now (a->secret NULL: nobody by that
+ * name); false while auth_query runs or when the client was closed.
+ */
 static bool auth_lookup_secret(Client *c)
 {
     AuthState *a = c->auth;
@@ -525,86 +575,43 @@ static bool auth_lookup_secret(Client *c)
     if (!s && loop->auth && loop->auth->userlist) s = userlist_get(loop->auth->userlist, c->user);
     if (s) {
         a->secret = strdup(s);
+        if (!a->secret) {
+            client_close(c, "53200", "out of memory");
+            return false;
+        }
         a->secret_known = true;
         return true;
     }
-    /* auth_query: per-database auth_user/auth_query, else the global ones */
+    /* an unknown database has no auth_query: its client fails like a wrong password */
     const char *auth_user = dc && dc->auth_user ? dc->auth_user : cfg->auth_user;
     const char *query = dc && dc->auth_query ? dc->auth_query : cfg->auth_query;
-    if (!auth_user || !*auth_user || !query || !*query || !c->pool || c->admin) {
-        a->secret_known = true; /* unknown user */
-        return true;
-    }
-    Database *db = c->pool->db;
-    char key[512];
-    snprintf(key, sizeof(key), "%s\n%s", db->name, c->user);
-    CacheEntry *e = loop->auth ? cache_find(&loop->auth->queries, key) : NULL;
-    if (e && e->expires > time_now_usec()) {
-        a->secret = e->has_secret ? strdup(e->secret) : NULL;
+    if (!dc || !auth_user || !*auth_user || !query || !*query) {
         a->secret_known = true;
         return true;
     }
-    AuthJob *j = auth_job_new(c, JOB_AUTH_QUERY);
-    if (!j) {
-        client_close(c, "53200", "out of memory");
-        return false;
-    }
-    /* the lookup connection: the database's server, as auth_user */
-    const char *auth_db = dc && dc->auth_dbname                   ? dc->auth_dbname
-                          : cfg->auth_dbname && *cfg->auth_dbname ? cfg->auth_dbname
-                          : db->dbname                            ? db->dbname
-                                                                  : db->name;
-    const char *pw = auth_backend_password(loop, auth_user);
-    char port[16];
-    snprintf(port, sizeof(port), "%d", db->port ? db->port : 5432);
-    char *ci = NULL;
-    size_t cap = 1024;
-    ci = malloc(cap);
+    char *ci = auth_query_conninfo(c, dc, auth_user);
+    int rc = ci ? authq_lookup(loop, ci, query, c->user, c->id, auth_query_done) : -1;
     if (ci) {
-        /* values are quoted for libpq: backslash and single quote escaped */
-        const char *keys[] = {"host",     "hostaddr",         "port",           "dbname", "user",
-                              "password", "application_name", "connect_timeout"};
-        char timeout[16];
-        snprintf(timeout, sizeof(timeout), "%lld",
-                 (long long)(cfg->server_connect_timeout / USEC_PER_SEC > 0
-                                 ? cfg->server_connect_timeout / USEC_PER_SEC
-                                 : 15));
-        const char *vals[] = {db->host, db->hostaddr,          port,   auth_db, auth_user,
-                              pw,       "pgfunnel auth_query", timeout};
-        size_t o = 0;
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-            if (!vals[i] || !*vals[i]) continue;
-            size_t need = o + strlen(keys[i]) + 2 * strlen(vals[i]) + 8;
-            if (need > cap) {
-                cap = need * 2;
-                char *n = realloc(ci, cap);
-                if (!n) {
-                    free(ci);
-                    ci = NULL;
-                    break;
-                }
-                ci = n;
-            }
-            o += (size_t)sprintf(ci + o, "%s='", keys[i]);
-            for (const char *p = vals[i]; *p; p++) {
-                if (*p == '\'' || *p == '\\') ci[o++] = '\\';
-                ci[o++] = *p;
-            }
-            ci[o++] = '\'';
-            ci[o++] = ' ';
-            ci[o] = 0;
-        }
+        OPENSSL_cleanse(ci, strlen(ci));
+        free(ci);
     }
-    j->conninfo = ci;
-    j->query = strdup(query);
-    j->cache_key = strdup(key);
-    if (!j->conninfo || !j->query || !j->cache_key) {
-        auth_job_free(j);
+    if (rc < 0) {
         client_close(c, "53200", "out of memory");
         return false;
     }
-    auth_submit(c, j);
+    a->step = STEP_LOOKUP;
     return false;
+}
+
+/* trust: is the user checked against auth_file / auth_query at all? (PgBouncer's rule) */
+static bool auth_trust_checks_user(Client *c)
+{
+    const DbConf *dc = auth_db_conf(c);
+    Config *cfg = c->loop->cfg;
+    const char *auth_user = dc && dc->auth_user ? dc->auth_user : cfg->auth_user;
+    const char *query = dc && dc->auth_query ? dc->auth_query : cfg->auth_query;
+    return (c->loop->auth && c->loop->auth->userlist) ||
+           (dc && auth_user && *auth_user && query && *query);
 }
 
 bool auth_check_password(Loop *loop, const char *user, const char *password)
@@ -648,6 +655,44 @@ static bool secret_is_scram(const char *s)
 static bool secret_is_md5(const char *s)
 {
     return s && strncmp(s, "md5", 3) == 0 && strlen(s) == 35;
+}
+
+/*
+ * SCRAM verifiers of auth_file's plaintext passwords are derived when the
+ * file is loaded, a few jobs at a time so logins keep their share of the
+ * workers.  Otherwise the first SCRAM login of such a user would take a
+ * PBKDF2 longer than one of an unknown user: a way to tell who exists.
+ */
+#define PREDERIVE_INFLIGHT 2
+
+static void auth_prederive_more(Loop *loop)
+{
+    AuthContext *ac = loop->auth;
+    if (!ac || !ac->userlist || !loop->workq) return;
+    while (ac->prederive_inflight < PREDERIVE_INFLIGHT &&
+           ac->prederive_next < userlist_count(ac->userlist)) {
+        const char *secret = NULL;
+        const char *user = userlist_at(ac->userlist, ac->prederive_next++, &secret);
+        if (!user || !secret || !*secret || secret_is_scram(secret) || secret_is_md5(secret))
+            continue;
+        uint8_t tag[32];
+        sha256_tag(secret, tag);
+        CacheEntry *e = cache_find(&ac->verifiers, user);
+        if (e && memcmp(e->tag, tag, sizeof(tag)) == 0) continue;
+        AuthJob *j = calloc(1, sizeof(*j));
+        if (!j) return;
+        j->kind = JOB_SCRAM_DERIVE;
+        j->loop = loop;
+        j->user = strdup(user);
+        j->secret = strdup(secret);
+        if (!j->user || !j->secret ||
+            workq_submit(loop->workq, &j->job, auth_job_work, auth_job_done) < 0) {
+            auth_job_free(j); /* derived at the first login instead */
+            return;
+        }
+        ac->stats.scram_derivations++;
+        ac->prederive_inflight++;
+    }
 }
 
 /* SCRAM: make sure a verifier exists (parse, cache, derive on a worker), then offer SASL. */
@@ -747,6 +792,11 @@ static void auth_continue(Client *c)
     AuthState *a = c->auth;
     switch (a->method) {
     case METHOD_TRUST:
+        if (a->require_known && !a->secret) {
+            if (c->loop->auth) c->loop->auth->stats.failed++;
+            client_close(c, "28000", "role \"%s\" does not exist", c->user);
+            return;
+        }
         auth_succeed(c);
         return;
     case METHOD_REJECT:
@@ -802,17 +852,6 @@ static Method method_from_hba(HbaMethod m)
     }
 }
 
-/* As PgBouncer documents: user "pgbouncer" on the unix socket from our own uid. */
-static bool auth_is_local_admin(Client *c)
-{
-    struct ucred cred;
-    socklen_t len = sizeof(cred);
-    if (!c->admin || strcmp(c->conn.addr, "unix") != 0) return false;
-    if (strcmp(c->user, "pgbouncer") != 0 && strcmp(c->user, "pgfunnel") != 0) return false;
-    if (getsockopt(c->conn.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return false;
-    return cred.uid == getuid();
-}
-
 void auth_begin(Client *c)
 {
     Config *cfg = c->loop->cfg;
@@ -823,7 +862,7 @@ void auth_begin(Client *c)
     }
     c->auth = a;
     conn_want_read(&c->conn, false);
-    if (auth_is_local_admin(c)) {
+    if (admin_is_local_superuser(c)) {
         auth_succeed(c);
         return;
     }
@@ -866,13 +905,17 @@ void auth_begin(Client *c)
         break;
     }
     if (a->method == METHOD_TRUST) {
-        /* trust still requires the user to be known when there is an auth_file (PgBouncer) */
-        AuthContext *ac = c->loop->auth;
-        if (ac && ac->userlist && !userlist_get(ac->userlist, c->user) && !c->admin) {
-            client_close(c, "28000", "no such user: %s", c->user);
+        /*
+         * trust still requires the user to be known when there is an auth_file
+         * or an auth_query (PgBouncer): missing from auth_file, it is looked up
+         * with auth_query; found nowhere, it does not exist.
+         */
+        if (c->admin || !auth_trust_checks_user(c)) {
+            auth_succeed(c);
             return;
         }
-        auth_succeed(c);
+        a->require_known = true;
+        if (auth_lookup_secret(c)) auth_continue(c);
         return;
     }
     if (a->method == METHOD_REJECT || a->method == METHOD_CERT) {

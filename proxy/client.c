@@ -114,7 +114,10 @@ static void client_free(void *arg)
 {
     Client *c = arg;
     auth_client_free(c);
-    if (c->pool) ps_client_map_free(&c->ps, &c->pool->ps);
+    if (c->pool) {
+        ps_client_map_free(&c->ps, &c->pool->ps);
+        pool_unref(c->pool);
+    }
     /* while a handshake step runs, the job owns the SSL object and frees it */
     if (c->ssl && !c->tls_job) SSL_free(c->ssl);
     params_free(&c->params);
@@ -648,8 +651,9 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         return;
     }
     if (!database || !*database) database = user;
-    c->user = strdup(user);
-    c->database = strdup(database);
+    /* longer names are cut to PostgreSQL's identifier limit, as PostgreSQL does */
+    c->user = strndup(user, PROTO_NAME_MAX);
+    c->database = strndup(database, PROTO_NAME_MAX);
     if (!c->user || !c->database) {
         client_close(c, "53200", "out of memory");
         return;
@@ -691,12 +695,11 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         auth_begin(c);
         return;
     }
-    const char *sqlstate = "08P01";
-    c->pool = pool_for_client(c->loop, c->database, c->user, &sqlstate, err, sizeof(err));
-    if (!c->pool) {
-        client_close(c, sqlstate, "%s", err);
-        return;
-    }
+    /*
+     * No pool yet: nothing that outlives this connection is created before
+     * the client has authenticated (client_auth_ok), so a flood of startup
+     * packets with made-up names costs only the clients themselves.
+     */
     client_set_state(c, CLIENT_AUTH);
     auth_begin(c);
 }
@@ -711,8 +714,18 @@ void client_auth_ok(Client *c)
         if (c->state == CLIENT_IDLE) client_process(c);
         return;
     }
-    c->pool->stats.logins++;
-    pool_client_login(c->pool, c);
+    /* only an authenticated client learns whether its database exists (3D000) */
+    char err[256];
+    const char *sqlstate = "08P01";
+    Pool *p = pool_for_client(c->loop, c->database, c->user, &sqlstate, err, sizeof(err));
+    if (!p) {
+        client_close(c, sqlstate, "%s", err);
+        return;
+    }
+    c->pool = p;
+    pool_ref(p);
+    p->stats.logins++;
+    pool_client_login(p, c);
 }
 
 void client_finish_login(Client *c)

@@ -168,7 +168,8 @@ static const OptionDef options[] = {
          "Disconnect clients idle in a transaction this long; 0 = off"),
     TIME(suspend_timeout, "10", RELOAD, "Seconds to wait for buffers to flush on SUSPEND"),
     TIME(autodb_idle_timeout, "3600", RELOAD,
-         "Drop unused pools created through the * entry after this many seconds"),
+         "Free pools without clients or servers, and * databases without pools, after this many "
+         "seconds unused; 0 = never"),
 
     /* console / admin */
     STR(admin_users, "", RELOAD, "Comma-separated users allowed to run admin commands"),

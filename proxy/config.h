@@ -14,6 +14,7 @@
 #define PGFUNNEL_CONFIG_H
 
 #include <stdio.h>
+#include "hmap.h"
 #include "types.h"
 
 typedef enum {
@@ -194,6 +195,8 @@ struct config {
 
     DbConf *databases; /* in file order; the "*" entry is kept in the list too */
     UserConf *users;
+    Hmap db_index;   /* DbConf by name (lookups on every login) */
+    Hmap user_index; /* UserConf by name */
     char *path;      /* absolute path of the main file, for RELOAD */
     char **warnings; /* "file:line: message" for ignored/unknown options */
     int nwarnings;

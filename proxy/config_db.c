@@ -352,6 +352,14 @@ static void user_conf_free(UserConf *u)
     free(u);
 }
 
+/* Index an entry by its name (the entry's own string is the key). */
+static int config_index_put(Hmap *index, const char *name, void *entry, char *msg, size_t msglen)
+{
+    if (hmap_put(index, name, entry) == 0) return 0;
+    snprintf(msg, msglen, "out of memory");
+    return -1;
+}
+
 int config_db_add(Config *cfg, const char *name, const char *value, const char *file, int line,
                   char *msg, size_t msglen)
 {
@@ -394,12 +402,14 @@ int config_db_add(Config *cfg, const char *name, const char *value, const char *
             }
             db->next = old->next;
             *pos = db;
+            /* re-key before the old entry (and its name, the old key) is freed */
+            int rc = config_index_put(&cfg->db_index, db->name, db, msg, msglen);
             db_conf_free(old);
-            return 0;
+            return rc;
         }
     }
     *pos = db;
-    return 0;
+    return config_index_put(&cfg->db_index, db->name, db, msg, msglen);
 }
 
 int config_user_add(Config *cfg, const char *name, const char *value, const char *file, int line,
@@ -442,16 +452,20 @@ int config_user_add(Config *cfg, const char *name, const char *value, const char
             }
             u->next = old->next;
             *pos = u;
+            /* re-key before the old entry (and its name, the old key) is freed */
+            int rc = config_index_put(&cfg->user_index, u->name, u, msg, msglen);
             user_conf_free(old);
-            return 0;
+            return rc;
         }
     }
     *pos = u;
-    return 0;
+    return config_index_put(&cfg->user_index, u->name, u, msg, msglen);
 }
 
 void config_db_free_all(Config *cfg)
 {
+    hmap_free(&cfg->db_index);
+    hmap_free(&cfg->user_index);
     while (cfg->databases != NULL) {
         DbConf *db = cfg->databases;
 
@@ -468,20 +482,12 @@ void config_db_free_all(Config *cfg)
 
 const DbConf *config_find_db(const Config *cfg, const char *name)
 {
-    const DbConf *fallback = NULL;
-
-    /* Database names are case-sensitive in PostgreSQL, so strcmp. */
-    for (const DbConf *db = cfg->databases; db != NULL; db = db->next) {
-        if (strcmp(db->name, name) == 0) return db;
-        if (strcmp(db->name, "*") == 0) fallback = db;
-    }
-    return fallback;
+    /* Database names are case-sensitive in PostgreSQL: exact keys. */
+    const DbConf *db = hmap_get(&cfg->db_index, name);
+    return db ? db : hmap_get(&cfg->db_index, "*");
 }
 
 const UserConf *config_find_user(const Config *cfg, const char *name)
 {
-    for (const UserConf *u = cfg->users; u != NULL; u = u->next) {
-        if (strcmp(u->name, name) == 0) return u;
-    }
-    return NULL;
+    return hmap_get(&cfg->user_index, name);
 }

@@ -27,6 +27,7 @@
  */
 #include <openssl/crypto.h>
 
+#include "admin.h"
 #include "fileio.h"
 #include "hba.h"
 
@@ -536,8 +537,14 @@ Hba *hba_load(const char *path, char *err, size_t errlen)
 
 /* ---------------------------------------------------------------- match */
 
-static bool items_match(const HbaItem *v, int n, const char *value, const char *user)
+/*
+ * Does a rule's list match value?  For the database list, the console's two
+ * names are one database: a rule naming either applies to a client of
+ * either, or `psql -d pgfunnel` would walk past a rule about pgbouncer.
+ */
+static bool items_match(const HbaItem *v, int n, const char *value, const char *user, bool dbs)
 {
+    bool console = dbs && admin_is_console_db(value);
     for (int i = 0; i < n; i++) {
         switch (v[i].kind) {
         case ITEM_ALL:
@@ -549,6 +556,7 @@ static bool items_match(const HbaItem *v, int n, const char *value, const char *
             break;
         case ITEM_NAME:
             if (strcmp(value, v[i].name) == 0) return true;
+            if (console && admin_is_console_db(v[i].name)) return true;
             break;
         }
     }
@@ -597,8 +605,8 @@ HbaMethod hba_match(const Hba *h, const struct sockaddr *addr, bool tls, const c
         if (local != (r->type == HBA_LOCAL)) continue;
         if (r->type == HBA_HOSTSSL && !tls) continue;
         if (r->type == HBA_HOSTNOSSL && tls) continue;
-        if (!items_match(r->dbs, r->ndbs, database, user)) continue;
-        if (!items_match(r->users, r->nusers, user, user)) continue;
+        if (!items_match(r->dbs, r->ndbs, database, user, true)) continue;
+        if (!items_match(r->users, r->nusers, user, user, false)) continue;
         if (!local && !r->addr_all) {
             if (r->family != family) continue;
             int nbytes = family == AF_INET ? 4 : 16;

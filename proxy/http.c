@@ -18,6 +18,7 @@
 
 #include "client.h"
 #include "auth.h"
+#include "authq.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -368,6 +369,23 @@ static void metrics(Loop *loop, struct evbuffer *out)
     gauge1(out, "pgfunnel_client_auth_failures_total", "counter",
            "Client authentications that failed (wrong password, unknown user, expired, rejected)",
            (double)as->failed);
+    gauge1(out, "pgfunnel_client_auth_scram_derivations_total", "counter",
+           "SCRAM verifiers derived from plaintext secrets (PBKDF2 on a worker)",
+           (double)as->scram_derivations);
+    gauge1(out, "pgfunnel_client_auth_scram_cache_hits_total", "counter",
+           "SCRAM logins that found their verifier already derived", (double)as->scram_cache_hits);
+    AuthqStats aq;
+    authq_get_stats(loop, &aq);
+    gauge1(out, "pgfunnel_auth_query_lookups_total", "counter", "auth_query lookups started",
+           (double)aq.lookups);
+    gauge1(out, "pgfunnel_auth_query_errors_total", "counter",
+           "auth_query lookups whose connection or query failed", (double)aq.errors);
+    gauge1(out, "pgfunnel_auth_query_connects_total", "counter",
+           "Backend connections opened for auth_query", (double)aq.connects);
+    gauge1(out, "pgfunnel_auth_query_queued", "gauge", "auth_query lookups waiting to run",
+           (double)aq.queued);
+    gauge1(out, "pgfunnel_auth_query_connections_idle", "gauge",
+           "auth_query connections kept for the next lookup", (double)aq.idle);
     gauge1(out, "pgfunnel_tls_handshakes_total", "counter", "Client TLS handshakes completed",
            (double)ls->tls_handshakes);
     gauge1(out, "pgfunnel_tls_handshake_failures_total", "counter",

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "authq.h"
 #include "client.h"
 #include "listener.h"
 #include "tls.h"
@@ -221,7 +222,11 @@ static void loop_on_janitor(evutil_socket_t fd, short ev, void *arg)
     Loop *loop = arg;
     (void)fd;
     (void)ev;
-    pool_janitor(loop, loop_update_now(loop));
+    usec_t now = loop_update_now(loop);
+    pool_janitor(loop, now);
+    /* kept auth_query connections age like idle servers (10 min when that is off) */
+    usec_t idle = loop->cfg->server_idle_timeout;
+    authq_janitor(loop, now, idle > 0 ? idle : 600 * USEC_PER_SEC);
     loop_check_shutdown(loop);
 }
 
@@ -285,6 +290,7 @@ void loop_destroy(Loop *loop)
     /* worker completions may reference databases and pools: run them before freeing */
     if (loop->workq) workq_destroy(loop->workq);
     loop->workq = NULL;
+    authq_free(loop);
     pool_free_all(loop);
     loop_run_deferred(loop);
     if (loop->ev_reap) event_free(loop->ev_reap);

@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "hmap.h"
 #include "list.h"
 #include "types.h"
 #include "workq.h"
@@ -56,6 +57,7 @@ struct loop {
     struct event_base *base;
     Config *cfg;               /* current configuration; replaced whole on reload */
     struct auth_context *auth; /* auth.c: userlist, hba, caches; replaced on reload */
+    struct authq *authq;       /* authq.c: auth_query connections and queue (NULL until used) */
     struct tls_context *tls;   /* tls.c: client TLS context (NULL = no TLS); replaced on reload */
     Workq *workq;
     List listeners;        /* Listener.node */
@@ -63,8 +65,10 @@ struct loop {
     List login_clients;    /* clients in STARTUP/AUTH (Client.pool_node): login timeouts */
     uint32_t *janitor_ids; /* scratch array of the janitor, reused */
     int janitor_cap;
-    List databases; /* Database.node */
-    List users;     /* PoolUser.node */
+    List databases;  /* Database.node */
+    List users;      /* PoolUser.node */
+    Hmap db_index;   /* Database by name */
+    Hmap user_index; /* PoolUser by name */
     ClientTable client_ids;
     uint32_t next_client_id;
     uint32_t next_server_id;

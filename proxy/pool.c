@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <arpa/inet.h>
+#include <openssl/crypto.h>
 
 #include "client.h"
 #include "config.h"
@@ -44,6 +45,7 @@ static void database_free_settings(Database *db)
     free(db->dbname);
     free(db->host);
     free(db->user);
+    if (db->password) OPENSSL_cleanse(db->password, strlen(db->password));
     free(db->password);
     free(db->connect_query);
     free(db->client_encoding);
@@ -85,13 +87,7 @@ static bool database_load(Database *db, const DbConf *dc)
 
 static Database *database_find(Loop *loop, const char *name)
 {
-    ListNode *it;
-    list_for_each(it, &loop->databases)
-    {
-        Database *db = list_entry(it, Database, node);
-        if (strcmp(db->name, name) == 0) return db;
-    }
-    return NULL;
+    return hmap_get(&loop->db_index, name);
 }
 
 static Database *database_create(Loop *loop, const char *name, const DbConf *dc)
@@ -103,10 +99,28 @@ static Database *database_create(Loop *loop, const char *name, const DbConf *dc)
     }
     db->loop = loop;
     db->auto_db = strcmp(dc->name, "*") == 0;
+    db->unused_since = loop_now(loop);
     list_init(&db->pools);
+    if (hmap_put(&loop->db_index, db->name, db) < 0) {
+        free(db->name);
+        free(db);
+        return NULL;
+    }
     database_load(db, dc);
     list_append(&loop->databases, &db->node);
     return db;
+}
+
+static void database_free(Database *db)
+{
+    Loop *loop = db->loop;
+    hmap_remove(&loop->db_index, db->name);
+    list_remove(&loop->databases, &db->node);
+    hmap_free(&db->pool_index);
+    database_free_settings(db);
+    free(db->hostaddr);
+    free(db->name);
+    free(db);
 }
 
 Database *pool_database_get(Loop *loop, const char *name, bool create)
@@ -118,21 +132,28 @@ Database *pool_database_get(Loop *loop, const char *name, bool create)
     return dc && strcmp(dc->name, name) == 0 ? database_create(loop, name, dc) : NULL;
 }
 
+/* The user's accounting object, created with its first pool (u->pools counts them). */
 static PoolUser *pool_user_get(Loop *loop, const char *name)
 {
-    ListNode *it;
-    list_for_each(it, &loop->users)
-    {
-        PoolUser *u = list_entry(it, PoolUser, node);
-        if (strcmp(u->name, name) == 0) return u;
-    }
-    PoolUser *u = calloc(1, sizeof(*u));
-    if (!u || !(u->name = strdup(name))) {
+    PoolUser *u = hmap_get(&loop->user_index, name);
+    if (u) return u;
+    u = calloc(1, sizeof(*u));
+    if (!u || !(u->name = strdup(name)) || hmap_put(&loop->user_index, u->name, u) < 0) {
+        if (u) free(u->name);
         free(u);
         return NULL;
     }
     list_append(&loop->users, &u->node);
     return u;
+}
+
+static void pool_user_put(Loop *loop, PoolUser *u)
+{
+    if (--u->pools > 0) return;
+    hmap_remove(&loop->user_index, u->name);
+    list_remove(&loop->users, &u->node);
+    free(u->name);
+    free(u);
 }
 
 /* Resolve mode and limits: [users] beats [databases] beats [pgbouncer]. */
@@ -176,11 +197,7 @@ Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const ch
             return NULL;
         }
         db = database_create(loop, dbname, dc);
-        if (!db) {
-            *sqlstate = "53200";
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
+        if (!db) goto oom;
     }
     if (db->disabled) {
         *sqlstate = "08P01";
@@ -189,29 +206,17 @@ Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const ch
     }
     /* a forced user means one pool per database */
     const char *backend_user = db->user ? db->user : user;
-    ListNode *it;
-    list_for_each(it, &db->pools)
-    {
-        Pool *p = list_entry(it, Pool, db_node);
-        if (strcmp(p->username, backend_user) == 0) return p;
-    }
-    Pool *p = calloc(1, sizeof(*p));
-    if (!p || !(p->username = strdup(backend_user))) {
-        free(p);
-        *sqlstate = "53200";
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    Pool *p = hmap_get(&db->pool_index, backend_user);
+    if (p) return p;
+    p = calloc(1, sizeof(*p));
+    if (!p || !(p->username = strdup(backend_user))) goto oom_pool;
     p->loop = loop;
     p->db = db;
     p->user = pool_user_get(loop, backend_user);
-    if (!p->user) {
-        free(p->username);
-        free(p);
-        *sqlstate = "53200";
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
+    if (!p->user) goto oom_pool;
+    if (hmap_put(&db->pool_index, p->username, p) < 0) goto oom_user;
+    p->user->pools++;
+    p->unused_since = loop_now(loop);
     list_init(&p->connecting);
     list_init(&p->idle);
     list_init(&p->active);
@@ -222,7 +227,58 @@ Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const ch
     params_init(&p->welcome);
     pool_resolve_settings(p);
     list_append(&db->pools, &p->db_node);
+    db->unused_since = 0;
     return p;
+oom_user:
+    if (p->user->pools == 0) {
+        p->user->pools = 1;
+        pool_user_put(loop, p->user);
+    }
+oom_pool:
+    if (p) free(p->username);
+    free(p);
+oom:
+    *sqlstate = "53200";
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+}
+
+void pool_ref(Pool *p)
+{
+    p->refs++;
+}
+
+void pool_unref(Pool *p)
+{
+    if (--p->refs == 0) p->unused_since = loop_now(p->loop);
+}
+
+/* Add a freed pool's counters to its database's retired totals. */
+static void pool_retire_stats(Pool *p)
+{
+    RetiredStats *r = &p->db->retired;
+    stats_add(&r->stats, &p->stats);
+    stats_add(&r->newer, &p->stats_newer);
+    stats_add(&r->older, &p->stats_older);
+    stats_hist_merge(&r->latency.query, &p->latency.query);
+    stats_hist_merge(&r->latency.xact, &p->latency.xact);
+    stats_hist_merge(&r->latency.wait, &p->latency.wait);
+}
+
+/* Free a pool that nothing points to any more (refs == 0, no servers, no clients). */
+static void pool_free(Pool *p, bool retire)
+{
+    Database *db = p->db;
+    if (retire) pool_retire_stats(p);
+    hmap_remove(&db->pool_index, p->username);
+    list_remove(&db->pools, &p->db_node);
+    if (list_empty(&db->pools)) db->unused_since = loop_now(p->loop);
+    ps_registry_free(&p->ps);
+    params_free(&p->welcome);
+    free(p->failure_msg);
+    pool_user_put(p->loop, p->user);
+    free(p->username);
+    free(p);
 }
 
 int pool_server_total(const Pool *p)
@@ -615,6 +671,25 @@ static void pool_janitor_servers(Pool *p, usec_t now)
         pool_request_server(p, NULL);
 }
 
+/*
+ * autodb_idle_timeout (PgBouncer's meaning, 0 = never): a pool nothing
+ * points to — no client, no server, also none waiting to be freed — goes
+ * after that long unused, and so does an automatic ("*") database without
+ * pools.  Paused or disabled databases stay: they carry the operator's state.
+ */
+static bool pool_expired(const Pool *p, usec_t now)
+{
+    usec_t t = p->loop->cfg->autodb_idle_timeout;
+    return t > 0 && p->refs == 0 && pool_server_total(p) == 0 && now - p->unused_since >= t;
+}
+
+static bool database_expired(const Database *db, usec_t now)
+{
+    usec_t t = db->loop->cfg->autodb_idle_timeout;
+    return t > 0 && db->auto_db && list_empty(&db->pools) && !db->resolving && !db->paused &&
+           !db->disabled && now - db->unused_since >= t;
+}
+
 /* Append the ids of a client list to the janitor's scratch array. */
 static int janitor_collect(Loop *loop, List *l, int n)
 {
@@ -656,13 +731,17 @@ void pool_janitor(Loop *loop, usec_t now)
         Client *c = loop_client_find(loop, loop->janitor_ids[i]);
         if (c) client_check_timeouts(c, now);
     }
-    list_for_each(dit, &loop->databases)
+    ListNode *dtmp;
+    list_for_each_safe(dit, dtmp, &loop->databases)
     {
         Database *db = list_entry(dit, Database, node);
         list_for_each_safe(pit, ptmp, &db->pools)
         {
-            pool_janitor_servers(list_entry(pit, Pool, db_node), now);
+            Pool *p = list_entry(pit, Pool, db_node);
+            pool_janitor_servers(p, now);
+            if (pool_expired(p, now)) pool_free(p, true);
         }
+        if (database_expired(db, now)) database_free(db);
     }
 }
 
@@ -707,28 +786,10 @@ void pool_free_all(Loop *loop)
     loop_run_deferred(loop);
     while (!list_empty(&loop->databases)) {
         Database *db = list_entry(list_first(&loop->databases), Database, node);
-        while (!list_empty(&db->pools)) {
-            Pool *p = list_entry(list_first(&db->pools), Pool, db_node);
-            pool_close_servers(&p->connecting);
-            pool_close_servers(&p->idle);
-            pool_close_servers(&p->active);
-            list_remove(&db->pools, &p->db_node);
-            ps_registry_free(&p->ps);
-            params_free(&p->welcome);
-            free(p->failure_msg);
-            free(p->username);
-            free(p);
-        }
-        list_remove(&loop->databases, &db->node);
-        database_free_settings(db);
-        free(db->hostaddr);
-        free(db->name);
-        free(db);
+        while (!list_empty(&db->pools))
+            pool_free(list_entry(list_first(&db->pools), Pool, db_node), false);
+        database_free(db);
     }
-    while (!list_empty(&loop->users)) {
-        PoolUser *u = list_entry(list_first(&loop->users), PoolUser, node);
-        list_remove(&loop->users, &u->node);
-        free(u->name);
-        free(u);
-    }
+    hmap_free(&loop->db_index);
+    hmap_free(&loop->user_index);
 }

@@ -15,6 +15,7 @@
 #ifndef PGFUNNEL_POOL_H
 #define PGFUNNEL_POOL_H
 
+#include "hmap.h"
 #include "list.h"
 #include "loop.h"
 #include "params.h"
@@ -23,9 +24,10 @@
 #include "types.h"
 
 typedef struct pool_user {
-    ListNode node; /* loop->users */
-    char *name;
+    ListNode node;    /* loop->users */
+    char *name;       /* key of loop->user_index */
     int server_count; /* over all pools, for max_user_connections */
+    int pools;        /* pools of this backend user; freed with the last one */
 } PoolUser;
 
 /* Per pool (and summed per database) counters, as SHOW STATS reports them. */
@@ -37,20 +39,30 @@ typedef struct pool_stats {
     uint64_t ps_client_parses, ps_server_parses, ps_binds; /* prepared statements */
 } PoolStats;
 
+/* What the freed pools of a database had counted, so its totals never go back. */
+typedef struct retired_stats {
+    PoolStats stats, newer, older; /* as Pool.stats / stats_newer / stats_older */
+    PoolLatency latency;
+} RetiredStats;
+
 struct database {
     ListNode node; /* loop->databases */
     Loop *loop;
-    char *name;   /* as clients name it */
+    char *name;   /* as clients name it; key of loop->db_index */
     bool auto_db; /* made from the "*" entry */
     /* connection settings, copied from the DbConf on creation and reload */
     char *dbname, *host, *user, *password, *connect_query;
     char *client_encoding, *datestyle, *timezone, *application_name;
     int port;
-    int generation;   /* bumped when connection settings change: old servers drain */
-    bool paused;      /* PAUSE: hold new queries */
-    bool disabled;    /* DISABLE: refuse new clients */
-    List pools;       /* Pool.db_node */
-    int server_count; /* for max_db_connections */
+    int generation;      /* bumped when connection settings change: old servers drain */
+    bool paused;         /* PAUSE: hold new queries */
+    bool disabled;       /* DISABLE: refuse new clients */
+    List pools;          /* Pool.db_node */
+    Hmap pool_index;     /* Pool by backend user name */
+    int server_count;    /* for max_db_connections */
+    usec_t unused_since; /* an automatic database without pools: since when (for
+                            autodb_idle_timeout) */
+    RetiredStats retired;
     /* resolved host names, from the worker pool */
     char *hostaddr; /* comma list parallel to host, or NULL */
     usec_t resolved_at;
@@ -62,7 +74,14 @@ struct pool {
     Loop *loop;
     Database *db;
     PoolUser *user; /* accounting for the backend user */
-    char *username; /* backend user name */
+    char *username; /* backend user name; key of db->pool_index */
+    /*
+     * Clients and servers that point here (pool_ref/pool_unref; dropped when
+     * they are freed, after the loop iteration).  A pool is freed only when
+     * nothing points to it and it has been unused for autodb_idle_timeout.
+     */
+    int refs;
+    usec_t unused_since;
     /* limits and mode resolved from the configuration (pool_apply_config) */
     int mode; /* PoolMode */
     int size, min_size, reserve_size, max_db, max_user;
@@ -87,12 +106,17 @@ struct pool {
 };
 
 /*
- * Find or create the pool for a client's database and user.  Returns NULL
- * with a client-presentable error (sqlstate + message) when the database is
- * unknown or disabled.
+ * Find or create the pool for an authenticated client's database and user.
+ * Returns NULL with a client-presentable error (sqlstate + message) when the
+ * database is unknown or disabled.  Called only after authentication: what
+ * it creates outlives the connection (until pool_janitor frees it unused).
  */
 Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const char **sqlstate,
                       char *err, size_t errlen);
+
+/* A client or server starts / stops pointing at the pool (see Pool.refs). */
+void pool_ref(Pool *p);
+void pool_unref(Pool *p);
 
 /* A client finished authentication: log it in now or when params are known. */
 void pool_client_login(Pool *pool, Client *c);

@@ -376,3 +376,28 @@ int proto_quote_literal(const char *s, char *buf, size_t len)
     buf[o] = 0;
     return 0;
 }
+
+void proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size_t len)
+{
+    static const char *const sev[] = {"FATAL:  ", "ERROR:  ", "PANIC:  ", NULL};
+    strcpy(sqlstate, "08006");
+    for (int i = 0; sev[i]; i++) {
+        const char *p = strstr(text, sev[i]);
+        if (!p) continue;
+        p += strlen(sev[i]);
+        if (strlen(p) > 7 && p[5] == ':' && p[6] == ' ') {
+            memcpy(sqlstate, p, 5);
+            sqlstate[5] = 0;
+            p += 7;
+        }
+        size_t n = strcspn(p, "\n");
+        snprintf(msg, len, "%.*s", (int)n, p);
+        return;
+    }
+    /* a network-level failure: keep libpq's first line */
+    const char *p = text;
+    const char *colon = strstr(p, "failed: ");
+    if (colon) p = colon + 8;
+    size_t n = strcspn(p, "\n");
+    snprintf(msg, len, "server login failed: %.*s", (int)n, p);
+}

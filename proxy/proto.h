@@ -17,6 +17,11 @@
 #define PROTO_GSSENC_REQUEST 80877104u
 #define PROTO_CANCEL_REQUEST 80877102u
 #define PROTO_STARTUP_MAX    10000 /* as PostgreSQL's MAX_STARTUP_PACKET_LENGTH */
+/*
+ * Longest user and database name in bytes (NAMEDATALEN - 1): PostgreSQL
+ * truncates longer names in the startup packet to this many bytes.
+ */
+#define PROTO_NAME_MAX 63
 
 /* ---- building ---- */
 
@@ -125,5 +130,13 @@ void proto_parse_error(const uint8_t *body, size_t len, ErrorFields *out);
 
 /* Quote a string as an SQL literal ('...', E'...' when it has backslashes) into buf. */
 int proto_quote_literal(const char *s, char *buf, size_t len) WUR;
+
+/*
+ * libpq reports login errors as text; with PQERRORS_VERBOSE the text carries
+ * the SQLSTATE ("FATAL:  3D000: database ... does not exist"), so the
+ * backend's own error can reach the client unchanged.  Fills sqlstate (08006
+ * for a network-level failure) and the message's first line.
+ */
+void proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size_t len);
 
 #endif

@@ -37,6 +37,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <stringprep.h>
 
 /* No legitimate SCRAM message is anywhere near this; refuse anything larger. */
 #define SCRAM_MAX_MSG 4096
@@ -247,6 +248,30 @@ int scram_format_secret(const ScramSecret *s, char *buf, size_t len)
  * whenever SASLprep fails), so only non-ASCII passwords that SASLprep would
  * normalise differ; those are not normalised here.
  */
+char *scram_saslprep(const char *password)
+{
+    /* ASCII needs no preparation (PostgreSQL takes the same shortcut) */
+    const unsigned char *p = (const unsigned char *)password;
+    while (*p && *p < 0x80)
+        p++;
+    if (!*p) return NULL;
+    char *out = NULL;
+    /*
+     * Unassigned code points are prohibited, as in PostgreSQL; whatever
+     * SASLprep refuses (invalid UTF-8, prohibited characters, an empty
+     * result) is used as raw bytes, which is PostgreSQL's fallback too.
+     */
+    if (stringprep_profile(password, &out, "SASLprep", STRINGPREP_NO_UNASSIGNED) != STRINGPREP_OK ||
+        !out || !*out) {
+        if (out) {
+            OPENSSL_cleanse(out, strlen(out));
+            free(out);
+        }
+        return NULL;
+    }
+    return out;
+}
+
 int scram_secret_from_password(const char *password, const uint8_t *salt, int salt_len,
                                int iterations, ScramSecret *out)
 {
@@ -267,11 +292,16 @@ int scram_secret_from_password(const char *password, const uint8_t *salt, int sa
     }
     s.iterations = iterations;
 
-    size_t pwlen = strlen(password);
-    if (pwlen > INT_MAX) return -1;
-    if (PKCS5_PBKDF2_HMAC(password, (int)pwlen, s.salt, s.salt_len, iterations, EVP_sha256(),
-                          SCRAM_KEY_LEN, salted) != 1)
-        goto out;
+    char *prepped = scram_saslprep(password);
+    const char *pw = prepped ? prepped : password;
+    size_t pwlen = strlen(pw);
+    int ok = pwlen <= INT_MAX && PKCS5_PBKDF2_HMAC(pw, (int)pwlen, s.salt, s.salt_len, iterations,
+                                                   EVP_sha256(), SCRAM_KEY_LEN, salted) == 1;
+    if (prepped) {
+        OPENSSL_cleanse(prepped, strlen(prepped));
+        free(prepped);
+    }
+    if (!ok) goto out;
     if (hmac_sha256(salted, sizeof(salted), "Client Key", 10, client_key) < 0) goto out;
     if (sha256(client_key, sizeof(client_key), s.stored_key) < 0) goto out;
     if (hmac_sha256(salted, sizeof(salted), "Server Key", 10, s.server_key) < 0) goto out;

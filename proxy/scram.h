@@ -29,7 +29,13 @@ typedef struct scram_secret {
 int scram_parse_secret(const char *text, ScramSecret *out) WUR;
 /* Format a secret as PostgreSQL stores it (buf of at least 256 bytes). */
 int scram_format_secret(const ScramSecret *s, char *buf, size_t len) WUR;
-/* PBKDF2 (expensive: worker pool).  salt NULL = random 16 bytes. */
+/*
+ * SASLprep (RFC 4013) of a password as PostgreSQL applies it: a malloc'd
+ * normalised copy, or NULL when the password is used as it is (ASCII, or
+ * not valid for SASLprep: PostgreSQL then uses the raw bytes too).
+ */
+char *scram_saslprep(const char *password);
+/* PBKDF2 (expensive: worker pool) of the SASLprep'd password.  salt NULL = random 16 bytes. */
 int scram_secret_from_password(const char *password, const uint8_t *salt, int salt_len,
                                int iterations, ScramSecret *out) WUR;
 

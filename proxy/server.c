@@ -100,6 +100,7 @@ static void server_free(void *arg)
     Server *s = arg;
     ps_server_cache_free(&s->ps, &s->pool->ps);
     ps_queue_clear(&s->psq, &s->pool->ps);
+    pool_unref(s->pool);
     params_free(&s->params);
     params_free(&s->applied);
     free(s->internal_error);
@@ -625,40 +626,10 @@ int server_run_internal(Server *s, InternalKind kind, const char *sql)
 
 /* ---------------------------------------------------------------- connecting */
 
-/*
- * libpq reports login errors as text; with PQERRORS_VERBOSE the text carries
- * the SQLSTATE ("FATAL:  3D000: database ... does not exist"), so the
- * backend's own error reaches the client unchanged.
- */
-static void server_parse_login_error(const char *text, char sqlstate[6], char *msg, size_t len)
-{
-    static const char *const sev[] = {"FATAL:  ", "ERROR:  ", "PANIC:  ", NULL};
-    strcpy(sqlstate, "08006");
-    for (int i = 0; sev[i]; i++) {
-        const char *p = strstr(text, sev[i]);
-        if (!p) continue;
-        p += strlen(sev[i]);
-        if (strlen(p) > 7 && p[5] == ':' && p[6] == ' ') {
-            memcpy(sqlstate, p, 5);
-            sqlstate[5] = 0;
-            p += 7;
-        }
-        size_t n = strcspn(p, "\n");
-        snprintf(msg, len, "%.*s", (int)n, p);
-        return;
-    }
-    /* a network-level failure: keep libpq's first line */
-    const char *p = text;
-    const char *colon = strstr(p, "failed: ");
-    if (colon) p = colon + 8;
-    size_t n = strcspn(p, "\n");
-    snprintf(msg, len, "server login failed: %.*s", (int)n, p);
-}
-
 static void server_login_failed(Server *s, const char *text)
 {
     char sqlstate[6], msg[512];
-    server_parse_login_error(text, sqlstate, msg, sizeof(msg));
+    proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg));
     if (strstr(text, "no password supplied")) {
         /*
          * libpq 15 can only log in with a password, never with a stored hash.
@@ -798,6 +769,7 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     if (!s) return NULL;
     s->loop = pool->loop;
     s->pool = pool;
+    pool_ref(pool);
     s->id = ++s->loop->next_server_id;
     list_node_init(&s->pool_node);
     params_init(&s->params);

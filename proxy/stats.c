@@ -94,7 +94,7 @@ void stats_on_wait(Pool *p, usec_t duration)
 
 /* ---- sums and averages ---- */
 
-static void stats_add(PoolStats *t, const PoolStats *s)
+void stats_add(PoolStats *t, const PoolStats *s)
 {
     t->xact_count += s->xact_count;
     t->query_count += s->query_count;
@@ -114,7 +114,7 @@ static void stats_add(PoolStats *t, const PoolStats *s)
 void stats_db_totals(const Database *db, PoolStats *cur)
 {
     ListNode *it;
-    memset(cur, 0, sizeof(*cur));
+    *cur = db->retired.stats;
     list_for_each(it, &db->pools) stats_add(cur, &list_entry(it, Pool, db_node)->stats);
 }
 
@@ -152,8 +152,8 @@ void stats_db_averages(Loop *loop, const Database *db, PoolStats *avg)
 {
     PoolStats n, o;
     ListNode *it;
-    memset(&n, 0, sizeof(n));
-    memset(&o, 0, sizeof(o));
+    n = db->retired.newer;
+    o = db->retired.older;
     list_for_each(it, &db->pools)
     {
         Pool *p = list_entry(it, Pool, db_node);
@@ -168,7 +168,7 @@ void stats_db_averages(Loop *loop, const Database *db, PoolStats *avg)
 void stats_db_latency(const Database *db, PoolLatency *out)
 {
     ListNode *it;
-    memset(out, 0, sizeof(*out));
+    *out = db->retired.latency;
     list_for_each(it, &db->pools)
     {
         Pool *p = list_entry(it, Pool, db_node);
@@ -206,6 +206,8 @@ static void stats_on_timer(evutil_socket_t fd, short ev, void *arg)
             p->stats_older = p->stats_newer;
             p->stats_newer = p->stats;
         }
+        db->retired.older = db->retired.newer;
+        db->retired.newer = db->retired.stats;
         if (loop->cfg->log_stats) {
             PoolStats avg;
             stats_db_averages(loop, db, &avg);

@@ -58,6 +58,8 @@ void stats_stop(Loop *loop);
 
 /* Per-database sums of a database's pools: current, and the two snapshots. */
 struct pool_stats;
+/* t += s, field by field. */
+void stats_add(struct pool_stats *t, const struct pool_stats *s);
 void stats_db_totals(const Database *db, struct pool_stats *cur);
 /*
  * Averages over the last complete stats_period, PgBouncer's meanings: counts

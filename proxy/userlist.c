@@ -292,3 +292,10 @@ int userlist_count(const Userlist *ul)
 {
     return ul ? ul->n : 0;
 }
+
+const char *userlist_at(const Userlist *ul, int i, const char **secret)
+{
+    if (!ul || i < 0 || i >= ul->n) return NULL;
+    if (secret) *secret = ul->v[i].secret;
+    return ul->v[i].user;
+}

@@ -20,5 +20,7 @@ void userlist_free(Userlist *ul);
 /* The secret for user, or NULL. */
 const char *userlist_get(const Userlist *ul, const char *user);
 int userlist_count(const Userlist *ul);
+/* Entry i (0 <= i < count) in user-name order: the user, and its secret in *secret. */
+const char *userlist_at(const Userlist *ul, int i, const char **secret);
 
 #endif
