@@ -390,7 +390,12 @@ need_more:;
     return 0;
 }
 
-static void client_relay(Client *c)
+/*
+ * Forward what the client has sent.  Returns false when the client was
+ * closed or the relay stopped for the server (parameters being applied);
+ * *corked is the server whose sends are being gathered (see client_relay).
+ */
+static bool client_relay_messages(Client *c, Server **corked)
 {
     uint32_t max_pkt = client_max_packet(c);
     usec_t now = 0;
@@ -415,7 +420,7 @@ static void client_relay(Client *c)
                 c->linking = true;
                 if (server_run_internal(s, INTERNAL_SETPARAMS, sql) < 0)
                     server_close(s, "could not send parameters");
-                return;
+                return false;
             }
         }
         if (c->fwd_left) {
@@ -451,7 +456,7 @@ static void client_relay(Client *c)
             if (server_send(s, p, off) < 0) {
                 conn_consume(&c->conn, off);
                 server_close(s, "write to server failed");
-                return;
+                return false;
             }
             conn_consume(&c->conn, off);
             continue;
@@ -462,31 +467,50 @@ static void client_relay(Client *c)
         if (type == 'X' && len == 4) {
             conn_consume(&c->conn, 5);
             client_close(c, NULL, "client sent Terminate");
-            return;
+            return false;
         }
         if (len < 4 || len > max_pkt) {
             client_protocol_violation(c, "invalid message length");
-            return;
+            return false;
         }
         if (type == 'Q' && len <= CLIENT_QUERY_INSPECT_MAX) {
             if (conn_reserve(&c->conn, len + 1, CLIENT_QUERY_INSPECT_MAX + 1) < 0) {
                 client_close(c, "53200", "out of memory");
-                return;
+                return false;
             }
             break;
         }
         if (ps && client_msg_known(type) && client_msg_special(type)) {
+            /*
+             * A rewritten statement name and the rest of the message go out
+             * with what follows in one write, not one syscall each.
+             */
+            if (!*corked) {
+                *corked = s;
+                conn_cork(&s->conn);
+            }
             int r = client_relay_special(c, &now);
-            if (r < 0) return;
+            if (r < 0) return false;
             if (r == 0) break;
             continue;
         }
         char msg[64];
         snprintf(msg, sizeof(msg), "invalid frontend message type %d", type);
         client_protocol_violation(c, msg);
+        return false;
+    }
+    return c->state != CLIENT_CLOSING;
+}
+
+static void client_relay(Client *c)
+{
+    Server *corked = NULL;
+    bool more = client_relay_messages(c, &corked);
+    if (corked && conn_uncork(&corked->conn) < 0 && corked->state != SERVER_CLOSING) {
+        server_close(corked, "write to server failed");
         return;
     }
-    if (c->state == CLIENT_CLOSING) return;
+    if (!more || c->state == CLIENT_CLOSING) return;
     /* backpressure: stop reading while the server has a backlog */
     if (c->server && conn_has_queue(&c->server->conn))
         conn_want_read(&c->conn, false);

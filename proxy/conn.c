@@ -180,8 +180,25 @@ static int conn_queue(Conn *c, const uint8_t *data, size_t len)
     }
     memcpy(c->obuf + c->oend, data, len);
     c->oend += (uint32_t)len;
-    conn_want_write(c, true);
+    /* corked: conn_uncork() writes, no need to wake up for it */
+    if (!c->corked) conn_want_write(c, true);
     return 0;
+}
+
+void conn_cork(Conn *c)
+{
+    c->corked = true;
+}
+
+int conn_uncork(Conn *c)
+{
+    if (!c->corked) return 0;
+    c->corked = false;
+    if (c->closed) return -1;
+    if (!conn_has_queue(c) || c->writing) return 0; /* nothing, or EV_WRITE will do it */
+    int r = conn_flush(c);
+    if (r == 1) conn_want_write(c, true);
+    return r < 0 ? -1 : 0;
 }
 
 int conn_send(Conn *c, const void *data, size_t len)
@@ -189,7 +206,7 @@ int conn_send(Conn *c, const void *data, size_t len)
     const uint8_t *p = data;
     if (c->closed) return -1;
     if (len == 0) return 0;
-    if (conn_has_queue(c)) return conn_queue(c, p, len);
+    if (conn_has_queue(c) || c->corked) return conn_queue(c, p, len);
     while (len > 0) {
         ssize_t n = c->io->write(c, p, len);
         if (n > 0) {

@@ -38,6 +38,7 @@ struct conn {
     bool events_set;
     bool reading;
     bool writing;
+    bool corked;  /* conn_cork(): sends gather in the out-queue until conn_uncork() */
     bool closed;  /* fd closed */
     bool keep_fd; /* the fd belongs to libpq (servers): PQfinish closes it */
     /* receive buffer: bytes [rpos, rend) are unconsumed */
@@ -92,6 +93,14 @@ void conn_release_buffer(Conn *c);
 
 /* Send or queue bytes.  Returns 0, or -1 when the socket failed. */
 int conn_send(Conn *c, const void *data, size_t len) WUR;
+/*
+ * Gather several sends into one write: while corked, conn_send() only
+ * copies into the out-queue; conn_uncork() writes it all (arming EV_WRITE
+ * for what the kernel does not take).  For a few small pieces that would
+ * otherwise cost a syscall each.  Returns 0, or -1 when the socket failed.
+ */
+void conn_cork(Conn *c);
+int conn_uncork(Conn *c) WUR;
 /* Write queued bytes.  Returns 0 when drained, 1 when bytes remain, -1 on error. */
 int conn_flush(Conn *c) WUR;
 static inline bool conn_has_queue(const Conn *c)
