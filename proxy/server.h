@@ -56,6 +56,8 @@ struct server {
     Client *client; /* when ACTIVE */
     PGconn *pg;
     int connect_fd; /* fd registered for PQconnectPoll */
+    /* pass-through login from a stored secret, while CONNECTING (owned; passthrough.h) */
+    struct pass_exchange *pass;
     struct event ev_connect;
     bool ev_connect_set;
     uint32_t fwd_left;
