@@ -28,6 +28,19 @@ _md5() { # PASSWORD USER -> PostgreSQL's md5 secret
 }
 
 # _pgpass PASSWORD — a pgpass file with PASSWORD for everything; prints its path
+# _scram_secret PASSWORD SALT_B64 ITERATIONS — a SCRAM secret as PostgreSQL stores it
+_scram_secret() {
+    python3 - "$@" <<'EOF'
+import base64, hashlib, hmac, sys
+pw, salt_b64, it = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sp = hashlib.pbkdf2_hmac("sha256", pw.encode(), base64.b64decode(salt_b64), it)
+ck = hmac.new(sp, b"Client Key", "sha256").digest()
+sk = hmac.new(sp, b"Server Key", "sha256").digest()
+b64 = lambda b: base64.b64encode(b).decode()
+print(f"SCRAM-SHA-256${it}:{salt_b64}${b64(hashlib.sha256(ck).digest())}:{b64(sk)}")
+EOF
+}
+
 _pgpass() {
     local f=$TEST_TMP/pgpass.$RANDOM
     printf '*:*:*:*:%s\n' "$1" >"$f"
@@ -242,6 +255,35 @@ test_md5_hash_against_scram_backend_and_scram_secret_against_md5_backend_say_why
     pf_start "auth_type = scram-sha-256" "auth_file = $TEST_TMP/userlist.txt"
     out=$(_login md5user scrampass -c "select 1") && fail "SCRAM secret logged in to md5: $out"
     assert_contains "$out" "has only its SCRAM secret, which cannot answer md5"
+    pf_alive || fail "pgfunnel died"
+    pf_stop
+}
+
+# timeout: 60
+test_backend_refusals_during_the_exchange_reach_the_client() {
+    local out salt mark
+    [ -x "$TOOLS_DIR/pq_startup" ] || fail "$TOOLS_DIR/pq_startup missing"
+    # a wrong md5 hash: the backend's own error (SQLSTATE and message) reaches the client
+    _userlist md5user "$(_md5 wrongpass md5user)"
+    pf_start "auth_type = trust" "auth_file = $TEST_TMP/userlist.txt"
+    out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=md5user --timeout 5)
+    assert_contains "$out" 'E FATAL 28P01 password authentication failed for user "md5user"'
+    pf_stop
+    # a SCRAM secret with the backend's salt but another password: pgfunnel accepts
+    # the client (its proof matches the secret on file), the backend refuses the proof
+    salt=$(_secret scramuser | sed 's/^SCRAM-SHA-256\$4096:\([^$]*\)\$.*/\1/')
+    _userlist scramuser "$(_scram_secret otherpw "$salt" 4096)"
+    pf_start "auth_type = scram-sha-256" "auth_file = $TEST_TMP/userlist.txt"
+    mark=$(pf_log_mark)
+    out=$(_login scramuser otherpw -c "select 1") && fail "wrong secret logged in: $out"
+    assert_contains "$out" 'password authentication failed for user "scramuser"'
+    assert_contains "$(pf_logs_since "$mark")" 'login failed: 28P01 password authentication failed'
+    pf_stop
+    # another salt: the secret is not the backend's, pgfunnel says so
+    _userlist scramuser "$(_scram_secret otherpw "c2FsdHNhbHRzYWx0c2FsdA==" 4096)"
+    pf_start "auth_type = scram-sha-256" "auth_file = $TEST_TMP/userlist.txt"
+    out=$(_login scramuser otherpw -c "select 1") && fail "wrong secret logged in: $out"
+    assert_contains "$out" "is not the server's (different salt or iteration count)"
     pf_alive || fail "pgfunnel died"
     pf_stop
 }
