@@ -34,6 +34,7 @@
 #include "hba.h"
 #include "log.h"
 #include "loop.h"
+#include "passthrough.h"
 #include "pool.h"
 #include "proto.h"
 #include "scram.h"
@@ -238,6 +239,20 @@ static void auth_succeed(Client *c)
     client_auth_ok(c);
 }
 
+/*
+ * The login proved the stored secret (and, for a SCRAM secret, gave its
+ * ClientKey): keep both on the client, so that pool_client_login() can hand
+ * them to the pool for backend logins (pass-through).  Best effort: without
+ * it only pass-through is missing.
+ */
+static void auth_keep_proof(Client *c, const uint8_t *client_key)
+{
+    AuthState *a = c->auth;
+    if (c->admin || !a->secret) return;
+    passthrough_cred_free(c->pass_cred);
+    c->pass_cred = passthrough_cred_new(a->secret, client_key);
+}
+
 static int auth_send(Client *c, PktBuf *b)
 {
     int r = (b->failed || conn_send(&c->conn, b->data, b->len) < 0) ? -1 : 0;
@@ -268,10 +283,11 @@ typedef struct auth_job {
     ScramState *scram; /* JOB_SCRAM_FINAL: owned by the job while it runs */
     /* results */
     int ok;       /* 1 ok, 0 failed, -1 protocol error */
-    char *output; /* server-final message / auth_query secret */
-    bool found;   /* auth_query returned a row with a usable secret */
+    char *output; /* server-final message */
     ScramSecret verifier;
     uint8_t tag[32];
+    uint8_t client_key[SCRAM_KEY_LEN]; /* JOB_CHECK_PLAIN with a SCRAM secret: for pass-through */
+    bool have_client_key;
     char err[256];
 } AuthJob;
 
@@ -304,17 +320,26 @@ static void sha256_tag(const char *s, uint8_t out[32])
     EVP_Digest(s, strlen(s), out, &len, EVP_sha256(), NULL);
 }
 
-/* A plaintext password against any kind of stored secret. */
-static bool check_plain(const char *secret, const char *user, const char *password)
+/*
+ * A plaintext password against any kind of stored secret.  For a SCRAM
+ * secret the derivation also yields the ClientKey (into client_key when not
+ * NULL), which a backend login can use later (pass-through).
+ */
+static bool check_plain(const char *secret, const char *user, const char *password,
+                        uint8_t *client_key)
 {
     if (strncmp(secret, "SCRAM-SHA-256$", 14) == 0) {
         ScramSecret stored, got;
+        uint8_t ck[SCRAM_KEY_LEN];
         if (scram_parse_secret(secret, &stored) < 0) return false;
-        if (scram_secret_from_password(password, stored.salt, stored.salt_len, stored.iterations,
-                                       &got) < 0)
+        if (scram_keys_from_password(password, stored.salt, stored.salt_len, stored.iterations,
+                                     &got, ck) < 0)
             return false;
-        return scram_ct_equal(stored.stored_key, got.stored_key, SCRAM_KEY_LEN) &&
-               scram_ct_equal(stored.server_key, got.server_key, SCRAM_KEY_LEN);
+        bool ok = scram_ct_equal(stored.stored_key, got.stored_key, SCRAM_KEY_LEN) &&
+                  scram_ct_equal(stored.server_key, got.server_key, SCRAM_KEY_LEN);
+        if (ok && client_key) memcpy(client_key, ck, SCRAM_KEY_LEN);
+        OPENSSL_cleanse(ck, sizeof(ck));
+        return ok;
     }
     if (strncmp(secret, "md5", 3) == 0 && strlen(secret) == 35) {
         char h[36];
@@ -330,7 +355,8 @@ static void auth_job_work(WorkqJob *wj)
     AuthJob *j = (AuthJob *)wj;
     switch (j->kind) {
     case JOB_CHECK_PLAIN:
-        j->ok = j->secret && check_plain(j->secret, j->user, j->input) ? 1 : 0;
+        j->ok = j->secret && check_plain(j->secret, j->user, j->input, j->client_key) ? 1 : 0;
+        j->have_client_key = j->ok == 1 && strncmp(j->secret, "SCRAM-SHA-256$", 14) == 0;
         break;
     case JOB_CHECK_MD5:
         j->ok = j->secret && md5_check_response(j->secret, j->user, j->salt, j->input) ? 1 : 0;
@@ -381,10 +407,12 @@ static void auth_job_done(WorkqJob *wj, int status)
     switch (j->kind) {
     case JOB_CHECK_PLAIN:
     case JOB_CHECK_MD5:
-        if (j->ok == 1)
+        if (j->ok == 1) {
+            auth_keep_proof(c, j->have_client_key ? j->client_key : NULL);
             auth_succeed(c);
-        else
+        } else {
             auth_fail(c);
+        }
         break;
     case JOB_SCRAM_DERIVE: {
         if (!j->ok) {
@@ -416,6 +444,10 @@ static void auth_job_done(WorkqJob *wj, int status)
             pkt_put_u32(&b, 12); /* AuthenticationSASLFinal */
             pkt_put_bytes(&b, j->output, strlen(j->output));
             pkt_end(&b);
+            /* a ClientKey only helps with the secret it was proved against, not a derived one */
+            ScramState *st = a->scram;
+            bool key = st->have_client_key && strncmp(a->secret, "SCRAM-SHA-256$", 14) == 0;
+            auth_keep_proof(c, key ? st->client_key : NULL);
             if (auth_send(c, &b) == 0) auth_succeed(c);
         }
         break;
@@ -629,9 +661,14 @@ bool auth_check_password(Loop *loop, const char *user, const char *password)
     free(mix);
     CacheEntry *e = cache_find(&ac->verifiers, key);
     if (e && scram_ct_equal(e->tag, tag, sizeof(tag))) return true;
-    bool ok = check_plain(secret, user, password);
+    bool ok = check_plain(secret, user, password, NULL);
     if (ok && (e = cache_put(&ac->verifiers, key))) memcpy(e->tag, tag, sizeof(tag));
     return ok;
+}
+
+const char *auth_file_secret(Loop *loop, const char *user)
+{
+    return loop->auth && loop->auth->userlist ? userlist_get(loop->auth->userlist, user) : NULL;
 }
 
 const char *auth_backend_password(Loop *loop, const char *user)

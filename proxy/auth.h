@@ -48,6 +48,8 @@ void auth_client_free(Client *c);
  * (or nothing) is known.
  */
 const char *auth_backend_password(Loop *loop, const char *user);
+/* The user's secret in auth_file, of any kind (plaintext, md5, SCRAM), or NULL. */
+const char *auth_file_secret(Loop *loop, const char *user);
 
 /*
  * Check a password against the user's secret in auth_file, synchronously

@@ -31,6 +31,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "passthrough.h"
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
@@ -114,6 +115,7 @@ static void client_free(void *arg)
 {
     Client *c = arg;
     auth_client_free(c);
+    passthrough_cred_free(c->pass_cred);
     if (c->pool) {
         ps_client_map_free(&c->ps, &c->pool->ps);
         pool_unref(c->pool);

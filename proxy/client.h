@@ -65,6 +65,7 @@ struct client {
     bool tls_job;            /* a handshake step runs on a worker: it owns ssl and the fd */
     struct ssl_st *ssl;      /* client TLS session (owned; freed with the client) */
     struct auth_state *auth; /* while authenticating */
+    PassCred *pass_cred;     /* what the login proved, for pass-through (owned, wiped on free) */
     uint32_t fwd_left;       /* bytes of the current message still to forward */
     int expected_rfq;        /* ReadyForQuery messages the server still owes */
     char tx_status;          /* last ReadyForQuery status seen: I, T, E */

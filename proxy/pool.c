@@ -23,6 +23,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "passthrough.h"
 #include "pool.h"
 #include "server.h"
 #include "workq.h"
@@ -275,6 +276,7 @@ static void pool_free(Pool *p, bool retire)
     if (list_empty(&db->pools)) db->unused_since = loop_now(p->loop);
     ps_registry_free(&p->ps);
     params_free(&p->welcome);
+    passthrough_cred_free(p->pass_cred);
     free(p->failure_msg);
     pool_user_put(p->loop, p->user);
     free(p->username);
@@ -463,6 +465,13 @@ static void pool_launch_all(Database *db)
 
 void pool_client_login(Pool *p, Client *c)
 {
+    /*
+     * What the client proved logs later servers in (pass-through).  A new
+     * secret or ClientKey may succeed where the last server login failed: it
+     * gets a try at once instead of the remembered failure.
+     */
+    if (c->pass_cred && !p->db->user && passthrough_cred_keep(&p->pass_cred, c->pass_cred))
+        p->last_failure = 0;
     if (p->have_welcome) {
         client_finish_login(c);
         return;

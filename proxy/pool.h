@@ -103,6 +103,13 @@ struct pool {
     PsRegistry ps;                      /* prepared statements of all clients, by text and types */
     PoolStats stats_newer, stats_older; /* stats.c: snapshots of the last two stats_periods */
     PoolLatency latency;                /* stats.c: query/xact/wait histograms */
+    /*
+     * Pass-through (passthrough.h): the stored secret and ClientKey the last
+     * logins proved, for new servers of the pool.  Owned; replaced when a
+     * login proves a different secret; wiped when the pool is freed.  Never
+     * set for a database with a forced user (it has its own password).
+     */
+    PassCred *pass_cred;
 };
 
 /*

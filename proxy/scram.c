@@ -242,12 +242,6 @@ int scram_format_secret(const ScramSecret *s, char *buf, size_t len)
     return 0;
 }
 
-/*
- * Note: PostgreSQL runs the password through SASLprep (RFC 4013) first.  For
- * ASCII passwords that is the identity (and PostgreSQL uses the raw bytes
- * whenever SASLprep fails), so only non-ASCII passwords that SASLprep would
- * normalise differ; those are not normalised here.
- */
 char *scram_saslprep(const char *password)
 {
     /* ASCII needs no preparation (PostgreSQL takes the same shortcut) */
@@ -272,8 +266,9 @@ char *scram_saslprep(const char *password)
     return out;
 }
 
-int scram_secret_from_password(const char *password, const uint8_t *salt, int salt_len,
-                               int iterations, ScramSecret *out)
+int scram_keys_from_password(const char *password, const uint8_t *salt, int salt_len,
+                             int iterations, ScramSecret *out,
+                             uint8_t client_key_out[SCRAM_KEY_LEN])
 {
     ScramSecret s;
     uint8_t salted[SCRAM_KEY_LEN];
@@ -306,12 +301,19 @@ int scram_secret_from_password(const char *password, const uint8_t *salt, int sa
     if (sha256(client_key, sizeof(client_key), s.stored_key) < 0) goto out;
     if (hmac_sha256(salted, sizeof(salted), "Server Key", 10, s.server_key) < 0) goto out;
     *out = s;
+    if (client_key_out) memcpy(client_key_out, client_key, SCRAM_KEY_LEN);
     rc = 0;
 out:
     OPENSSL_cleanse(salted, sizeof(salted));
     OPENSSL_cleanse(client_key, sizeof(client_key));
     OPENSSL_cleanse(&s, sizeof(s));
     return rc;
+}
+
+int scram_secret_from_password(const char *password, const uint8_t *salt, int salt_len,
+                               int iterations, ScramSecret *out)
+{
+    return scram_keys_from_password(password, salt, salt_len, iterations, out, NULL);
 }
 
 /*
@@ -659,6 +661,9 @@ int scram_handle_client_final(ScramState *st, const char *msg, size_t len, char 
 
     if (hmac_sha256(st->secret.server_key, SCRAM_KEY_LEN, authmsg, strlen(authmsg), server_sig) < 0)
         goto crypto_fail;
+    /* the proof is right: keep the ClientKey for backend logins (pass-through) */
+    memcpy(st->client_key, client_key, SCRAM_KEY_LEN);
+    st->have_client_key = true;
     char *v = b64_encode(server_sig, SCRAM_KEY_LEN);
     if (!v) goto crypto_fail;
     size_t vlen = strlen(v) + 3;
@@ -684,6 +689,238 @@ out:
     free(cb_expected);
     free(cb_b64);
     free(authmsg);
+    free(buf);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- client side */
+
+void scram_client_init(ScramClient *cl, const ScramSecret *secret,
+                       const uint8_t client_key[SCRAM_KEY_LEN])
+{
+    memset(cl, 0, sizeof(*cl));
+    cl->secret = *secret;
+    memcpy(cl->client_key, client_key, SCRAM_KEY_LEN);
+}
+
+void scram_client_free(ScramClient *cl)
+{
+    free(cl->client_first_bare);
+    free(cl->client_nonce);
+    free(cl->gs2_header);
+    OPENSSL_cleanse(cl, sizeof(*cl));
+    memset(cl, 0, sizeof(*cl));
+}
+
+int scram_client_first(ScramClient *cl, const uint8_t *cbind, int cbind_len, char **out, char *err,
+                       size_t errlen)
+{
+    uint8_t stored[SCRAM_KEY_LEN];
+    uint8_t raw[SCRAM_NONCE_RAW];
+    const char *user = cl->test_user ? cl->test_user : "";
+
+    *out = NULL;
+    if (cl->client_first_bare) {
+        set_err(err, errlen, "SCRAM exchange already started");
+        return -1;
+    }
+    /* a stale ClientKey would only fail at the server: say so here */
+    if (sha256(cl->client_key, SCRAM_KEY_LEN, stored) < 0 ||
+        !scram_ct_equal(stored, cl->secret.stored_key, SCRAM_KEY_LEN)) {
+        OPENSSL_cleanse(stored, sizeof(stored));
+        set_err(err, errlen, "the ClientKey does not belong to the stored SCRAM secret");
+        return -1;
+    }
+    OPENSSL_cleanse(stored, sizeof(stored));
+    if (cbind && (cbind_len <= 0 || cbind_len > (int)sizeof(cl->cbind))) {
+        set_err(err, errlen, "invalid channel binding data");
+        return -1;
+    }
+    if (strchr(user, ',') || strchr(user, '=')) {
+        set_err(err, errlen, "SCRAM user name needs escaping");
+        return -1;
+    }
+    if (cl->test_client_nonce) {
+        cl->client_nonce =
+            scram_printable(cl->test_client_nonce) ? strdup(cl->test_client_nonce) : NULL;
+    } else if (RAND_bytes(raw, sizeof(raw)) == 1) {
+        cl->client_nonce = b64_encode(raw, sizeof(raw));
+    }
+    if (!cl->client_nonce) {
+        set_err(err, errlen, "could not generate a SCRAM nonce");
+        return -1;
+    }
+    if (cbind) {
+        memcpy(cl->cbind, cbind, (size_t)cbind_len);
+        cl->cbind_len = cbind_len;
+    }
+    cl->gs2_header = strdup(cbind ? "p=" CBIND_NAME ",," : "n,,");
+    size_t blen = strlen(user) + strlen(cl->client_nonce) + 8;
+    cl->client_first_bare = malloc(blen);
+    if (!cl->gs2_header || !cl->client_first_bare) goto oom;
+    snprintf(cl->client_first_bare, blen, "n=%s,r=%s", user, cl->client_nonce);
+    size_t olen = strlen(cl->gs2_header) + strlen(cl->client_first_bare) + 1;
+    *out = malloc(olen);
+    if (!*out) goto oom;
+    snprintf(*out, olen, "%s%s", cl->gs2_header, cl->client_first_bare);
+    return 0;
+oom:
+    set_err(err, errlen, "out of memory");
+    return -1;
+}
+
+int scram_client_final(ScramClient *cl, const char *msg, size_t len, char **out, char *err,
+                       size_t errlen)
+{
+    char *buf = NULL, *server_first = NULL, *without_proof = NULL, *authmsg = NULL;
+    char *cb_b64 = NULL, *proof_b64 = NULL;
+    uint8_t *cb_raw = NULL;
+    uint8_t salt[SCRAM_SALT_MAX];
+    uint8_t sig[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
+    int rc = -1;
+
+    *out = NULL;
+    if (!cl->client_first_bare || cl->have_server_sig) {
+        set_err(err, errlen, "unexpected SCRAM server-first-message");
+        return -1;
+    }
+    buf = msg_dup(msg, len);
+    server_first = msg_dup(msg, len);
+    if (!buf || !server_first) {
+        set_err(err, errlen, "malformed SCRAM server-first-message");
+        goto out;
+    }
+    char *p = buf;
+    if (*p == 'm') {
+        set_err(err, errlen, "server requires an unsupported SCRAM extension");
+        goto out;
+    }
+    char *nonce = read_attr(&p, 'r');
+    size_t cn = strlen(cl->client_nonce);
+    /* the server's nonce extends ours (RFC 5802: and must add something) */
+    if (!nonce || !scram_printable(nonce) || strlen(nonce) <= cn ||
+        memcmp(nonce, cl->client_nonce, cn) != 0) {
+        set_err(err, errlen, "invalid SCRAM nonce from the server");
+        goto out;
+    }
+    char *salt_b64 = read_attr(&p, 's');
+    int salt_len = salt_b64 ? b64_decode(salt_b64, strlen(salt_b64), salt, sizeof(salt)) : -1;
+    if (salt_len <= 0) {
+        set_err(err, errlen, "invalid SCRAM salt from the server");
+        goto out;
+    }
+    char *iter_s = read_attr(&p, 'i');
+    char *end = NULL;
+    errno = 0;
+    long iter = iter_s && *iter_s >= '0' && *iter_s <= '9' ? strtol(iter_s, &end, 10) : -1;
+    if (!iter_s || errno || !end || *end || iter <= 0 || iter > INT_MAX) {
+        set_err(err, errlen, "invalid SCRAM iteration count from the server");
+        goto out;
+    }
+    while (*p) {
+        if (!skip_any_attr(&p)) {
+            set_err(err, errlen, "malformed SCRAM server-first-message");
+            goto out;
+        }
+    }
+    /* the ClientKey only answers for the secret it was proved against */
+    if (salt_len != cl->secret.salt_len || memcmp(salt, cl->secret.salt, (size_t)salt_len) != 0 ||
+        iter != cl->secret.iterations) {
+        set_err(err, errlen, "the server's SCRAM salt or iteration count differ from the secret");
+        rc = SCRAM_CLIENT_MISMATCH;
+        goto out;
+    }
+
+    /* c= base64(gs2 header [+ channel binding data]) */
+    size_t gs2len = strlen(cl->gs2_header);
+    size_t cblen = gs2len + (size_t)cl->cbind_len;
+    cb_raw = malloc(cblen);
+    if (!cb_raw) goto oom;
+    memcpy(cb_raw, cl->gs2_header, gs2len);
+    if (cl->cbind_len > 0) memcpy(cb_raw + gs2len, cl->cbind, (size_t)cl->cbind_len);
+    cb_b64 = b64_encode(cb_raw, cblen);
+    if (!cb_b64) goto oom;
+    size_t wlen = strlen(cb_b64) + strlen(nonce) + 8;
+    without_proof = malloc(wlen);
+    if (!without_proof) goto oom;
+    snprintf(without_proof, wlen, "c=%s,r=%s", cb_b64, nonce);
+
+    /* AuthMessage = client-first-bare "," server-first "," client-final-without-proof */
+    size_t alen = strlen(cl->client_first_bare) + strlen(server_first) + strlen(without_proof) + 3;
+    authmsg = malloc(alen);
+    if (!authmsg) goto oom;
+    snprintf(authmsg, alen, "%s,%s,%s", cl->client_first_bare, server_first, without_proof);
+
+    /* ClientProof = ClientKey XOR HMAC(StoredKey, AuthMessage) */
+    if (hmac_sha256(cl->secret.stored_key, SCRAM_KEY_LEN, authmsg, strlen(authmsg), sig) < 0 ||
+        hmac_sha256(cl->secret.server_key, SCRAM_KEY_LEN, authmsg, strlen(authmsg),
+                    cl->server_sig) < 0) {
+        set_err(err, errlen, "SCRAM computation failed");
+        goto out;
+    }
+    for (int i = 0; i < SCRAM_KEY_LEN; i++)
+        proof[i] = cl->client_key[i] ^ sig[i];
+    cl->have_server_sig = true;
+    proof_b64 = b64_encode(proof, SCRAM_KEY_LEN);
+    if (!proof_b64) goto oom;
+    size_t olen = strlen(without_proof) + strlen(proof_b64) + 4;
+    *out = malloc(olen);
+    if (!*out) goto oom;
+    snprintf(*out, olen, "%s,p=%s", without_proof, proof_b64);
+    rc = 0;
+    goto out;
+oom:
+    set_err(err, errlen, "out of memory");
+    rc = -1;
+out:
+    OPENSSL_cleanse(sig, sizeof(sig));
+    OPENSSL_cleanse(proof, sizeof(proof));
+    if (proof_b64) OPENSSL_cleanse(proof_b64, strlen(proof_b64));
+    free(proof_b64);
+    free(cb_b64);
+    free(cb_raw);
+    free(authmsg);
+    free(without_proof);
+    free(server_first);
+    free(buf);
+    return rc;
+}
+
+int scram_client_verify(ScramClient *cl, const char *msg, size_t len, char *err, size_t errlen)
+{
+    uint8_t v[SCRAM_KEY_LEN];
+    int rc = -1;
+    if (!cl->have_server_sig) {
+        set_err(err, errlen, "unexpected SCRAM server-final-message");
+        return -1;
+    }
+    char *buf = msg_dup(msg, len);
+    if (!buf) {
+        set_err(err, errlen, "malformed SCRAM server-final-message");
+        return -1;
+    }
+    char *p = buf;
+    char *e = read_attr(&p, 'e');
+    if (e) {
+        if (err && errlen > 0) snprintf(err, errlen, "the server refused the SCRAM proof: %s", e);
+        rc = 0;
+        goto out;
+    }
+    char *vb64 = read_attr(&p, 'v');
+    if (!vb64 || b64_decode(vb64, strlen(vb64), v, sizeof(v)) != SCRAM_KEY_LEN) {
+        set_err(err, errlen, "malformed SCRAM server-final-message");
+        goto out;
+    }
+    while (*p) {
+        if (!skip_any_attr(&p)) {
+            set_err(err, errlen, "malformed SCRAM server-final-message");
+            goto out;
+        }
+    }
+    rc = scram_ct_equal(v, cl->server_sig, SCRAM_KEY_LEN) ? 1 : 0;
+    if (rc == 0) set_err(err, errlen, "the server's SCRAM signature is wrong");
+out:
+    OPENSSL_cleanse(v, sizeof(v));
     free(buf);
     return rc;
 }
@@ -730,7 +967,7 @@ void md5_password_hash(const char *password, const char *user, char out[36])
     md5_hex2(password, strlen(password), user, strlen(user), out);
 }
 
-static bool is_md5_secret(const char *s)
+bool md5_is_secret(const char *s)
 {
     if (strncmp(s, "md5", 3) != 0 || strlen(s) != 35) return false;
     for (int i = 3; i < 35; i++) {
@@ -750,7 +987,7 @@ bool md5_check_response(const char *stored, const char *user, const uint8_t salt
     if (!stored || !user || !response || stored[0] == '\0') return false;
     /* A SCRAM verifier cannot answer an md5 challenge (PostgreSQL refuses too). */
     if (strncmp(stored, "SCRAM-SHA-256$", 14) == 0) return false;
-    if (is_md5_secret(stored))
+    if (md5_is_secret(stored))
         memcpy(hash, stored, 36);
     else
         md5_password_hash(stored, user, hash);
@@ -760,4 +997,11 @@ bool md5_check_response(const char *stored, const char *user, const uint8_t salt
     OPENSSL_cleanse(hash, sizeof(hash));
     OPENSSL_cleanse(expect, sizeof(expect));
     return ok;
+}
+
+bool md5_salted_response(const char *stored, const uint8_t salt[4], char out[36])
+{
+    if (!stored || !md5_is_secret(stored)) return false;
+    /* the stored hex digits are what a client computes from its password */
+    return md5_hex2(stored + 3, 32, salt, 4, out);
 }

@@ -24,6 +24,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "passthrough.h"
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
@@ -103,6 +104,7 @@ static void server_free(void *arg)
     pool_unref(s->pool);
     params_free(&s->params);
     params_free(&s->applied);
+    passthrough_free(s->pass);
     free(s->internal_error);
     free(s);
 }
@@ -626,28 +628,37 @@ int server_run_internal(Server *s, InternalKind kind, const char *sql)
 
 /* ---------------------------------------------------------------- connecting */
 
-static void server_login_failed(Server *s, const char *text)
+/* The login cannot succeed: tell the pool (and its waiting clients), then close. */
+static void server_login_refused(Server *s, const char *sqlstate, const char *msg)
 {
-    char sqlstate[6], msg[512];
-    proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg));
-    if (strstr(text, "no password supplied")) {
-        /*
-         * libpq 15 can only log in with a password, never with a stored hash.
-         * Not 28P01: the client's own password was fine, this is configuration.
-         */
-        strcpy(sqlstate, "28000");
-        snprintf(msg, sizeof(msg),
-                 "the server requires a password for user \"%s\" and pgfunnel has none it can "
-                 "use: set password= in the [databases] entry or put the plaintext password in "
-                 "auth_file (md5/SCRAM secrets cannot be used to log in to the server)",
-                 s->pool->username);
-    }
     Pool *p = s->pool;
     s->loop->stats.servers_failed++;
     log_at(LOG_LEVEL_WARNING, s->prefix, "login failed: %s %s", sqlstate, msg);
     /* first the failure (so closing does not retry at once), then the close */
     pool_server_login_failed(p, sqlstate, msg);
     server_close(s, "login failed");
+}
+
+static void server_login_failed(Server *s, const char *text)
+{
+    char sqlstate[6], msg[512];
+    proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg));
+    if (strstr(text, "no password supplied")) {
+        /*
+         * Nothing to log in with: no plaintext password for libpq and no
+         * stored secret for pass-through (or the server asked for a
+         * cleartext password, which a hash cannot give).  Not 28P01: the
+         * client's own password was fine, this is configuration.
+         */
+        strcpy(sqlstate, "28000");
+        snprintf(msg, sizeof(msg),
+                 "the server requires a password for user \"%s\" and pgfunnel has none it can "
+                 "use: set password= in the [databases] entry, or put the plaintext password or "
+                 "its md5/SCRAM secret in auth_file (with auth_query, secrets are learned when "
+                 "a client logs in; a cleartext password request needs the plaintext)",
+                 s->pool->username);
+    }
+    server_login_refused(s, sqlstate, msg);
 }
 
 static void server_login_done(Server *s)
@@ -657,6 +668,9 @@ static void server_login_done(Server *s)
         event_del(&s->ev_connect);
         s->ev_connect_set = false;
     }
+    const char *pass_method = passthrough_method(s->pass);
+    passthrough_free(s->pass); /* its secrets are not needed any more */
+    s->pass = NULL;
     s->backend_pid = (uint32_t)PQbackendPID(s->pg);
     s->created = s->last_used = time_now_usec();
     snprintf(s->prefix, sizeof(s->prefix), "S-%u %s@%s pid=%u", s->id, s->pool->username,
@@ -685,7 +699,8 @@ static void server_login_done(Server *s)
     conn_want_read(&s->conn, true);
     s->tx_status = 'I';
     s->loop->stats.servers_opened++;
-    log_at(LOG_LEVEL_DEBUG, s->prefix, "new server connection");
+    log_at(LOG_LEVEL_DEBUG, s->prefix, "new server connection%s%s",
+           pass_method ? ", pass-through " : "", pass_method ? pass_method : "");
     Database *db = s->pool->db;
     if (db->connect_query && *db->connect_query) {
         if (server_run_internal(s, INTERNAL_CONNECT_QUERY, db->connect_query) < 0)
@@ -707,21 +722,46 @@ static void server_wait_connect(Server *s, short what)
     s->ev_connect_set = true;
 }
 
+/*
+ * One connect step.  With pass-through, the password exchange that libpq
+ * cannot do runs between two PQconnectPoll calls (see passthrough.c): right
+ * after libpq sent a startup packet, and until the exchange hands back.
+ */
 static void server_poll(Server *s)
 {
-    switch (PQconnectPoll(s->pg)) {
-    case PGRES_POLLING_READING:
-        server_wait_connect(s, EV_READ);
-        break;
-    case PGRES_POLLING_WRITING:
-        server_wait_connect(s, EV_WRITE);
-        break;
-    case PGRES_POLLING_OK:
-        server_login_done(s);
-        break;
-    default:
-        server_login_failed(s, PQerrorMessage(s->pg));
-        break;
+    for (;;) {
+        if (s->pass) {
+            char sqlstate[6], msg[512];
+            switch (passthrough_poll(s->pass, s->pg, sqlstate, msg, sizeof(msg))) {
+            case PASS_WAIT_READ:
+                server_wait_connect(s, EV_READ);
+                return;
+            case PASS_WAIT_WRITE:
+                server_wait_connect(s, EV_WRITE);
+                return;
+            case PASS_FAILED:
+                server_login_refused(s, sqlstate, msg);
+                return;
+            case PASS_LIBPQ:
+                break;
+            }
+        }
+        switch (PQconnectPoll(s->pg)) {
+        case PGRES_POLLING_READING:
+            if (s->pass && passthrough_startup_sent(s->pass, s->pg))
+                continue; /* the server's answer is ours to look at first */
+            server_wait_connect(s, EV_READ);
+            return;
+        case PGRES_POLLING_WRITING:
+            server_wait_connect(s, EV_WRITE);
+            return;
+        case PGRES_POLLING_OK:
+            server_login_done(s);
+            return;
+        default:
+            server_login_failed(s, PQerrorMessage(s->pg));
+            return;
+        }
     }
 }
 
@@ -792,8 +832,13 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     KV("port", port);
     KV("dbname", db->dbname ? db->dbname : db->name);
     KV("user", pool->username);
-    /* a forced user's password, else a plaintext secret from auth_file */
-    KV("password", db->password ? db->password : auth_backend_password(s->loop, pool->username));
+    /* a forced user's password, else a plaintext secret from auth_file or auth_query */
+    const char *password =
+        db->password ? db->password : auth_backend_password(s->loop, pool->username);
+    if (!password) password = passthrough_password(pool);
+    KV("password", password);
+    /* without one, a stored md5/SCRAM secret may answer the server (pass-through) */
+    if (!password || !*password) s->pass = passthrough_new(pool);
     KV("client_encoding", db->client_encoding);
     KV("application_name", db->application_name);
     KV("fallback_application_name", "pgfunnel");

@@ -10,8 +10,9 @@
  *   SERVER_ACTIVE      linked to a client                    -> pool->active
  *   SERVER_CLOSING     closed, freed at end of loop          -> none
  *
- * libpq only connects and authenticates; after CONNECTION_OK the relay
- * reads and writes the socket itself.  The PGconn is kept for PQgetCancel
+ * libpq only connects and authenticates (passthrough.c answers an md5 or
+ * SCRAM request from a stored secret when libpq has no password); after
+ * CONNECTION_OK the relay reads and writes the socket itself.  The PGconn is kept for PQgetCancel
  * and closed with PQfinish (which also closes the socket).
  * Ownership: the Pool owns its servers; server_close() unlinks and defers
  * the free.
@@ -56,6 +57,8 @@ struct server {
     Client *client; /* when ACTIVE */
     PGconn *pg;
     int connect_fd; /* fd registered for PQconnectPoll */
+    /* pass-through login from a stored secret, while CONNECTING (owned; passthrough.h) */
+    struct pass_exchange *pass;
     struct event ev_connect;
     bool ev_connect_set;
     uint32_t fwd_left;

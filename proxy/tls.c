@@ -119,6 +119,11 @@ int tls_server_end_point(SSL *ssl, uint8_t out[64])
     return tls_cert_end_point(SSL_get_certificate(ssl), out);
 }
 
+int tls_peer_end_point(SSL *ssl, uint8_t out[64])
+{
+    return tls_cert_end_point(SSL_get0_peer_certificate(ssl), out);
+}
+
 static void tls_compute_cbind(TlsContext *t)
 {
     t->cbind_len = tls_cert_end_point(SSL_CTX_get0_certificate(t->ctx), t->cbind);

@@ -38,6 +38,8 @@ bool tls_conn_pending(const Conn *c);
 
 /* tls-server-end-point channel binding data of the session's own certificate; 0 if none. */
 int tls_server_end_point(SSL *ssl, uint8_t out[64]);
+/* The same for the peer's certificate (a backend's, for pass-through SCRAM-SHA-256-PLUS). */
+int tls_peer_end_point(SSL *ssl, uint8_t out[64]);
 
 /* The CN of a verified client certificate, or NULL (malloc'd). */
 char *tls_peer_common_name(SSL *ssl);

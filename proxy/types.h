@@ -27,6 +27,7 @@ typedef struct server Server;      /* server.h: one backend connection */
 typedef struct pool Pool;          /* pool.h: servers + waiting clients of one (db, user) */
 typedef struct database Database;  /* pool.h: runtime state of one [databases] entry */
 typedef struct param_set ParamSet; /* params.h: tracked session parameters */
+typedef struct pass_cred PassCred; /* passthrough.h: a stored secret + ClientKey a login proved */
 
 /* Microseconds since an arbitrary monotonic origin; all timeouts use this. */
 typedef int64_t usec_t;

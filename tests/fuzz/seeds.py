@@ -61,6 +61,8 @@ SEEDS = {
         "rfc7677": b"\x00" + RFC_CF + b"\0" + RFC_CFIN,
         "plus": b"\x03p=tls-server-end-point,," + RFC_CF[3:] + b"\0" + RFC_CFIN.replace(b"c=biws", b"c=cD10bHMtc2VydmVyLWVuZC1wb2ludCwsAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="),
         "client_wants_plus": b"\x02y,," + RFC_CF[3:] + b"\0c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA",
+        # the client side: server-first and server-final of RFC 7677
+        "server_msgs": b"\x00r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096\0v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
         "secret": b"\x00SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
     },
     "userlist": {

@@ -268,19 +268,19 @@ test_backend_login_uses_plaintext_password_from_auth_file() {
 }
 
 # timeout: 40
-test_backend_login_with_only_a_hash_says_what_to_configure() {
+test_backend_login_without_any_secret_says_what_to_configure() {
     local out
-    _userlist scramuser "$(_secret scramuser)" md5user "$(_md5 md5pass md5user)"
-    # plain: the client's password is checked against either kind of hash
-    pf_start "auth_type = plain" "auth_file = $TEST_TMP/userlist.txt"
-    for u in scramuser:scrampass md5user:md5pass; do
-        if out=$(_login "${u%%:*}" "${u#*:}" postgres -c "select 1"); then
-            fail "login of ${u%%:*} succeeded although pgfunnel has no usable backend password: $out"
+    # trusted clients, no auth_file: pgfunnel has nothing to answer the server with
+    # (md5/SCRAM secrets on file do work: t_passthrough.sh)
+    pf_start "auth_type = trust"
+    for u in scramuser md5user; do
+        if out=$(_login "$u" "" postgres -c "select 1"); then
+            fail "login of $u succeeded although pgfunnel has no backend password: $out"
         fi
-        assert_contains "$out" "the server requires a password for user \"${u%%:*}\"" "error of ${u%%:*}"
+        assert_contains "$out" "the server requires a password for user \"$u\"" "error of $u"
         case $out in
             *auth_file* | *password=*) ;;
-            *) fail "error for ${u%%:*} does not say what to configure: $out" ;;
+            *) fail "error for $u does not say what to configure: $out" ;;
         esac
     done
     pf_alive || fail "pgfunnel died"

@@ -1,6 +1,8 @@
 /*
  * test_scram.c — SCRAM-SHA-256 server side (RFC 7677 vector, channel
- * binding rules, malformed input) and PostgreSQL's md5 check.
+ * binding rules, malformed input), the client side from a ClientKey
+ * (pass-through: RFC 7677 vector, against our own server side, salt
+ * mismatch, a lying server) and PostgreSQL's md5 check and answer.
  *
  * The tests play the client with OpenSSL directly, so that the server code
  * is checked against an independent computation of the proof.
@@ -420,6 +422,179 @@ static void test_mock_secret(void **state)
     assert_int_equal(scram_format_secret(&a, buf, sizeof(buf)), 0);
 }
 
+/* RFC 7677's ClientKey for "pencil" (HMAC(SaltedPassword, "Client Key")), computed independently.
+ */
+static void rfc_client_key(const ScramSecret *sec, uint8_t ck[32])
+{
+    uint8_t salted[32];
+    unsigned int l;
+    assert_int_equal(PKCS5_PBKDF2_HMAC("pencil", 6, sec->salt, sec->salt_len, sec->iterations,
+                                       EVP_sha256(), 32, salted),
+                     1);
+    HMAC(EVP_sha256(), salted, 32, (const unsigned char *)"Client Key", 10, ck, &l);
+}
+
+static void test_client_rfc7677_vector(void **state)
+{
+    (void)state;
+    ScramSecret sec;
+    ScramClient cl;
+    uint8_t ck[32];
+    char err[256], *cf = NULL, *cfin = NULL;
+    const char *sf = "r=" RFC_CLIENT_NONCE RFC_SERVER_NONCE ",s=" RFC_SALT ",i=4096";
+
+    rfc_secret(&sec);
+    rfc_client_key(&sec, ck);
+    scram_client_init(&cl, &sec, ck);
+    cl.test_client_nonce = RFC_CLIENT_NONCE;
+    cl.test_user = "user";
+    assert_int_equal(scram_client_first(&cl, NULL, 0, &cf, err, sizeof(err)), 0);
+    assert_string_equal(cf, "n,,n=user,r=" RFC_CLIENT_NONCE);
+    assert_int_equal(scram_client_final(&cl, sf, strlen(sf), &cfin, err, sizeof(err)), 0);
+    assert_string_equal(cfin, "c=biws,r=" RFC_CLIENT_NONCE RFC_SERVER_NONCE ",p=" RFC_PROOF);
+    assert_int_equal(scram_client_verify(&cl, RFC_VERIFIER, strlen(RFC_VERIFIER), err, sizeof(err)),
+                     1);
+    /* a server that does not know the ServerKey, or refuses */
+    const char *bad_v = "v=7rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+    assert_int_equal(scram_client_verify(&cl, bad_v, strlen(bad_v), err, sizeof(err)), 0);
+    assert_int_equal(scram_client_verify(&cl, "e=invalid-proof", 15, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "invalid-proof"));
+    assert_int_equal(scram_client_verify(&cl, "v=abc", 5, err, sizeof(err)), -1);
+    free(cf);
+    free(cfin);
+    scram_client_free(&cl);
+}
+
+/* Our client from a recovered ClientKey against our own server side, with and without binding. */
+static void test_client_against_server_with_recovered_key(void **state)
+{
+    (void)state;
+    const char *mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"};
+    ScramSecret sec;
+    uint8_t ck[32];
+    assert_int_equal(scram_parse_secret(PG_SECRET, &sec), 0);
+
+    /* a client logs in with the password: the server side recovers its ClientKey */
+    {
+        ScramState st;
+        char cf[64] = "n,,n=,r=abcdefghijklmnop", wp[512], fin[1024], err[256];
+        char *sf = NULL, *sfin = NULL;
+        scram_state_init(&st);
+        st.secret = sec;
+        assert_int_equal(scram_handle_client_first(&st, "SCRAM-SHA-256", cf, strlen(cf), NULL, 0,
+                                                   &sf, err, sizeof(err)),
+                         0);
+        assert_false(st.have_client_key);
+        const char *nonce = sf + 2;
+        const char *comma = strchr(nonce, ',');
+        snprintf(wp, sizeof(wp), "c=biws,r=%.*s", (int)(comma - nonce), nonce);
+        client_final("scrampass", &st.secret, cf + 3, sf, wp, fin, sizeof(fin));
+        assert_int_equal(scram_handle_client_final(&st, fin, strlen(fin), &sfin, err, sizeof(err)),
+                         1);
+        assert_true(st.have_client_key);
+        memcpy(ck, st.client_key, 32);
+        free(sf);
+        free(sfin);
+        scram_state_free(&st);
+        /* the same key as derived from the password */
+        ScramSecret d;
+        uint8_t ck2[32];
+        assert_int_equal(
+            scram_keys_from_password("scrampass", sec.salt, sec.salt_len, 4096, &d, ck2), 0);
+        assert_memory_equal(ck, ck2, 32);
+        assert_memory_equal(d.stored_key, sec.stored_key, 32);
+    }
+
+    for (int m = 0; m < 2; m++) {
+        ScramClient cl;
+        ScramState st;
+        char err[256], *cf = NULL, *sf = NULL, *cfin = NULL, *sfin = NULL;
+        bool plus = m == 1;
+        scram_client_init(&cl, &sec, ck);
+        scram_state_init(&st);
+        st.secret = sec;
+        assert_int_equal(
+            scram_client_first(&cl, plus ? test_cbind : NULL, plus ? 32 : 0, &cf, err, sizeof(err)),
+            0);
+        assert_int_equal(
+            strncmp(cf, plus ? "p=tls-server-end-point,,n=,r=" : "n,,n=,r=", plus ? 29 : 8), 0);
+        assert_int_equal(scram_handle_client_first(&st, mechs[m], cf, strlen(cf),
+                                                   plus ? test_cbind : NULL, plus ? 32 : 0, &sf,
+                                                   err, sizeof(err)),
+                         0);
+        assert_int_equal(scram_client_final(&cl, sf, strlen(sf), &cfin, err, sizeof(err)), 0);
+        assert_int_equal(
+            scram_handle_client_final(&st, cfin, strlen(cfin), &sfin, err, sizeof(err)), 1);
+        assert_int_equal(scram_client_verify(&cl, sfin, strlen(sfin), err, sizeof(err)), 1);
+        free(cf);
+        free(sf);
+        free(cfin);
+        free(sfin);
+        scram_state_free(&st);
+        scram_client_free(&cl);
+    }
+}
+
+static void test_client_refusals(void **state)
+{
+    (void)state;
+    ScramSecret sec;
+    ScramClient cl;
+    uint8_t ck[32];
+    char err[256], *cf = NULL, *out = NULL;
+    rfc_secret(&sec);
+    rfc_client_key(&sec, ck);
+
+    /* a ClientKey of another secret */
+    uint8_t wrong[32];
+    memcpy(wrong, ck, 32);
+    wrong[0] ^= 1;
+    scram_client_init(&cl, &sec, wrong);
+    assert_int_equal(scram_client_first(&cl, NULL, 0, &cf, err, sizeof(err)), -1);
+    assert_null(cf);
+    scram_client_free(&cl);
+
+    static const struct {
+        const char *sf;
+        int rc;
+    } cases[] = {
+        /* the server's salt / iterations are not those of the secret */
+        {"r=" RFC_CLIENT_NONCE "xyz,s=QSXCR+Q6sek8bf92,i=4096", SCRAM_CLIENT_MISMATCH},
+        {"r=" RFC_CLIENT_NONCE "xyz,s=" RFC_SALT ",i=4097", SCRAM_CLIENT_MISMATCH},
+        /* a nonce that does not extend ours, or adds nothing */
+        {"r=somethingelse,s=" RFC_SALT ",i=4096", -1},
+        {"r=" RFC_CLIENT_NONCE ",s=" RFC_SALT ",i=4096", -1},
+        /* malformed */
+        {"r=" RFC_CLIENT_NONCE "xyz,s=" RFC_SALT, -1},
+        {"r=" RFC_CLIENT_NONCE "xyz,s=!!!!,i=4096", -1},
+        {"r=" RFC_CLIENT_NONCE "xyz,s=" RFC_SALT ",i=-1", -1},
+        {"r=" RFC_CLIENT_NONCE "xyz,s=" RFC_SALT ",i=4096x", -1},
+        {"m=ext,r=" RFC_CLIENT_NONCE "xyz,s=" RFC_SALT ",i=4096", -1},
+        {"r=" RFC_CLIENT_NONCE "xyz,s=" RFC_SALT ",i=4096,", -1},
+        /* extensions after the iteration count are skipped */
+        {"r=" RFC_CLIENT_NONCE "xyz,s=" RFC_SALT ",i=4096,x=1", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        scram_client_init(&cl, &sec, ck);
+        cl.test_client_nonce = RFC_CLIENT_NONCE;
+        assert_int_equal(scram_client_first(&cl, NULL, 0, &cf, err, sizeof(err)), 0);
+        int rc = scram_client_final(&cl, cases[i].sf, strlen(cases[i].sf), &out, err, sizeof(err));
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d, expected %d (%s)", i, rc, cases[i].rc, err);
+        if (rc == 0)
+            assert_non_null(out);
+        else
+            assert_null(out);
+        /* no server-final is accepted before a proof was sent */
+        if (rc != 0)
+            assert_int_equal(scram_client_verify(&cl, RFC_VERIFIER, 46, err, sizeof(err)), -1);
+        free(cf);
+        free(out);
+        cf = out = NULL;
+        scram_client_free(&cl);
+    }
+}
+
 static void test_md5(void **state)
 {
     (void)state;
@@ -456,6 +631,17 @@ static void test_md5(void **state)
     /* no password, or a SCRAM verifier, cannot answer an md5 challenge */
     assert_false(md5_check_response("", "postgres", salt, resp));
     assert_false(md5_check_response(PG_SECRET, "postgres", salt, resp));
+
+    /* answering a server's challenge from the stored hash gives the client's response */
+    char ans[36];
+    resp[10] ^= 1;
+    assert_true(md5_salted_response(h, salt, ans));
+    assert_string_equal(ans, resp);
+    assert_false(md5_salted_response("postgres", salt, ans));
+    assert_false(md5_salted_response(PG_SECRET, salt, ans));
+    assert_false(md5_salted_response("md53175bce1d3201d16594cebf9d7eb3f9", salt, ans));
+    assert_true(md5_is_secret(h));
+    assert_false(md5_is_secret("md53175BCE1d3201d16594cebf9d7eb3f9d"));
 }
 
 int main(void)
@@ -469,6 +655,9 @@ int main(void)
         cmocka_unit_test(test_channel_binding),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_mock_secret),
+        cmocka_unit_test(test_client_rfc7677_vector),
+        cmocka_unit_test(test_client_against_server_with_recovered_key),
+        cmocka_unit_test(test_client_refusals),
         cmocka_unit_test(test_md5),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
