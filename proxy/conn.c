@@ -26,6 +26,8 @@ static ssize_t plain_write(Conn *c, const void *buf, size_t len)
 
 static const ConnIo plain_io = {plain_read, plain_write};
 
+static void conn_obuf_free(Conn *c);
+
 void conn_init(Conn *c, Loop *loop, int fd)
 {
     memset(c, 0, sizeof(*c));
@@ -85,9 +87,7 @@ void conn_close(Conn *c)
         loop_buffer_put(c->loop, c->rbuf, c->rsize);
         c->rbuf = NULL;
     }
-    free(c->obuf);
-    c->obuf = NULL;
-    c->ocap = c->opos = c->oend = 0;
+    conn_obuf_free(c);
     c->rpos = c->rend = c->rsize = 0;
 }
 
@@ -158,8 +158,27 @@ int conn_fill(Conn *c)
     return -1;
 }
 
+/* Give the out-queue's buffer back (to the loop's free list if it came from there). */
+static void conn_obuf_free(Conn *c)
+{
+    if (c->obuf_pooled)
+        loop_buffer_put(c->loop, c->obuf, c->ocap);
+    else
+        free(c->obuf);
+    c->obuf = NULL;
+    c->obuf_pooled = false;
+    c->ocap = c->opos = c->oend = 0;
+}
+
 static int conn_queue(Conn *c, const uint8_t *data, size_t len)
 {
+    /* the usual small queue (a corked batch, a short backlog) takes a pooled buffer */
+    if (!c->obuf && len <= c->loop->buf_size) {
+        c->obuf = loop_buffer_get(c->loop, &c->ocap);
+        if (!c->obuf) return -1;
+        c->obuf_pooled = true;
+        c->opos = c->oend = 0;
+    }
     if (c->oend + len > c->ocap) {
         uint32_t used = c->oend - c->opos;
         if (c->opos > 0) {
@@ -172,8 +191,13 @@ static int conn_queue(Conn *c, const uint8_t *data, size_t len)
             while (cap < used + len)
                 cap *= 2;
             if (cap > UINT32_MAX) return -1;
-            uint8_t *nb = realloc(c->obuf, cap);
+            uint8_t *nb = c->obuf_pooled ? malloc(cap) : realloc(c->obuf, cap);
             if (!nb) return -1;
+            if (c->obuf_pooled) {
+                memcpy(nb, c->obuf, used);
+                loop_buffer_put(c->loop, c->obuf, c->ocap);
+                c->obuf_pooled = false;
+            }
             c->obuf = nb;
             c->ocap = (uint32_t)cap;
         }
@@ -237,9 +261,7 @@ int conn_flush(Conn *c)
         return -1;
     }
     /* drained: the queue only exists under backpressure, so give it back */
-    free(c->obuf);
-    c->obuf = NULL;
-    c->ocap = c->opos = c->oend = 0;
+    conn_obuf_free(c);
     conn_want_write(c, false);
     return 0;
 }

@@ -47,6 +47,7 @@ struct conn {
     /* out-queue: bytes [opos, oend) wait for the socket */
     uint8_t *obuf;
     uint32_t ocap, opos, oend;
+    bool obuf_pooled; /* obuf is a standard-size buffer of the loop's free list */
     uint64_t bytes_in, bytes_out;
     char addr[64]; /* peer address "ip:port" or "unix", for logs */
 };

@@ -467,8 +467,9 @@ int ps_client_message(Client *c, const uint8_t *msg, uint32_t avail, uint32_t *c
     }
     PktReader r;
     rd_init(&r, msg + 5, (avail < len + 1 ? avail : len + 1) - 5);
+    uint8_t stack[256]; /* a Bind head with the pool's name fits: no malloc per Bind */
     PktBuf b;
-    pkt_init(&b);
+    pkt_init_with(&b, stack, sizeof(stack));
     int rc = 0;
     if (type == 'B') {
         const char *portal = rd_str(&r);

@@ -16,9 +16,17 @@ void pkt_init(PktBuf *b)
     memset(b, 0, sizeof(*b));
 }
 
+void pkt_init_with(PktBuf *b, void *buf, size_t cap)
+{
+    memset(b, 0, sizeof(*b));
+    b->data = buf;
+    b->cap = cap;
+    b->borrowed = true;
+}
+
 void pkt_free(PktBuf *b)
 {
-    free(b->data);
+    if (!b->borrowed) free(b->data);
     memset(b, 0, sizeof(*b));
 }
 
@@ -36,11 +44,13 @@ static bool pkt_reserve(PktBuf *b, size_t n)
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + n)
         cap *= 2;
-    uint8_t *d = realloc(b->data, cap);
+    uint8_t *d = b->borrowed ? malloc(cap) : realloc(b->data, cap);
     if (!d) {
         b->failed = true;
         return false;
     }
+    if (b->borrowed) memcpy(d, b->data, b->len);
+    b->borrowed = false;
     b->data = d;
     b->cap = cap;
     return true;

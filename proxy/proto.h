@@ -30,9 +30,15 @@ typedef struct pktbuf {
     size_t len, cap;
     size_t msg_start; /* offset of the message being built */
     bool failed;      /* out of memory: the whole buffer is unusable */
+    bool borrowed;    /* data is the caller's (pkt_init_with) until it must grow */
 } PktBuf;
 
 void pkt_init(PktBuf *b);
+/*
+ * Start in the caller's buffer (e.g. on its stack): small packets built on
+ * the hot path then cost no allocation; a larger one moves to the heap.
+ */
+void pkt_init_with(PktBuf *b, void *buf, size_t cap);
 void pkt_free(PktBuf *b);
 void pkt_reset(PktBuf *b);
 void pkt_begin(PktBuf *b, char type); /* type 0 = untyped (startup-style) */
