@@ -467,6 +467,7 @@ static int auth_submit(Client *c, AuthJob *j)
         return -1;
     }
     c->auth->step = j->kind == JOB_SCRAM_DERIVE ? STEP_LOOKUP : STEP_CHECKING;
+    conn_want_read(&c->conn, false);
     return 0;
 }
 
@@ -632,6 +633,7 @@ static bool auth_lookup_secret(Client *c)
         return false;
     }
     a->step = STEP_LOOKUP;
+    conn_want_read(&c->conn, false);
     return false;
 }
 
@@ -898,7 +900,13 @@ void auth_begin(Client *c)
         return;
     }
     c->auth = a;
-    conn_want_read(&c->conn, false);
+    /*
+     * Reading stays on: a trust login finishes right here, and toggling the
+     * read event would cost two epoll_ctl per login.  Whatever the client
+     * sends meanwhile is read only when the exchange asks for it
+     * (auth_process), and reading pauses while a worker job or auth_query
+     * runs for it (auth_submit, auth_lookup_secret).
+     */
     if (admin_is_local_superuser(c)) {
         auth_succeed(c);
         return;

@@ -20,11 +20,9 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <openssl/rand.h>
 
 #include "admin.h"
 #include "auth.h"
@@ -1035,12 +1033,10 @@ static void client_on_write(evutil_socket_t fd, short ev, void *arg)
     if (r == 0 && c->server) server_resume(c->server);
 }
 
+/* TCP options; the socket is already non-blocking and close-on-exec (accept4 in listener.c). */
 static void client_set_socket_options(Loop *loop, int fd, bool unix_socket)
 {
     int on = 1;
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
     if (unix_socket) return;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     Config *cfg = loop->cfg;
@@ -1057,7 +1053,7 @@ static void client_set_socket_options(Loop *loop, int fd, bool unix_socket)
         setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &cfg->tcp_user_timeout, sizeof(int));
 }
 
-void client_accept(Loop *loop, int fd, bool unix_socket)
+void client_accept(Loop *loop, int fd, bool unix_socket, const struct sockaddr *peer)
 {
     Client *c = calloc(1, sizeof(*c));
     if (!c) {
@@ -1071,8 +1067,7 @@ void client_accept(Loop *loop, int fd, bool unix_socket)
     params_init(&c->params);
     c->connect_time = c->last_activity = loop_update_now(loop);
     c->tx_status = 'I';
-    if (RAND_bytes((unsigned char *)&c->cancel_key, sizeof(c->cancel_key)) != 1)
-        c->cancel_key = (uint32_t)random();
+    c->cancel_key = loop_random_u32(loop);
     if (loop_client_register(loop, c) < 0) {
         close(fd);
         free(c);
@@ -1084,7 +1079,7 @@ void client_accept(Loop *loop, int fd, bool unix_socket)
     if (unix_socket)
         snprintf(c->conn.addr, sizeof(c->conn.addr), "unix");
     else
-        conn_describe_peer(&c->conn, 0);
+        conn_describe_peer(&c->conn, peer);
     c->state = CLIENT_STARTUP;
     list_append(&loop->login_clients, &c->pool_node);
     conn_set_callbacks(&c->conn, client_on_read, client_on_write, c);

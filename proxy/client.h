@@ -91,8 +91,13 @@ void client_format_prefix(const Client *c, char *buf, size_t len);
         }                                                                                          \
     } while (0)
 
-/* Accepted socket -> new client in STARTUP.  Takes ownership of fd. */
-void client_accept(Loop *loop, int fd, bool unix_socket);
+/*
+ * Accepted socket -> new client in STARTUP.  Takes ownership of fd, which
+ * must be non-blocking; peer is the address accept() gave (NULL: ask the
+ * socket).
+ */
+struct sockaddr;
+void client_accept(Loop *loop, int fd, bool unix_socket, const struct sockaddr *peer);
 
 /*
  * Disconnect with an optional ErrorResponse first (sqlstate NULL = none).

@@ -266,12 +266,17 @@ int conn_flush(Conn *c)
     return 0;
 }
 
-void conn_describe_peer(Conn *c, int family_hint)
+void conn_describe_peer(Conn *c, const struct sockaddr *peer)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    (void)family_hint;
-    if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0) {
+    if (peer) {
+        /* accept() already said who it is: no getpeername() per connection */
+        memcpy(&ss, peer,
+               peer->sa_family == AF_INET6  ? sizeof(struct sockaddr_in6)
+               : peer->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                            : sizeof(struct sockaddr));
+    } else if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0) {
         snprintf(c->addr, sizeof(c->addr), "unknown");
         return;
     }

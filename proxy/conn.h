@@ -113,7 +113,8 @@ static inline uint32_t conn_queue_len(const Conn *c)
     return c->oend - c->opos;
 }
 
-/* Format the peer address of fd into c->addr. */
-void conn_describe_peer(Conn *c, int family_hint);
+/* Format the peer address (peer, or the socket's own when NULL) into c->addr. */
+struct sockaddr;
+void conn_describe_peer(Conn *c, const struct sockaddr *peer);
 
 #endif

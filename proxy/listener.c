@@ -25,9 +25,8 @@ static void listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, s
 {
     Listener *l = arg;
     (void)evl;
-    (void)sa;
     (void)socklen;
-    client_accept(l->loop, fd, l->unix_socket);
+    client_accept(l->loop, fd, l->unix_socket, sa);
 }
 
 static void listener_on_resume(evutil_socket_t fd, short ev, void *arg)

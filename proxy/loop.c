@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/rand.h>
 
 #include "auth.h"
 #include "authq.h"
@@ -86,6 +87,21 @@ void loop_defer_free(Loop *loop, Deferred *d, void (*fn)(void *), void *obj)
     d->next = loop->deferred;
     loop->deferred = d;
     event_active(loop->ev_reap, 0, 0);
+}
+
+uint32_t loop_random_u32(Loop *loop)
+{
+    if (loop->rand_left == 0) {
+        if (RAND_bytes((unsigned char *)loop->rand_pool, sizeof(loop->rand_pool)) != 1) {
+            /* no entropy source: still unpredictable enough to not be a constant */
+            for (int i = 0; i < 64; i++)
+                loop->rand_pool[i] = (uint32_t)random() ^ (uint32_t)time_now_usec();
+        }
+        loop->rand_left = 64;
+    }
+    uint32_t v = loop->rand_pool[--loop->rand_left];
+    loop->rand_pool[loop->rand_left] = 0; /* used numbers do not stay in memory */
+    return v;
 }
 
 /* ---- client id table: open hashing by id, chained through Client.id_next ---- */

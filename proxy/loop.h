@@ -98,6 +98,9 @@ struct loop {
     int (*reload)(Loop *loop, void *arg);
     void *reload_arg;
     usec_t now; /* time at the start of the current callback (loop_update_now) */
+    /* random numbers for cancel keys, drawn from OpenSSL in batches (loop_random_u32) */
+    uint32_t rand_pool[64];
+    int rand_left;
 };
 
 /*
@@ -126,6 +129,13 @@ void loop_defer_free(Loop *loop, Deferred *d, void (*fn)(void *), void *obj);
 
 /* Run the deferred frees now (shutdown, before pools go). */
 void loop_run_deferred(Loop *loop);
+
+/*
+ * A random 32-bit number from a CSPRNG (cancel keys).  OpenSSL is asked for
+ * 64 at a time: one RAND_bytes per login costs more than the rest of a
+ * trust login's bookkeeping.
+ */
+uint32_t loop_random_u32(Loop *loop);
 
 /* Client lookup by id for cancel requests and worker completions. */
 int loop_client_register(Loop *loop, Client *c) WUR;

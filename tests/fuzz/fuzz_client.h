@@ -394,7 +394,7 @@ static void fuzz_client_run(Loop *loop, const uint8_t *data, size_t size)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) abort();
-    client_accept(loop, sv[0], true);
+    client_accept(loop, sv[0], true, NULL);
     size_t off = 0;
     for (int i = 0; i < ROUNDS_WRITE && off < size; i++) {
         ssize_t n = send(sv[1], data + off, size - off, MSG_NOSIGNAL);
@@ -435,7 +435,7 @@ static inline int fuzz_bystander(Loop *loop)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) abort();
-    client_accept(loop, sv[0], true);
+    client_accept(loop, sv[0], true, NULL);
     PktBuf b;
     pkt_init(&b);
     fuzz_startup_packet(&b, "bystander", "fuzzdb");
