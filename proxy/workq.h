@@ -24,6 +24,7 @@
 
 struct event_base;
 typedef struct workq_job WorkqJob;
+typedef struct workq_pool WorkqPool;
 
 typedef void (*workq_work_fn)(WorkqJob *job);             /* worker thread */
 typedef void (*workq_done_fn)(WorkqJob *job, int status); /* loop thread; 0 or -ECANCELED */
@@ -33,6 +34,7 @@ struct workq_job {
     workq_done_fn done;
     usec_t queued_at;  /* set by workq_submit, for wait-time statistics */
     usec_t started_at; /* set when a worker picks the job up (0 if it never ran) */
+    Workq *port;       /* private to workq: the port it was submitted through */
     WorkqJob *next;    /* private to workq */
 };
 
@@ -52,8 +54,27 @@ typedef struct workq_stats {
 } WorkqStats;
 
 /*
- * Start `threads` workers whose completions run on `base`'s thread.
- * max_queue bounds the jobs waiting for a thread.  Returns NULL on failure.
+ * One pool of threads serves every event loop: each loop has its own port
+ * (a Workq: its done list and the eventfd that wakes it), and a job's
+ * completion runs on the loop whose port it was submitted through.
+ *
+ * workq_pool_create starts `threads` workers; max_queue bounds the jobs
+ * waiting for a thread.  workq_port_create gives `base`'s loop a port.
+ * Teardown: workq_pool_stop (joins the workers; jobs that never ran are
+ * handed to their ports), then workq_port_destroy for every port (runs the
+ * remaining completions: finished ones with 0, cancelled ones with
+ * -ECANCELED) with its loop stopped, then workq_pool_free.
+ */
+WorkqPool *workq_pool_create(int threads, int max_queue) WUR;
+Workq *workq_port_create(WorkqPool *pool, struct event_base *base) WUR;
+void workq_pool_stop(WorkqPool *pool);
+void workq_port_destroy(Workq *port);
+void workq_pool_free(WorkqPool *pool);
+WorkqPool *workq_get_pool(Workq *port);
+
+/*
+ * A pool with one port on `base`, destroyed together by workq_destroy
+ * (single-loop programs and tests).  Returns NULL on failure.
  */
 Workq *workq_create(struct event_base *base, int threads, int max_queue) WUR;
 

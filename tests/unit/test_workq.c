@@ -305,6 +305,82 @@ static void test_shutdown_undelivered(void **state)
     event_base_free(base);
 }
 
+/*
+ * Two ports (two event loops, here two bases on two threads) share one pool:
+ * each completion runs on the thread of the port its job was submitted
+ * through, and stopping the pool cancels queued jobs of both ports.
+ */
+typedef struct port_thread {
+    struct event_base *base;
+    Workq *port;
+    TestJob jobs[200];
+    int done;
+    pthread_t tid;
+    bool all_on_own_thread;
+} PortThread;
+
+static void port_done(WorkqJob *j, int status)
+{
+    TestJob *t = (TestJob *)j;
+    PortThread *pt = (PortThread *)t->wq; /* the owner, smuggled through wq */
+    t->done_calls++;
+    t->status = status;
+    if (!pthread_equal(pthread_self(), pt->tid)) pt->all_on_own_thread = false;
+    pt->done++;
+}
+
+static void *port_thread_main(void *arg)
+{
+    PortThread *pt = arg;
+    pt->tid = pthread_self();
+    for (int i = 0; i < 200; i++) {
+        pt->jobs[i].n = i;
+        pt->jobs[i].wq = (Workq *)pt;
+        assert_int_equal(workq_submit(pt->port, &pt->jobs[i].base, square_work, port_done), 0);
+    }
+    while (pt->done < 200)
+        event_base_loop(pt->base, EVLOOP_ONCE);
+    return NULL;
+}
+
+static void test_two_ports_one_pool(void **state)
+{
+    (void)state;
+    WorkqPool *wp = workq_pool_create(3, 1000);
+    assert_non_null(wp);
+    PortThread pt[2];
+    memset(pt, 0, sizeof(pt));
+    for (int i = 0; i < 2; i++) {
+        pt[i].base = event_base_new();
+        pt[i].port = workq_port_create(wp, pt[i].base);
+        assert_non_null(pt[i].port);
+        pt[i].all_on_own_thread = true;
+    }
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, port_thread_main, &pt[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(pt[i].done, 200);
+        assert_true(pt[i].all_on_own_thread);
+        for (int k = 0; k < 200; k++) {
+            assert_int_equal(pt[i].jobs[k].done_calls, 1);
+            assert_int_equal(pt[i].jobs[k].result, expected_sum(k));
+        }
+    }
+    WorkqStats st;
+    workq_get_stats(pt[0].port, &st);
+    assert_int_equal(st.completed, 400);
+    /* teardown in the documented order: stop, destroy the ports, free */
+    workq_pool_stop(wp);
+    for (int i = 0; i < 2; i++) {
+        workq_port_destroy(pt[i].port);
+        event_base_free(pt[i].base);
+    }
+    workq_pool_free(wp);
+}
+
 static void test_create_invalid(void **state)
 {
     struct event_base *base = event_base_new();
@@ -331,9 +407,10 @@ static void test_time_now(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_jobs),        cmocka_unit_test(test_queue_full),
-        cmocka_unit_test(test_shutdown_pending), cmocka_unit_test(test_shutdown_undelivered),
-        cmocka_unit_test(test_create_invalid),   cmocka_unit_test(test_time_now),
+        cmocka_unit_test(test_many_jobs),          cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_shutdown_pending),   cmocka_unit_test(test_shutdown_undelivered),
+        cmocka_unit_test(test_create_invalid),     cmocka_unit_test(test_time_now),
+        cmocka_unit_test(test_two_ports_one_pool),
     };
 
     main_thread = pthread_self();
