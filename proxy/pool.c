@@ -326,7 +326,7 @@ static void dns_done(WorkqJob *j, int status)
         {
             Pool *p = list_entry(it, Pool, db_node);
             pool_server_login_failed(p, "08006",
-                                     dj->error[0] ? dj->error : "name resolution failed");
+                                     dj->error[0] ? dj->error : "name resolution failed", false);
         }
     }
     free(dj->result);
@@ -362,6 +362,20 @@ static bool database_resolve(Database *db)
 static bool pool_in_retry_window(const Pool *p)
 {
     return p->last_failure && time_now_usec() - p->last_failure < p->loop->cfg->server_login_retry;
+}
+
+/*
+ * PgBouncer's fast fail: while PostgreSQL refuses logins and the pool has no
+ * server at all, a client gets the cached error instead of a queue place.
+ * Closes the client and returns true then.
+ */
+static bool pool_fast_fail(Pool *p, Client *c)
+{
+    if (!p->failure_final || !pool_in_retry_window(p) || pool_server_total(p) > 0) return false;
+    client_close(c, p->failure_sqlstate,
+                 "server login has been failing, cached error: %s (server_login_retry)",
+                 p->failure_msg ? p->failure_msg : "?");
+    return true;
 }
 
 /* How many servers this pool may have right now. */
@@ -411,11 +425,7 @@ void pool_client_login(Pool *p, Client *c)
         client_finish_login(c);
         return;
     }
-    if (pool_in_retry_window(p) && pool_server_total(p) == 0) {
-        client_close(c, p->failure_sqlstate, "%s",
-                     p->failure_msg ? p->failure_msg : "server login failed");
-        return;
-    }
+    if (pool_fast_fail(p, c)) return;
     client_set_state(c, CLIENT_LOGIN_WAIT);
     pool_launch(p);
 }
@@ -428,11 +438,7 @@ void pool_request_server(Pool *p, Client *c)
             client_link_server(c, s);
             return;
         }
-        if (pool_in_retry_window(p) && pool_server_total(p) == 0) {
-            client_close(c, p->failure_sqlstate, "%s",
-                         p->failure_msg ? p->failure_msg : "server login failed");
-            return;
-        }
+        if (pool_fast_fail(p, c)) return;
         client_set_state(c, CLIENT_WAITING);
     }
     /* hand idle servers to waiters (also after a resume) */
@@ -532,15 +538,21 @@ void pool_server_login_ok(Server *s)
     pool_server_idle(s);
 }
 
-void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg)
+void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg, bool final)
 {
     p->last_failure = time_now_usec();
+    p->failure_final = final;
     snprintf(p->failure_sqlstate, sizeof(p->failure_sqlstate), "%s", sqlstate);
     free(p->failure_msg);
     p->failure_msg = strdup(msg);
     p->stats.login_failures++;
-    /* fail fast: nobody waits for a server that refuses logins */
-    if (!list_empty(&p->idle)) return;
+    /*
+     * A failure that may pass keeps the clients queued: the janitor retries
+     * after server_login_retry, and each gives up at query_wait_timeout (or
+     * client_login_timeout) with this error in the message.  PostgreSQL's own
+     * refusal fails them now: nobody waits for a server that refuses logins.
+     */
+    if (!final || !list_empty(&p->idle)) return;
     ListNode *it, *tmp;
     list_for_each_safe(it, tmp, &p->login_wait)
     {
@@ -552,6 +564,19 @@ void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg)
         Client *c = list_entry(it, Client, pool_node);
         client_close(c, sqlstate, "%s", msg);
     }
+}
+
+const char *pool_last_login_error(const Pool *p)
+{
+    return p->last_failure && p->failure_msg ? p->failure_msg : NULL;
+}
+
+void pool_forget_login_failure(Pool *p)
+{
+    if (!p->last_failure) return;
+    p->last_failure = 0;
+    p->failure_final = false;
+    pool_request_server(p, NULL);
 }
 
 /* ---------------------------------------------------------------- janitor */

@@ -76,8 +76,9 @@ struct pool {
     /* what a client is told at login; learned from the first server */
     ParamSet welcome;
     bool have_welcome;
-    /* server_login_retry: the last login failure */
+    /* server_login_retry: the last login failure (last_failure 0 = none since a success) */
     usec_t last_failure;
+    bool failure_final; /* PostgreSQL refused the login: new clients fail at once */
     char failure_sqlstate[6];
     char *failure_msg;
     PoolStats stats;
@@ -104,7 +105,16 @@ void pool_release_server(Server *s);
 void pool_server_idle(Server *s);
 /* Server login finished / failed (called by server.c). */
 void pool_server_login_ok(Server *s);
-void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg);
+/*
+ * final: PostgreSQL refused the login (waiting clients fail with its error, and
+ * new ones in the server_login_retry window too); otherwise clients stay
+ * queued for the retry.
+ */
+void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg, bool final);
+/* The last login error while logins fail, for timeout messages; NULL when none. */
+const char *pool_last_login_error(const Pool *pool);
+/* RECONNECT or new settings: the next attempt happens now, not after server_login_retry. */
+void pool_forget_login_failure(Pool *pool);
 /* An internal query finished (called by server.c). */
 void pool_internal_done(Server *s, int kind, bool ok);
 /* Total servers of the pool in any state. */

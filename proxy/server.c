@@ -628,9 +628,11 @@ int server_run_internal(Server *s, InternalKind kind, const char *sql)
 /*
  * libpq reports login errors as text; with PQERRORS_VERBOSE the text carries
  * the SQLSTATE ("FATAL:  3D000: database ... does not exist"), so the
- * backend's own error reaches the client unchanged.
+ * backend's own error reaches the client unchanged.  Returns true when
+ * PostgreSQL itself sent the error, false for a failure below it (refused,
+ * timed out, TLS, name resolution), where libpq's first line is kept.
  */
-static void server_parse_login_error(const char *text, char sqlstate[6], char *msg, size_t len)
+static bool server_parse_login_error(const char *text, char sqlstate[6], char *msg, size_t len)
 {
     static const char *const sev[] = {"FATAL:  ", "ERROR:  ", "PANIC:  ", NULL};
     strcpy(sqlstate, "08006");
@@ -645,21 +647,31 @@ static void server_parse_login_error(const char *text, char sqlstate[6], char *m
         }
         size_t n = strcspn(p, "\n");
         snprintf(msg, len, "%.*s", (int)n, p);
-        return;
+        return true;
     }
-    /* a network-level failure: keep libpq's first line */
     const char *p = text;
     const char *colon = strstr(p, "failed: ");
     if (colon) p = colon + 8;
     size_t n = strcspn(p, "\n");
     snprintf(msg, len, "server login failed: %.*s", (int)n, p);
+    return false;
 }
 
 static void server_login_failed(Server *s, const char *text)
 {
     char sqlstate[6], msg[512];
-    server_parse_login_error(text, sqlstate, msg, sizeof(msg));
+    /*
+     * Only an error PostgreSQL sent (wrong password, no such database, no
+     * pg_hba.conf entry) is final: the clients waiting for this login get it
+     * at once.  57P03 (starting up / shutting down) is PostgreSQL saying
+     * "not yet", and refused connections, timeouts and TLS failures may pass
+     * too: those clients stay queued for the retry after server_login_retry,
+     * as in PgBouncer.
+     */
+    bool final = server_parse_login_error(text, sqlstate, msg, sizeof(msg)) &&
+                 strcmp(sqlstate, "57P03") != 0;
     if (strstr(text, "no password supplied")) {
+        final = true;
         /*
          * libpq 15 can only log in with a password, never with a stored hash.
          * Not 28P01: the client's own password was fine, this is configuration.
@@ -675,7 +687,7 @@ static void server_login_failed(Server *s, const char *text)
     s->loop->stats.servers_failed++;
     log_at(LOG_LEVEL_WARNING, s->prefix, "login failed: %s %s", sqlstate, msg);
     /* first the failure (so closing does not retry at once), then the close */
-    pool_server_login_failed(p, sqlstate, msg);
+    pool_server_login_failed(p, sqlstate, msg, final);
     server_close(s, "login failed");
 }
 
