@@ -495,6 +495,8 @@ void pool_release_server(Server *s)
     if (s->state == SERVER_CLOSING) return;
     /* every answer was delivered by now; anything left is stale bookkeeping */
     if (s->psq.count) ps_queue_clear(&s->psq, &p->ps);
+    /* a cancel for the last client still on its way: held until it is through */
+    if (server_cancel_hold(s)) return;
     bool reset = (p->mode == POOL_MODE_SESSION || cfg->server_reset_query_always) &&
                  cfg->server_reset_query && *cfg->server_reset_query;
     /* in transaction mode only a session ending (client gone) runs the reset with _always */

@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,8 @@ static void server_free(void *arg)
     free(s);
 }
 
+static void server_cancel_detach_all(Server *s);
+
 /* ---------------------------------------------------------------- closing */
 
 void server_close(Server *s, const char *fmt, ...)
@@ -131,6 +134,7 @@ void server_close(Server *s, const char *fmt, ...)
         s->ev_connect_set = false;
     }
     conn_close(&s->conn);
+    server_cancel_detach_all(s);
     if (s->pg) {
         PQfinish(s->pg);
         s->pg = NULL;
@@ -146,9 +150,28 @@ void server_close(Server *s, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- cancel */
 
+/*
+ * A cancel request names a backend, not a query: one that reaches
+ * PostgreSQL after the client's query ended would cancel whatever the
+ * server runs next, maybe another client's query.  So the server keeps its
+ * cancel jobs in a list; when it is released, jobs still queued are dropped
+ * (the worker skips them), and while one is being sent the server is held
+ * out of the pool (cancel_hold) until it completes.
+ *
+ * The job's state is the only field both threads touch: the worker moves it
+ * QUEUED -> SENDING before PQcancel, the loop QUEUED -> DROPPED; whoever
+ * wins decides.  job->server is loop-thread only and is cleared when the
+ * server drops the job or closes, so the completion never sees a freed
+ * server; the job itself is freed only by its completion.
+ */
+enum { CANCEL_QUEUED, CANCEL_SENDING, CANCEL_DROPPED };
+
 typedef struct cancel_job {
     WorkqJob job;
     PGcancel *cancel;
+    Server *server;          /* NULL once detached (loop thread only) */
+    struct cancel_job *next; /* Server.cancels (loop thread only) */
+    atomic_int state;
     int ok;
     char err[256];
 } CancelJob;
@@ -156,16 +179,42 @@ typedef struct cancel_job {
 static void cancel_work(WorkqJob *j)
 {
     CancelJob *cj = (CancelJob *)j;
+    int expected = CANCEL_QUEUED;
+    if (!atomic_compare_exchange_strong(&cj->state, &expected, CANCEL_SENDING)) return;
     /* PQcancel blocks on a new connection: this is why it runs here */
     cj->ok = PQcancel(cj->cancel, cj->err, sizeof(cj->err));
+}
+
+/* Take the job off its server's list. */
+static void cancel_unlink(CancelJob *cj)
+{
+    Server *s = cj->server;
+    if (!s) return;
+    for (CancelJob **pp = &s->cancels; *pp; pp = &(*pp)->next) {
+        if (*pp == cj) {
+            *pp = cj->next;
+            break;
+        }
+    }
+    cj->server = NULL;
+    cj->next = NULL;
 }
 
 static void cancel_done(WorkqJob *j, int status)
 {
     CancelJob *cj = (CancelJob *)j;
-    if (status == 0 && !cj->ok) log_warning("cancel request failed: %s", cj->err);
+    Server *s = cj->server;
+    if (status == 0 && atomic_load(&cj->state) == CANCEL_SENDING && !cj->ok)
+        log_warning("cancel request failed: %s", cj->err);
+    cancel_unlink(cj);
     PQfreeCancel(cj->cancel);
     free(cj);
+    if (s && s->cancel_hold && !s->cancels && s->state != SERVER_CLOSING) {
+        /* the last cancel for the previous client is through: release for real */
+        s->cancel_hold = false;
+        conn_want_read(&s->conn, true);
+        pool_release_server(s);
+    }
 }
 
 void server_cancel(Server *s)
@@ -173,12 +222,47 @@ void server_cancel(Server *s)
     if (!s->pg || s->state == SERVER_CLOSING) return;
     CancelJob *cj = calloc(1, sizeof(*cj));
     if (!cj) return;
+    atomic_init(&cj->state, CANCEL_QUEUED);
     cj->cancel = PQgetCancel(s->pg);
     if (!cj->cancel || workq_submit(s->loop->workq, &cj->job, cancel_work, cancel_done) < 0) {
         log_at(LOG_LEVEL_WARNING, s->prefix, "could not queue cancel request");
         if (cj->cancel) PQfreeCancel(cj->cancel);
         free(cj);
+        return;
     }
+    cj->server = s;
+    cj->next = s->cancels;
+    s->cancels = cj;
+}
+
+bool server_cancel_hold(Server *s)
+{
+    CancelJob *cj = s->cancels, *next;
+    for (; cj; cj = next) {
+        next = cj->next;
+        int expected = CANCEL_QUEUED;
+        if (atomic_compare_exchange_strong(&cj->state, &expected, CANCEL_DROPPED)) {
+            log_at(LOG_LEVEL_DEBUG, s->prefix, "cancel request dropped: the query is over");
+            cancel_unlink(cj);
+        }
+    }
+    if (!s->cancels) return false;
+    /* nothing may come from the server now; whatever does is read once it is released */
+    s->cancel_hold = true;
+    conn_want_read(&s->conn, false);
+    return true;
+}
+
+/* The server closes: its jobs run on (or are skipped) without it. */
+static void server_cancel_detach_all(Server *s)
+{
+    while (s->cancels) {
+        CancelJob *cj = s->cancels;
+        int expected = CANCEL_QUEUED;
+        atomic_compare_exchange_strong(&cj->state, &expected, CANCEL_DROPPED);
+        cancel_unlink(cj);
+    }
+    s->cancel_hold = false;
 }
 
 /* ---------------------------------------------------------------- relay */

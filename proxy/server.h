@@ -73,7 +73,9 @@ struct server {
     bool ps_held;     /* decision for the message at the head of rbuf, already taken */
     int ps_held_action;
     bool ps_held_inject;
-    bool ps_inject_pending; /* local answers follow the message being streamed */
+    bool ps_inject_pending;     /* local answers follow the message being streamed */
+    struct cancel_job *cancels; /* cancel requests queued or being sent for it (server_cancel) */
+    bool cancel_hold; /* released, kept out of the pool until the cancels being sent end */
     uint32_t backend_pid;
     usec_t connect_start;
     usec_t created; /* login finished */
@@ -100,6 +102,13 @@ int server_send(Server *s, const void *data, size_t len) WUR;
 void server_resume(Server *s);
 /* Cancel the running query of this server (PQcancel on a worker). */
 void server_cancel(Server *s);
+/*
+ * The server is being released: cancel requests not sent yet are dropped.
+ * Returns true when some are being sent right now; the server is then held
+ * (cancel_hold) and goes back through pool_release_server() when they end,
+ * so a late cancel can never hit the next client's query.
+ */
+bool server_cancel_hold(Server *s);
 /* Janitor: connect timeout. */
 void server_check_timeouts(Server *s, usec_t now);
 
