@@ -5,7 +5,8 @@
  * opened: the pool's size (pool_size of [users], then of [databases], then
  * default_pool_size), plus reserve_pool_size once a client has waited
  * reserve_pool_timeout; max_db_connections over all pools of the database;
- * max_user_connections over all pools of the backend user.
+ * max_user_connections over all pools of the backend user.  When one of the
+ * last two is reached, an idle server of another pool is closed to make room.
  *
  * A released or new server first goes to the oldest waiting client (FIFO);
  * only when nobody waits does it go idle.  Idle servers are reused most
@@ -390,6 +391,35 @@ static int pool_allowed(const Pool *p)
     return allowed;
 }
 
+/*
+ * max_db_connections / max_user_connections is reached but another pool of
+ * the database (by_db) or of the backend user has an idle server: close the
+ * one idle longest, so this pool can open the connection a client waits for
+ * (PgBouncer evicts the same way).  Returns false when there is none.
+ */
+static bool pool_evict_idle(Pool *p, bool by_db)
+{
+    Server *victim = NULL;
+    ListNode *dit, *pit;
+    list_for_each(dit, &p->loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        if (by_db && db != p->db) continue;
+        list_for_each(pit, &db->pools)
+        {
+            Pool *o = list_entry(pit, Pool, db_node);
+            if (o == p || (!by_db && o->user != p->user) || list_empty(&o->idle)) continue;
+            /* the idle list is most recently used first: its tail waited longest */
+            Server *s = list_entry(o->idle.head.prev, Server, pool_node);
+            if (!victim || s->idle_since < victim->idle_since) victim = s;
+        }
+    }
+    if (!victim) return false;
+    server_close(victim, "evicted: %s reached and pool %s@%s needs a server",
+                 by_db ? "max_db_connections" : "max_user_connections", p->username, p->db->name);
+    return true;
+}
+
 /* Open new connections while clients wait for them and limits allow. */
 static void pool_launch(Pool *p)
 {
@@ -400,8 +430,9 @@ static void pool_launch(Pool *p)
     int demand = p->waiting.count + (p->have_welcome ? 0 : p->login_wait.count > 0);
     while (p->connecting.count < demand) {
         if (pool_server_total(p) >= pool_allowed(p)) return;
-        if (p->max_db > 0 && p->db->server_count >= p->max_db) return;
-        if (p->max_user > 0 && p->user->server_count >= p->max_user) return;
+        if (p->max_db > 0 && p->db->server_count >= p->max_db && !pool_evict_idle(p, true)) return;
+        if (p->max_user > 0 && p->user->server_count >= p->max_user && !pool_evict_idle(p, false))
+            return;
         if (!database_resolve(p->db)) return; /* dns_done launches again */
         if (!server_connect(p, p->db->hostaddr)) return;
     }
