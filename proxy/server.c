@@ -368,6 +368,18 @@ static void server_ps_hold(Server *s, PsDecision d)
 }
 
 /*
+ * An ErrorResponse is being forwarded: is it the backend's FATAL (or PANIC)?
+ * PostgreSQL sends the severity as the first field.  A message too short in
+ * the buffer to tell is taken as not fatal.
+ */
+static void server_note_error(Server *s, const uint8_t *msg, uint32_t avail)
+{
+    if (avail >= 12 && msg[5] == 'S' &&
+        (memcmp(msg + 6, "FATAL", 6) == 0 || memcmp(msg + 6, "PANIC", 6) == 0))
+        s->fatal_sent = true;
+}
+
+/*
  * Relay from the server to its client.  Returns false when the server or
  * client went away (the caller must not touch them).
  */
@@ -395,6 +407,7 @@ static bool server_relay(Server *s)
                     server_close(s, "protocol error from server: bad length");
                     return false;
                 }
+                if (type == 'E') server_note_error(s, p + off, avail - off);
                 PsDecision d = server_ps_decide(s, type, off);
                 if (d.tracked && (d.action == PS_RESP_SWALLOW || d.inject) && off > 0) {
                     server_ps_hold(s, d); /* send what precedes it first */
@@ -642,12 +655,19 @@ static void server_on_read(evutil_socket_t fd, short ev, void *arg)
     int n = conn_fill(&s->conn);
     if (n == 0 || n == -1) {
         Client *c = s->client;
-        /* the backend's own FATAL (e.g. 57P01 on terminate) was already forwarded */
         if (c && s->state == SERVER_ACTIVE && conn_avail(&s->conn) == 0) {
             s->client = NULL;
             c->server = NULL;
             server_close(s, "server closed the connection");
-            client_close(c, "08006", "server conn crashed?");
+            /*
+             * After the backend's own FATAL (e.g. 57P01 after pg_terminate_backend)
+             * the client has its reason, exactly as PostgreSQL sent it: nothing of
+             * ours follows.  Otherwise the server vanished without a word.
+             */
+            if (s->fatal_sent)
+                client_close(c, NULL, "server closed the connection after its FATAL error");
+            else
+                client_close(c, "08006", "server conn crashed?");
             return;
         }
         server_close(s, n == 0 ? "server closed the connection" : "server read error");

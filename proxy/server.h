@@ -64,6 +64,7 @@ struct server {
     char *internal_error; /* first ErrorResponse message of an internal query */
     char tx_status;
     bool dirty;       /* must not be reused (unknown state) */
+    bool fatal_sent;  /* the backend's own FATAL went to the client: it is closing */
     ParamSet params;  /* reported values as the backend has them */
     ParamSet applied; /* non-reported parameters the pooler SET */
     uint64_t have_fp; /* params_have_fp() cache, valid for these generations + 1 */

@@ -41,6 +41,29 @@ test_terminated_busy_server_errors_client_then_pool_reconnects() {
     pf_stop
 }
 
+# The backend's own FATAL reaches the client as exactly that message, then
+# the connection closes: no pooler message replaces or follows it.
+# timeout: 30
+test_backend_fatal_reaches_client_alone() {
+    local bpid out pc
+    _need_tool
+    pf_start "default_pool_size = 1"
+    "$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --query "select pg_sleep(10.0666)" --timeout 8 \
+        >"$TEST_TMP/raw.out" 2>&1 &
+    pc=$!
+    wait_until 5 _is_running '%pg_sleep(10.0666)%'
+    bpid=$(_pids_running '%pg_sleep(10.0666)%')
+    assert_eq t "$(pg_psql -c "select pg_terminate_backend($bpid)")"
+    wait_until 5 _gone "$pc"
+    out=$(cat "$TEST_TMP/raw.out")
+    assert_contains "$out" $'\nE FATAL 57P01 terminating connection due to administrator command\nEOF' \
+        "the backend's FATAL, then the close"
+    assert_eq 1 "$(grep -c '^E ' <<<"$out")" "ErrorResponses the client got: $out"
+    assert_not_contains "$out" "server conn crashed"
+    assert_eq 1 "$(pf_psql -c "select 1")" "a new client gets a new server"
+    pf_stop
+}
+
 # timeout: 30
 test_terminated_idle_server_replaced_for_next_client() {
     local bpid out i
