@@ -875,7 +875,13 @@ static void client_process_startup(Client *c)
         uint8_t *p = conn_data(&c->conn);
         uint32_t len = proto_get_u32(p);
         if (len < 8 || len > PROTO_STARTUP_MAX) {
-            client_protocol_violation(c, "invalid length of startup packet");
+            /*
+             * As PostgreSQL: logged, not answered.  Whatever sent this (say a
+             * Terminate instead of a startup packet) is no libpq client that
+             * could make sense of an ErrorResponse.
+             */
+            client_log(c, LOG_LEVEL_LOG, "invalid length of startup packet");
+            client_close(c, NULL, "invalid length of startup packet");
             return;
         }
         if (avail < len) {

@@ -232,21 +232,31 @@ test_oversized_packets_with_max_packet_size_get_08P01() {
     pf_stop
 }
 
+# A startup packet with an invalid length is closed without an ErrorResponse,
+# as PostgreSQL does (it only logs it): a client that sends Terminate before
+# its startup packet gets no error event.
 # timeout: 30
-test_oversized_startup_packet_gets_08P01() {
+test_invalid_startup_packet_length_closed_silently() {
     local out
     _need_tool
     pf_start
     out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --pad 10001 --timeout 5 2>&1)
-    assert_contains "$out" "E FATAL 08P01" "startup packet of 10001 bytes"
-    assert_contains "$out" $'\nEOF'
-    assert_not_contains "$out" "R 0"
+    # closed with the rest of the packet unread: EOF, or a reset
+    assert_contains "$out" EOF "startup packet of 10001 bytes"
+    assert_eq 1 "$(wc -l <<<"$out")" "startup packet of 10001 bytes: nothing but the close: $out"
     # the length alone is enough: a header claiming 0x7fffffff
     exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" || fail "cannot connect"
     printf '\x7f\xff\xff\xff\x00\x03\x00\x00' >&3
-    out=$(timeout 5 cat <&3 | tr -c '[:print:]' '.')
+    out=$(timeout 5 cat <&3 | od -An -c)
     exec 3<&-
-    assert_contains "$out" "08P01" "startup length 0x7fffffff"
+    assert_eq "" "$out" "startup length 0x7fffffff: nothing sent back"
+    # Terminate ('X', length 4) where the startup packet belongs
+    exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" || fail "cannot connect"
+    printf 'X\x00\x00\x00\x04' >&3
+    out=$(timeout 5 cat <&3 | od -An -c)
+    exec 3<&-
+    assert_eq "" "$out" "Terminate before the startup packet: nothing sent back"
+    assert_eq 3 "$(grep -c "invalid length of startup packet" "$PF_LOG")" "logged, as PostgreSQL does"
     # just under the limit is fine
     out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --pad 9000 --query "select 1" --timeout 5 2>&1)
     assert_contains "$out" $'\nD 1\n' "startup packet of 9000 bytes"
