@@ -172,6 +172,25 @@ test_reload_applies_pool_size() {
     pf_stop INT
 }
 
+# Console errors carry SQLSTATE 08P01, as PgBouncer's console sends them.
+test_console_errors_are_08P01() {
+    local cmd out
+    _admin_ini
+    for cmd in "SHOW NOSUCH" "NOSUCH" "SET nosuch = 1" "SET default_pool_size = 'x'" \
+        "RELOAD now" "KILL_CLIENT 0" "PAUSE nosuchdb" "SUSPEND" "SHOW POOLS EXTRA"; do
+        out=$(_adm -v VERBOSITY=verbose -c "$cmd" 2>&1)
+        assert_contains "$out" "ERROR:  08P01: " "$cmd"
+    done
+    # a stats user's control command, and a user without console rights
+    out=$("$PG_BINDIR/psql" -X -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$PF_PORT" -U statsuser \
+        -d pgbouncer -c "RECONNECT" 2>&1)
+    assert_contains "$out" "ERROR:  08P01: admin access needed" "stats user"
+    out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=someone \
+        --param database=pgbouncer --timeout 5 2>&1)
+    assert_contains "$out" "E FATAL 08P01 not allowed" "a user without console rights"
+    pf_stop INT
+}
+
 # timeout: 60
 test_shutdown_wait_for_clients() {
     local rc bg
