@@ -48,6 +48,7 @@
 #include "proto.h"
 #include "server.h"
 #include "stats.h"
+#include "tls.h"
 #include "version.h"
 #include "workq.h"
 
@@ -1209,6 +1210,30 @@ static AdminRc admin_wait(Client *c, ControlWaitKind kind, const char *db, const
     return ADMIN_WAITING;
 }
 
+/*
+ * SET takes effect as a reload would: pool settings and database entries are
+ * re-read (a changed server_tls_* retires the servers), and a client_tls_*
+ * option rebuilds the client TLS context.  A TLS combination that does not
+ * load is refused and the option keeps its old value, so the configuration
+ * and the context in use agree.
+ */
+static int admin_set(Loop *loop, const char *name, const char *value, char *err, size_t errlen)
+{
+    const OptionDef *od = config_option_find(name);
+    bool client_tls = od && strncmp(od->name, "client_tls_", 11) == 0;
+    char old[1024] = "";
+    if (client_tls) config_format_value(loop->cfg, od, old, sizeof(old));
+    if (config_set(loop->cfg, name, value, err, errlen) < 0) return -1;
+    if (client_tls && tls_apply_config(loop, loop->cfg, err, errlen) < 0) {
+        char ignore[256];
+        if (config_set(loop->cfg, od->name, old, ignore, sizeof(ignore)) < 0)
+            log_warning("SET %s: could not restore \"%s\": %s", od->name, old, ignore);
+        return -1;
+    }
+    pool_apply_config(loop);
+    return 0;
+}
+
 static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
 {
     Loop *loop = c->loop;
@@ -1233,9 +1258,8 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
             tok[2].quoted)
             return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
         if (!admin) return admin_error(b, "admin access needed");
-        if (config_set(loop->cfg, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
+        if (admin_set(loop, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
             return admin_error(b, "SET failed: %s", err);
-        pool_apply_config(loop);
         log_info("SET %s command issued", tok[1].text);
         return admin_ok(b, "SET");
     }

@@ -51,8 +51,24 @@ static void database_free_settings(Database *db)
     free(db->datestyle);
     free(db->timezone);
     free(db->application_name);
+    free(db->server_tls);
     db->dbname = db->host = db->user = db->password = db->connect_query = NULL;
     db->client_encoding = db->datestyle = db->timezone = db->application_name = NULL;
+    db->server_tls = NULL;
+}
+
+/*
+ * The server_tls_* options are part of every database's connection settings:
+ * changing one (RELOAD or SET) retires the servers, as a changed entry does.
+ */
+static void database_server_tls(const Config *cfg, char *buf, size_t len)
+{
+    snprintf(buf, len, "%d|%s|%s|%s|%s|%s", cfg->server_tls_sslmode,
+             cfg->server_tls_ca_file ? cfg->server_tls_ca_file : "",
+             cfg->server_tls_key_file ? cfg->server_tls_key_file : "",
+             cfg->server_tls_cert_file ? cfg->server_tls_cert_file : "",
+             cfg->server_tls_protocols ? cfg->server_tls_protocols : "",
+             cfg->server_tls_ciphers ? cfg->server_tls_ciphers : "");
 }
 
 /* Copy connection settings; returns true when they differ from the old ones. */
@@ -66,6 +82,9 @@ static bool database_load(Database *db, const DbConf *dc)
         !str_equal(db->datestyle, dc->datestyle) || !str_equal(db->timezone, dc->timezone) ||
         !str_equal(db->application_name, dc->application_name) ||
         !str_equal(db->connect_query, dc->connect_query);
+    char tls[4096];
+    database_server_tls(db->loop->cfg, tls, sizeof(tls));
+    changed = changed || !str_equal(db->server_tls, tls);
     if (!changed) return false;
     database_free_settings(db);
     db->dbname = xstrdup_or_null(dbname);
@@ -78,6 +97,7 @@ static bool database_load(Database *db, const DbConf *dc)
     db->datestyle = xstrdup_or_null(dc->datestyle);
     db->timezone = xstrdup_or_null(dc->timezone);
     db->application_name = xstrdup_or_null(dc->application_name);
+    db->server_tls = strdup(tls);
     free(db->hostaddr);
     db->hostaddr = NULL;
     db->resolved_at = 0;
@@ -539,6 +559,25 @@ void pool_release_server(Server *s)
     pool_server_idle(s);
 }
 
+bool pool_fast_close(Server *s)
+{
+    Pool *p = s->pool;
+    Client *c = s->client;
+    if (!p->loop->cfg->server_fast_close || p->mode != POOL_MODE_SESSION ||
+        s->state != SERVER_ACTIVE || !c || s->generation == p->db->generation)
+        return false;
+    /* only at a transaction boundary, with nothing of either side in flight */
+    if (s->internal != INTERNAL_NONE || s->tx_status != 'I' || c->tx_status != 'I' ||
+        c->expected_rfq > 0 || c->extended_open || c->linking || c->fwd_left || s->fwd_left ||
+        conn_avail(&s->conn) > 0 || conn_avail(&c->conn) > 0 || conn_has_queue(&c->conn))
+        return false;
+    s->client = NULL;
+    c->server = NULL;
+    server_close(s, "database configuration changed (server_fast_close)");
+    client_close(c, "08P01", "database configuration changed");
+    return true;
+}
+
 void pool_internal_done(Server *s, int kind, bool ok)
 {
     if (!ok) {
@@ -659,6 +698,13 @@ static void pool_janitor_servers(Pool *p, usec_t now)
         }
     }
     free(snap);
+    /* server_fast_close: session clients idle between transactions on a retired server */
+    if (cfg->server_fast_close && p->mode == POOL_MODE_SESSION) {
+        n = pool_snapshot(&p->active, &snap);
+        for (int i = 0; i < n; i++)
+            if (snap[i]->state == SERVER_ACTIVE) pool_fast_close(snap[i]);
+        free(snap);
+    }
     /* min_pool_size: keep warm connections once the pool has been used */
     if (p->have_welcome && !pool_in_retry_window(p) && p->loop->shutdown == SHUTDOWN_NONE) {
         while (pool_server_total(p) < p->min_size && pool_server_total(p) < p->size &&
@@ -726,15 +772,30 @@ void pool_janitor(Loop *loop, usec_t now)
 
 void pool_apply_config(Loop *loop)
 {
-    ListNode *dit, *pit;
+    ListNode *dit, *pit, *ptmp;
     list_for_each(dit, &loop->databases)
     {
         Database *db = list_entry(dit, Database, node);
         const DbConf *dc = config_find_db(loop->cfg, db->name);
-        if (dc && database_load(db, dc)) db->generation++;
+        bool changed = dc && database_load(db, dc);
         list_for_each(pit, &db->pools)
         {
             pool_resolve_settings(list_entry(pit, Pool, db_node));
+        }
+        if (!changed) continue;
+        /*
+         * New connection settings: busy servers close when released, idle
+         * ones now, and a login failure under the old settings says nothing
+         * about the new ones, so a waiting client gets an attempt now.
+         */
+        db->generation++;
+        list_for_each_safe(pit, ptmp, &db->pools)
+        {
+            Pool *p = list_entry(pit, Pool, db_node);
+            while (!list_empty(&p->idle))
+                server_close(list_entry(list_first(&p->idle), Server, pool_node),
+                             "database configuration changed");
+            pool_forget_login_failure(p);
         }
     }
 }

@@ -45,6 +45,7 @@ struct database {
     /* connection settings, copied from the DbConf on creation and reload */
     char *dbname, *host, *user, *password, *connect_query;
     char *client_encoding, *datestyle, *timezone, *application_name;
+    char *server_tls; /* the server_tls_* options in effect, as one string */
     int port;
     int generation;   /* bumped when connection settings change: old servers drain */
     bool paused;      /* PAUSE: hold new queries */
@@ -115,6 +116,12 @@ void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg,
 const char *pool_last_login_error(const Pool *pool);
 /* RECONNECT or new settings: the next attempt happens now, not after server_login_retry. */
 void pool_forget_login_failure(Pool *pool);
+/*
+ * server_fast_close: a session-mode server of an old database generation
+ * (RECONNECT, changed settings) whose client is between transactions is
+ * closed, and the client with it (FATAL, as PgBouncer).  Returns true then.
+ */
+bool pool_fast_close(Server *s);
 /* An internal query finished (called by server.c). */
 void pool_internal_done(Server *s, int kind, bool ok);
 /* Total servers of the pool in any state. */

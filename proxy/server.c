@@ -320,7 +320,10 @@ static void server_after_ready(Server *s, char status)
         stats_on_xact(p, c->xact_start ? now - c->xact_start : 0);
         c->xact_start = 0;
     }
-    if (p->mode == POOL_MODE_SESSION) return;
+    if (p->mode == POOL_MODE_SESSION) {
+        pool_fast_close(s); /* a transaction ended: maybe the end of a retired server */
+        return;
+    }
     if (status != 'I') {
         if (p->mode == POOL_MODE_STATEMENT)
             client_close(c, "08P01", "transaction blocks not allowed in statement pooling mode");
