@@ -430,7 +430,7 @@ static bool pool_evict_idle(Pool *p, bool by_db)
             Pool *o = list_entry(pit, Pool, db_node);
             if (o == p || (!by_db && o->user != p->user) || list_empty(&o->idle)) continue;
             /* the idle list is most recently used first: its tail waited longest */
-            Server *s = list_entry(o->idle.head.prev, Server, pool_node);
+            Server *s = list_entry(list_last(&o->idle), Server, pool_node);
             if (!victim || s->idle_since < victim->idle_since) victim = s;
         }
     }

@@ -454,10 +454,12 @@ test_random_bytes_and_garbage_no_leak() {
         (exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" && head -c 4096 /dev/urandom >&3 &&
             timeout 1 cat <&3 >/dev/null) 2>/dev/null
     done
-    # a first packet that claims to be huge, then nothing
+    # a first packet that claims to be huge, then nothing: closed without a
+    # word, as PostgreSQL does (see t_failures.sh)
     (exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" && printf '\x7f\xff\xff\xff\x00\x03' >&3 &&
         timeout 2 cat <&3 >"$TEST_TMP/huge.out") 2>/dev/null
-    assert_contains "$(od -c "$TEST_TMP/huge.out")" "E" "ErrorResponse to a huge startup length"
+    [ -f "$TEST_TMP/huge.out" ] && [ ! -s "$TEST_TMP/huge.out" ] ||
+        fail "answer to a huge startup length: $(od -c "$TEST_TMP/huge.out" 2>&1)"
     # unknown message types after login (each 08P01; see t_failures.sh): no leak
     # (not c/d/f: CopyDone/CopyData/CopyFail outside COPY are ignored by PostgreSQL)
     for t in 01 0b 61 62 65 67 6a 6b 7a 7e; do
