@@ -407,9 +407,11 @@ static bool ps_close_pending(const PsQueue *q, const char *name)
  * 42P05 and skips the rest up to Sync.  The server must skip the same
  * messages, so it gets a Describe of a statement that does not exist; its
  * error is swallowed and the client gets 42P05 in its place (prepared.h,
- * PS_DUPLICATE).  The name keeps its statement.
+ * PS_DUPLICATE).  The name keeps its statement.  In a transaction known to
+ * be aborted PostgreSQL refuses the Parse before it looks at the name:
+ * 25P02 then, unless the query ends the transaction.
  */
-static int ps_refuse_duplicate(Client *c, const char *name)
+static int ps_refuse_duplicate(Client *c, const char *name, const char *query)
 {
     Server *s = c->server;
     PktBuf b;
@@ -420,7 +422,10 @@ static int ps_refuse_duplicate(Client *c, const char *name)
     pkt_end(&b);
     char *n = strdup(name);
     int rc = n ? ps_send(s, &b) : -1;
-    if (rc == 0) rc = ps_queue_push(&s->psq, 'D', PS_SWALLOW | PS_DUPLICATE, NULL, n);
+    uint8_t flags = PS_SWALLOW | PS_DUPLICATE;
+    if (s->tx_status == 'E' && s->psq.count == 0 && !ps_is_transaction_exit(query))
+        flags |= PS_ABORTED;
+    if (rc == 0) rc = ps_queue_push(&s->psq, 'D', flags, NULL, n);
     if (rc < 0) free(n);
     pkt_free(&b);
     return rc;
@@ -442,7 +447,9 @@ static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *er
     Server *s = c->server;
     p->stats.ps_client_parses++;
     if (ps_map_find(&c->ps, name) >= 0 && !ps_close_pending(&s->psq, name))
-        return ps_refuse_duplicate(c, name) < 0 ? (snprintf(err, errlen, "out of memory"), -1) : 0;
+        return ps_refuse_duplicate(c, name, query) < 0
+                   ? (snprintf(err, errlen, "out of memory"), -1)
+                   : 0;
     PsStmt *st = ps_registry_get(&p->ps, query, (uint32_t)strlen(query), types, ntypes);
     if (!st) goto oom;
     if (ps_map_put(&c->ps, &p->ps, name, st) < 0) {
@@ -677,6 +684,7 @@ int ps_server_response(Server *s, uint8_t type, bool *inject)
         if (h->kind == 'Q' || h->kind == 'F') break;
         /* a duplicate-Parse probe failed as planned: the client's 42P05 replaces its error */
         char *dup = NULL;
+        uint8_t dup_flags = PS_INJECT | (h->flags & PS_ABORTED);
         if (h->flags & PS_DUPLICATE) {
             dup = h->client_name;
             h->client_name = NULL;
@@ -688,7 +696,7 @@ int ps_server_response(Server *s, uint8_t type, bool *inject)
             ps_queue_pop(q, r);
         }
         if (dup) {
-            ps_queue_push_front(q, 'E', PS_INJECT, dup);
+            ps_queue_push_front(q, 'E', dup_flags, dup);
             *inject = true;
         }
         return action;
@@ -717,7 +725,11 @@ int ps_send_injected(Server *s)
     pkt_init(&b);
     while ((h = ps_queue_head(q)) && (h->flags & PS_INJECT)) {
         if (h->kind == 'C' && s->client) ps_apply_close(s->client, h->stmt, h->client_name);
-        if (h->kind == 'E') {
+        if (h->kind == 'E' && (h->flags & PS_ABORTED)) {
+            pkt_error(&b, "ERROR", "25P02",
+                      "current transaction is aborted, commands ignored until end of transaction "
+                      "block");
+        } else if (h->kind == 'E') {
             pkt_error(&b, "ERROR", "42P05", "prepared statement \"%s\" already exists",
                       h->client_name ? h->client_name : "");
         } else {

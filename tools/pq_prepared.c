@@ -1035,6 +1035,25 @@ static void sc_duplicate(void)
     raw_bind_exec(r, "d2");
     raw_sync(r);
     raw_check(r, "both still usable", "2DC2DCZ", "1,w", NULL);
+    /* in an aborted transaction the Parse is refused before the name is looked at */
+    raw_parse(r, "", "begin");
+    raw_bind_exec(r, "");
+    raw_sync(r);
+    raw_check(r, "begin", "12CZ", NULL, NULL);
+    raw_parse(r, "", "select 1/0");
+    raw_bind_exec(r, "");
+    raw_sync(r);
+    raw_check(r, "an error aborts the transaction", "1EZ", NULL, "22012");
+    raw_parse(r, "d1", "select 4");
+    raw_sync(r);
+    raw_check(r, "duplicate in an aborted transaction", "EZ", NULL, "25P02");
+    raw_parse(r, "", "rollback");
+    raw_bind_exec(r, "");
+    raw_sync(r);
+    raw_check(r, "rollback", "12CZ", NULL, NULL);
+    raw_bind_exec(r, "d1");
+    raw_sync(r);
+    raw_check(r, "d1 after all that", "2DCZ", "1", NULL);
     raw_free(r);
     PQfinish(h);
 }
