@@ -7,7 +7,8 @@
  *   SERVER_INTERNAL    running a pooler query (connect_query, check, reset)
  *                                                            -> pool->connecting
  *   SERVER_IDLE        in the pool, ready                    -> pool->idle (LIFO)
- *   SERVER_ACTIVE      linked to a client                    -> pool->active
+ *   SERVER_ACTIVE      linked to a client, or released but held while
+ *                      a cancel for its last client is sent   -> pool->active
  *   SERVER_CLOSING     closed, freed at end of loop          -> none
  *
  * libpq only connects and authenticates; after CONNECTION_OK the relay
