@@ -154,9 +154,10 @@ void server_close(Server *s, const char *fmt, ...)
  * A cancel request names a backend, not a query: one that reaches
  * PostgreSQL after the client's query ended would cancel whatever the
  * server runs next, maybe another client's query.  So the server keeps its
- * cancel jobs in a list; when it is released, jobs still queued are dropped
- * (the worker skips them), and while one is being sent the server is held
- * out of the pool (cancel_hold) until it completes.
+ * cancel jobs in a list; when it is released to the pool, jobs still queued
+ * are dropped (the worker skips them), and while one is being sent the
+ * server is held out of the pool (cancel_hold) until it completes.  When the
+ * server is closed instead, its jobs go on: nobody gets that backend again.
  *
  * The job's state is the only field both threads touch: the worker moves it
  * QUEUED -> SENDING before PQcancel, the loop QUEUED -> DROPPED; whoever
@@ -253,15 +254,15 @@ bool server_cancel_hold(Server *s)
     return true;
 }
 
-/* The server closes: its jobs run on (or are skipped) without it. */
+/*
+ * The server closes: its jobs run on without it.  Queued ones are still sent:
+ * the backend may be busy with the query that is being abandoned (as after
+ * query_timeout), and nobody will get this backend again.
+ */
 static void server_cancel_detach_all(Server *s)
 {
-    while (s->cancels) {
-        CancelJob *cj = s->cancels;
-        int expected = CANCEL_QUEUED;
-        atomic_compare_exchange_strong(&cj->state, &expected, CANCEL_DROPPED);
-        cancel_unlink(cj);
-    }
+    while (s->cancels)
+        cancel_unlink(s->cancels);
     s->cancel_hold = false;
 }
 
