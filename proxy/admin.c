@@ -48,6 +48,7 @@
 #include "proto.h"
 #include "server.h"
 #include "stats.h"
+#include "tls.h"
 #include "version.h"
 #include "workq.h"
 
@@ -92,7 +93,7 @@ void admin_client_login(Client *c)
 {
     bool admin;
     if (!admin_access(c, &admin)) {
-        client_close(c, "28000", "not allowed");
+        client_close(c, "08P01", "not allowed"); /* PgBouncer's SQLSTATE and words */
         return;
     }
     PktBuf b;
@@ -1126,15 +1127,19 @@ typedef enum {
     ADMIN_WAITING, /* answer comes later (PAUSE / WAIT_CLOSE) */
 } AdminRc;
 
-static AdminRc admin_error(PktBuf *b, const char *sqlstate, const char *fmt, ...) PRINTF_LIKE(3, 4);
-static AdminRc admin_error(PktBuf *b, const char *sqlstate, const char *fmt, ...)
+/*
+ * Every console error is 08P01, as PgBouncer's console answers: the console is
+ * PgBouncer's interface, and tools written for it see the same SQLSTATE.
+ */
+static AdminRc admin_error(PktBuf *b, const char *fmt, ...) PRINTF_LIKE(2, 3);
+static AdminRc admin_error(PktBuf *b, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    pkt_error(b, "ERROR", sqlstate, "%s", msg);
+    pkt_error(b, "ERROR", "08P01", "%s", msg);
     return ADMIN_DONE;
 }
 
@@ -1189,11 +1194,10 @@ static AdminRc admin_show(Client *c, const char *what, PktBuf *b)
         show_dns_zones(b);
     else if (!strcmp(what, "fds")) {
         bool admin;
-        if (!admin_access(c, &admin) || !admin)
-            return admin_error(b, "42501", "admin access needed");
+        if (!admin_access(c, &admin) || !admin) return admin_error(b, "admin access needed");
         show_fds(loop, b);
     } else
-        return admin_error(b, "42601", "unknown SHOW command: %s (use SHOW HELP;)", what);
+        return admin_error(b, "unknown SHOW command: %s (use SHOW HELP;)", what);
     return ADMIN_DONE;
 }
 
@@ -1205,8 +1209,32 @@ static AdminRc admin_wait(Client *c, ControlWaitKind kind, const char *db, const
 {
     if (pool_control_wait_done(c->loop, kind, db)) return admin_ok(b, tag);
     if (pool_control_wait(c->loop, c->id, kind, db, admin_wait_finished) < 0)
-        return admin_error(b, "53200", "out of memory");
+        return admin_error(b, "out of memory");
     return ADMIN_WAITING;
+}
+
+/*
+ * SET takes effect as a reload would: pool settings and database entries are
+ * re-read (a changed server_tls_* retires the servers), and a client_tls_*
+ * option rebuilds the client TLS context.  A TLS combination that does not
+ * load is refused and the option keeps its old value, so the configuration
+ * and the context in use agree.
+ */
+static int admin_set(Loop *loop, const char *name, const char *value, char *err, size_t errlen)
+{
+    const OptionDef *od = config_option_find(name);
+    bool client_tls = od && strncmp(od->name, "client_tls_", 11) == 0;
+    char old[1024] = "";
+    if (client_tls) config_format_value(loop->cfg, od, old, sizeof(old));
+    if (config_set(loop->cfg, name, value, err, errlen) < 0) return -1;
+    if (client_tls && tls_apply_config(loop, loop->cfg, err, errlen) < 0) {
+        char ignore[256];
+        if (config_set(loop->cfg, od->name, old, ignore, sizeof(ignore)) < 0)
+            log_warning("SET %s: could not restore \"%s\": %s", od->name, old, ignore);
+        return -1;
+    }
+    pool_apply_config(loop);
+    return 0;
 }
 
 static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
@@ -1221,31 +1249,30 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
         return ADMIN_DONE;
     }
     if (n < 0 || tok[0].quoted)
-        return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+        return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
     const char *cmd = tok[0].text;
     const char *arg = n >= 2 ? tok[1].text : NULL;
     bool is_show = !strcmp(cmd, "show") || !strcmp(cmd, "select");
-    if (!admin_access(c, &admin)) return admin_error(b, "42501", "not allowed");
+    if (!admin_access(c, &admin)) return admin_error(b, "not allowed");
 
     if (!strcmp(cmd, "set")) {
         /* SET key (= | TO) value */
         if (n != 4 || tok[1].string || (strcmp(tok[2].text, "=") && strcmp(tok[2].text, "to")) ||
             tok[2].quoted)
-            return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
-        if (!admin) return admin_error(b, "42501", "admin access needed");
-        if (config_set(loop->cfg, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
-            return admin_error(b, "22023", "SET failed: %s", err);
-        pool_apply_config(loop);
+            return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
+        if (!admin) return admin_error(b, "admin access needed");
+        if (admin_set(loop, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
+            return admin_error(b, "SET failed: %s", err);
         log_info("SET %s command issued", tok[1].text);
         return admin_ok(b, "SET");
     }
-    if (n > 2) return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+    if (n > 2) return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
     if (is_show) {
         if (!arg || tok[1].quoted)
-            return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+            return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
         return admin_show(c, arg, b);
     }
-    if (!admin) return admin_error(b, "42501", "admin access needed");
+    if (!admin) return admin_error(b, "admin access needed");
 
     int rc = 0;
     if (!strcmp(cmd, "pause")) {
@@ -1255,7 +1282,7 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
         if ((rc = pool_control_resume(loop, arg, err, sizeof(err))) == 0)
             return admin_ok(b, "RESUME");
     } else if (!strcmp(cmd, "disable") || !strcmp(cmd, "enable")) {
-        if (!arg) return admin_error(b, "42601", "a database is required");
+        if (!arg) return admin_error(b, "a database is required");
         rc = pool_control_set_disabled(loop, arg, cmd[0] == 'd', err, sizeof(err));
         if (rc == 0) return admin_ok(b, cmd[0] == 'd' ? "DISABLE" : "ENABLE");
     } else if (!strcmp(cmd, "reconnect")) {
@@ -1268,8 +1295,8 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
         errno = 0;
         unsigned long id = arg && !tok[1].quoted ? strtoul(arg, &end, 10) : 0;
         if (!arg || tok[1].quoted || *end || errno || id == 0 || id > UINT32_MAX)
-            return admin_error(b, "22023", "invalid client id supplied");
-        if (id == c->id) return admin_error(b, "22023", "cannot kill your own connection");
+            return admin_error(b, "invalid client id supplied");
+        if (id == c->id) return admin_error(b, "cannot kill your own connection");
         if ((rc = pool_control_kill_client(loop, (uint32_t)id, err, sizeof(err))) == 0)
             return admin_ok(b, "KILL_CLIENT");
     } else if (!strcmp(cmd, "wait_close")) {
@@ -1278,12 +1305,12 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
             return admin_wait(c, CONTROL_WAIT_CLOSE, arg, "WAIT_CLOSE", b);
         }
     } else if (!strcmp(cmd, "suspend")) {
-        return admin_error(b, "0A000", "SUSPEND is not supported");
+        return admin_error(b, "SUSPEND is not supported");
     } else if (!strcmp(cmd, "reload")) {
-        if (arg) return admin_error(b, "42601", "RELOAD takes no argument");
+        if (arg) return admin_error(b, "RELOAD takes no argument");
         log_info("RELOAD command issued");
         if (!loop->reload || loop->reload(loop, loop->reload_arg) < 0)
-            return admin_error(b, "F0000", "RELOAD failed, see logs for additional details");
+            return admin_error(b, "RELOAD failed, see logs for additional details");
         return admin_ok(b, "RELOAD");
     } else if (!strcmp(cmd, "shutdown")) {
         ShutdownMode mode = SHUTDOWN_IMMEDIATE;
@@ -1292,14 +1319,14 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
         else if (arg && !tok[1].quoted && !strcmp(arg, "wait_for_clients"))
             mode = SHUTDOWN_WAIT_CLIENTS;
         else if (arg)
-            return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+            return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
         log_info("SHUTDOWN%s%s command issued", arg ? " " : "", arg ? arg : "");
         pool_control_shutdown(loop, mode);
         return admin_ok(b, "SHUTDOWN");
     } else {
-        return admin_error(b, "42601", "invalid command '%.200s', use SHOW HELP;", sql);
+        return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
     }
-    return admin_error(b, "55000", "%s", err);
+    return admin_error(b, "%s", err);
 }
 
 /* ---- the console connection ---- */

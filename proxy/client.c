@@ -92,6 +92,7 @@ void client_set_state(Client *c, ClientState st)
     if (!p || c->admin) return;
     switch (st) {
     case CLIENT_LOGIN_WAIT:
+        c->wait_start = loop_now(c->loop); /* query_wait_timeout applies here too */
         list_append(&p->login_wait, &c->pool_node);
         break;
     case CLIENT_IDLE:
@@ -911,7 +912,13 @@ static void client_process_startup(Client *c)
         uint8_t *p = conn_data(&c->conn);
         uint32_t len = proto_get_u32(p);
         if (len < 8 || len > PROTO_STARTUP_MAX) {
-            client_protocol_violation(c, "invalid length of startup packet");
+            /*
+             * As PostgreSQL: logged, not answered.  Whatever sent this (say a
+             * Terminate instead of a startup packet) is no libpq client that
+             * could make sense of an ErrorResponse.
+             */
+            client_log(c, LOG_LEVEL_LOG, "invalid length of startup packet");
+            client_close(c, NULL, "invalid length of startup packet");
             return;
         }
         if (avail < len) {
@@ -1144,15 +1151,35 @@ void client_server_released(Client *c)
 
 /* ---------------------------------------------------------------- timeouts */
 
+/*
+ * A client queued for a server gives up with the pool's last login error in
+ * the message, when logins are failing: "query_wait_timeout (server login
+ * failed: Connection refused ...)".
+ */
+static void client_close_waiting(Client *c, const char *what)
+{
+    const char *err = c->pool ? pool_last_login_error(c->pool) : NULL;
+    if (err)
+        client_close(c, "08P01", "%s (%s)", what, err);
+    else
+        client_close(c, "08P01", "%s", what);
+}
+
 void client_check_timeouts(Client *c, usec_t now)
 {
     Config *cfg = c->loop->cfg;
     switch (c->state) {
     case CLIENT_STARTUP:
     case CLIENT_AUTH:
-    case CLIENT_LOGIN_WAIT:
         if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
             client_close(c, "08P01", "client_login_timeout");
+        break;
+    case CLIENT_LOGIN_WAIT:
+        /* waiting for the pool's first server: both limits apply, as in PgBouncer */
+        if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
+            client_close_waiting(c, "client_login_timeout (server down)");
+        else if (cfg->query_wait_timeout > 0 && now - c->wait_start > cfg->query_wait_timeout)
+            client_close_waiting(c, "query_wait_timeout");
         break;
     case CLIENT_IDLE:
         if (cfg->client_idle_timeout > 0 && !c->admin &&
@@ -1161,7 +1188,7 @@ void client_check_timeouts(Client *c, usec_t now)
         break;
     case CLIENT_WAITING:
         if (cfg->query_wait_timeout > 0 && now - c->wait_start > cfg->query_wait_timeout)
-            client_close(c, "08P01", "query_wait_timeout");
+            client_close_waiting(c, "query_wait_timeout");
         break;
     case CLIENT_ACTIVE:
         if (c->expected_rfq > 0 || c->extended_open) {

@@ -5,7 +5,8 @@
  * opened: the pool's size (pool_size of [users], then of [databases], then
  * default_pool_size), plus reserve_pool_size once a client has waited
  * reserve_pool_timeout; max_db_connections over all pools of the database;
- * max_user_connections over all pools of the backend user.
+ * max_user_connections over all pools of the backend user.  When one of the
+ * last two is reached, an idle server of another pool is closed to make room.
  *
  * A released or new server first goes to the oldest waiting client (FIFO);
  * only when nobody waits does it go idle.  Idle servers are reused most
@@ -53,8 +54,24 @@ static void database_free_settings(Database *db)
     free(db->datestyle);
     free(db->timezone);
     free(db->application_name);
+    free(db->server_tls);
     db->dbname = db->host = db->user = db->password = db->connect_query = NULL;
     db->client_encoding = db->datestyle = db->timezone = db->application_name = NULL;
+    db->server_tls = NULL;
+}
+
+/*
+ * The server_tls_* options are part of every database's connection settings:
+ * changing one (RELOAD or SET) retires the servers, as a changed entry does.
+ */
+static void database_server_tls(const Config *cfg, char *buf, size_t len)
+{
+    snprintf(buf, len, "%d|%s|%s|%s|%s|%s", cfg->server_tls_sslmode,
+             cfg->server_tls_ca_file ? cfg->server_tls_ca_file : "",
+             cfg->server_tls_key_file ? cfg->server_tls_key_file : "",
+             cfg->server_tls_cert_file ? cfg->server_tls_cert_file : "",
+             cfg->server_tls_protocols ? cfg->server_tls_protocols : "",
+             cfg->server_tls_ciphers ? cfg->server_tls_ciphers : "");
 }
 
 /* Copy connection settings; returns true when they differ from the old ones. */
@@ -68,6 +85,9 @@ static bool database_load(Database *db, const DbConf *dc)
         !str_equal(db->datestyle, dc->datestyle) || !str_equal(db->timezone, dc->timezone) ||
         !str_equal(db->application_name, dc->application_name) ||
         !str_equal(db->connect_query, dc->connect_query);
+    char tls[4096];
+    database_server_tls(db->loop->cfg, tls, sizeof(tls));
+    changed = changed || !str_equal(db->server_tls, tls);
     if (!changed) return false;
     database_free_settings(db);
     db->dbname = xstrdup_or_null(dbname);
@@ -80,6 +100,7 @@ static bool database_load(Database *db, const DbConf *dc)
     db->datestyle = xstrdup_or_null(dc->datestyle);
     db->timezone = xstrdup_or_null(dc->timezone);
     db->application_name = xstrdup_or_null(dc->application_name);
+    db->server_tls = strdup(tls);
     free(db->hostaddr);
     db->hostaddr = NULL;
     db->resolved_at = 0;
@@ -384,7 +405,7 @@ static void dns_done(WorkqJob *j, int status)
         {
             Pool *p = list_entry(it, Pool, db_node);
             pool_server_login_failed(p, "08006",
-                                     dj->error[0] ? dj->error : "name resolution failed");
+                                     dj->error[0] ? dj->error : "name resolution failed", false);
         }
     }
     free(dj->result);
@@ -422,6 +443,20 @@ static bool pool_in_retry_window(const Pool *p)
     return p->last_failure && time_now_usec() - p->last_failure < p->loop->cfg->server_login_retry;
 }
 
+/*
+ * PgBouncer's fast fail: while PostgreSQL refuses logins and the pool has no
+ * server at all, a client gets the cached error instead of a queue place.
+ * Closes the client and returns true then.
+ */
+static bool pool_fast_fail(Pool *p, Client *c)
+{
+    if (!p->failure_final || !pool_in_retry_window(p) || pool_server_total(p) > 0) return false;
+    client_close(c, p->failure_sqlstate,
+                 "server login has been failing, cached error: %s (server_login_retry)",
+                 p->failure_msg ? p->failure_msg : "?");
+    return true;
+}
+
 /* How many servers this pool may have right now. */
 static int pool_allowed(const Pool *p)
 {
@@ -434,6 +469,35 @@ static int pool_allowed(const Pool *p)
     return allowed;
 }
 
+/*
+ * max_db_connections / max_user_connections is reached but another pool of
+ * the database (by_db) or of the backend user has an idle server: close the
+ * one idle longest, so this pool can open the connection a client waits for
+ * (PgBouncer evicts the same way).  Returns false when there is none.
+ */
+static bool pool_evict_idle(Pool *p, bool by_db)
+{
+    Server *victim = NULL;
+    ListNode *dit, *pit;
+    list_for_each(dit, &p->loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        if (by_db && db != p->db) continue;
+        list_for_each(pit, &db->pools)
+        {
+            Pool *o = list_entry(pit, Pool, db_node);
+            if (o == p || (!by_db && o->user != p->user) || list_empty(&o->idle)) continue;
+            /* the idle list is most recently used first: its tail waited longest */
+            Server *s = list_entry(list_last(&o->idle), Server, pool_node);
+            if (!victim || s->idle_since < victim->idle_since) victim = s;
+        }
+    }
+    if (!victim) return false;
+    server_close(victim, "evicted: %s reached and pool %s@%s needs a server",
+                 by_db ? "max_db_connections" : "max_user_connections", p->username, p->db->name);
+    return true;
+}
+
 /* Open new connections while clients wait for them and limits allow. */
 static void pool_launch(Pool *p)
 {
@@ -444,8 +508,9 @@ static void pool_launch(Pool *p)
     int demand = p->waiting.count + (p->have_welcome ? 0 : p->login_wait.count > 0);
     while (p->connecting.count < demand) {
         if (pool_server_total(p) >= pool_allowed(p)) return;
-        if (p->max_db > 0 && p->db->server_count >= p->max_db) return;
-        if (p->max_user > 0 && p->user->server_count >= p->max_user) return;
+        if (p->max_db > 0 && p->db->server_count >= p->max_db && !pool_evict_idle(p, true)) return;
+        if (p->max_user > 0 && p->user->server_count >= p->max_user && !pool_evict_idle(p, false))
+            return;
         if (!database_resolve(p->db)) return; /* dns_done launches again */
         if (!server_connect(p, p->db->hostaddr)) return;
     }
@@ -476,11 +541,7 @@ void pool_client_login(Pool *p, Client *c)
         client_finish_login(c);
         return;
     }
-    if (pool_in_retry_window(p) && pool_server_total(p) == 0) {
-        client_close(c, p->failure_sqlstate, "%s",
-                     p->failure_msg ? p->failure_msg : "server login failed");
-        return;
-    }
+    if (pool_fast_fail(p, c)) return;
     client_set_state(c, CLIENT_LOGIN_WAIT);
     pool_launch(p);
 }
@@ -493,11 +554,7 @@ void pool_request_server(Pool *p, Client *c)
             client_link_server(c, s);
             return;
         }
-        if (pool_in_retry_window(p) && pool_server_total(p) == 0) {
-            client_close(c, p->failure_sqlstate, "%s",
-                         p->failure_msg ? p->failure_msg : "server login failed");
-            return;
-        }
+        if (pool_fast_fail(p, c)) return;
         client_set_state(c, CLIENT_WAITING);
     }
     /* hand idle servers to waiters (also after a resume) */
@@ -554,6 +611,8 @@ void pool_release_server(Server *s)
     if (s->state == SERVER_CLOSING) return;
     /* every answer was delivered by now; anything left is stale bookkeeping */
     if (s->psq.count) ps_queue_clear(&s->psq, &p->ps);
+    /* a cancel for the last client still on its way: held until it is through */
+    if (server_cancel_hold(s)) return;
     bool reset = (p->mode == POOL_MODE_SESSION || cfg->server_reset_query_always) &&
                  cfg->server_reset_query && *cfg->server_reset_query;
     /* in transaction mode only a session ending (client gone) runs the reset with _always */
@@ -563,6 +622,25 @@ void pool_release_server(Server *s)
         return;
     }
     pool_server_idle(s);
+}
+
+bool pool_fast_close(Server *s)
+{
+    Pool *p = s->pool;
+    Client *c = s->client;
+    if (!p->loop->cfg->server_fast_close || p->mode != POOL_MODE_SESSION ||
+        s->state != SERVER_ACTIVE || !c || s->generation == p->db->generation)
+        return false;
+    /* only at a transaction boundary, with nothing of either side in flight */
+    if (s->internal != INTERNAL_NONE || s->tx_status != 'I' || c->tx_status != 'I' ||
+        c->expected_rfq > 0 || c->extended_open || c->linking || c->fwd_left || s->fwd_left ||
+        conn_avail(&s->conn) > 0 || conn_avail(&c->conn) > 0 || conn_has_queue(&c->conn))
+        return false;
+    s->client = NULL;
+    c->server = NULL;
+    server_close(s, "database configuration changed (server_fast_close)");
+    client_close(c, "08P01", "database configuration changed");
+    return true;
 }
 
 void pool_internal_done(Server *s, int kind, bool ok)
@@ -597,15 +675,21 @@ void pool_server_login_ok(Server *s)
     pool_server_idle(s);
 }
 
-void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg)
+void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg, bool final)
 {
     p->last_failure = time_now_usec();
+    p->failure_final = final;
     snprintf(p->failure_sqlstate, sizeof(p->failure_sqlstate), "%s", sqlstate);
     free(p->failure_msg);
     p->failure_msg = strdup(msg);
     p->stats.login_failures++;
-    /* fail fast: nobody waits for a server that refuses logins */
-    if (!list_empty(&p->idle)) return;
+    /*
+     * A failure that may pass keeps the clients queued: the janitor retries
+     * after server_login_retry, and each gives up at query_wait_timeout (or
+     * client_login_timeout) with this error in the message.  PostgreSQL's own
+     * refusal fails them now: nobody waits for a server that refuses logins.
+     */
+    if (!final || !list_empty(&p->idle)) return;
     ListNode *it, *tmp;
     list_for_each_safe(it, tmp, &p->login_wait)
     {
@@ -617,6 +701,19 @@ void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg)
         Client *c = list_entry(it, Client, pool_node);
         client_close(c, sqlstate, "%s", msg);
     }
+}
+
+const char *pool_last_login_error(const Pool *p)
+{
+    return p->last_failure && p->failure_msg ? p->failure_msg : NULL;
+}
+
+void pool_forget_login_failure(Pool *p)
+{
+    if (!p->last_failure) return;
+    p->last_failure = 0;
+    p->failure_final = false;
+    pool_request_server(p, NULL);
 }
 
 /* ---------------------------------------------------------------- janitor */
@@ -666,6 +763,13 @@ static void pool_janitor_servers(Pool *p, usec_t now)
         }
     }
     free(snap);
+    /* server_fast_close: session clients idle between transactions on a retired server */
+    if (cfg->server_fast_close && p->mode == POOL_MODE_SESSION) {
+        n = pool_snapshot(&p->active, &snap);
+        for (int i = 0; i < n; i++)
+            if (snap[i]->state == SERVER_ACTIVE) pool_fast_close(snap[i]);
+        free(snap);
+    }
     /* min_pool_size: keep warm connections once the pool has been used */
     if (p->have_welcome && !pool_in_retry_window(p) && p->loop->shutdown == SHUTDOWN_NONE) {
         while (pool_server_total(p) < p->min_size && pool_server_total(p) < p->size &&
@@ -756,15 +860,30 @@ void pool_janitor(Loop *loop, usec_t now)
 
 void pool_apply_config(Loop *loop)
 {
-    ListNode *dit, *pit;
+    ListNode *dit, *pit, *ptmp;
     list_for_each(dit, &loop->databases)
     {
         Database *db = list_entry(dit, Database, node);
         const DbConf *dc = config_find_db(loop->cfg, db->name);
-        if (dc && database_load(db, dc)) db->generation++;
+        bool changed = dc && database_load(db, dc);
         list_for_each(pit, &db->pools)
         {
             pool_resolve_settings(list_entry(pit, Pool, db_node));
+        }
+        if (!changed) continue;
+        /*
+         * New connection settings: busy servers close when released, idle
+         * ones now, and a login failure under the old settings says nothing
+         * about the new ones, so a waiting client gets an attempt now.
+         */
+        db->generation++;
+        list_for_each_safe(pit, ptmp, &db->pools)
+        {
+            Pool *p = list_entry(pit, Pool, db_node);
+            while (!list_empty(&p->idle))
+                server_close(list_entry(list_first(&p->idle), Server, pool_node),
+                             "database configuration changed");
+            pool_forget_login_failure(p);
         }
     }
 }

@@ -53,6 +53,7 @@ struct database {
     /* connection settings, copied from the DbConf on creation and reload */
     char *dbname, *host, *user, *password, *connect_query;
     char *client_encoding, *datestyle, *timezone, *application_name;
+    char *server_tls; /* the server_tls_* options in effect, as one string */
     int port;
     int generation;      /* bumped when connection settings change: old servers drain */
     bool paused;         /* PAUSE: hold new queries */
@@ -95,8 +96,9 @@ struct pool {
     /* what a client is told at login; learned from the first server */
     ParamSet welcome;
     bool have_welcome;
-    /* server_login_retry: the last login failure */
+    /* server_login_retry: the last login failure (last_failure 0 = none since a success) */
     usec_t last_failure;
+    bool failure_final; /* PostgreSQL refused the login: new clients fail at once */
     char failure_sqlstate[6];
     char *failure_msg;
     PoolStats stats;
@@ -135,7 +137,22 @@ void pool_release_server(Server *s);
 void pool_server_idle(Server *s);
 /* Server login finished / failed (called by server.c). */
 void pool_server_login_ok(Server *s);
-void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg);
+/*
+ * final: PostgreSQL refused the login (waiting clients fail with its error, and
+ * new ones in the server_login_retry window too); otherwise clients stay
+ * queued for the retry.
+ */
+void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg, bool final);
+/* The last login error while logins fail, for timeout messages; NULL when none. */
+const char *pool_last_login_error(const Pool *pool);
+/* RECONNECT or new settings: the next attempt happens now, not after server_login_retry. */
+void pool_forget_login_failure(Pool *pool);
+/*
+ * server_fast_close: a session-mode server of an old database generation
+ * (RECONNECT, changed settings) whose client is between transactions is
+ * closed, and the client with it (FATAL, as PgBouncer).  Returns true then.
+ */
+bool pool_fast_close(Server *s);
 /* An internal query finished (called by server.c). */
 void pool_internal_done(Server *s, int kind, bool ok);
 /* Total servers of the pool in any state. */

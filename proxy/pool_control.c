@@ -181,8 +181,12 @@ int pool_control_set_disabled(Loop *loop, const char *name, bool disabled, char 
 
 static void reconnect_db(Database *db)
 {
+    ListNode *it, *tmp;
     db->generation++;
     close_idle(db, "RECONNECT");
+    /* a cached login failure is forgotten: waiting clients get a new attempt now */
+    list_for_each_safe(it, tmp, &db->pools)
+        pool_forget_login_failure(list_entry(it, Pool, db_node));
 }
 
 int pool_control_reconnect(Loop *loop, const char *name, char *err, size_t errlen)

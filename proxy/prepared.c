@@ -150,8 +150,7 @@ static int ps_map_put(PsClientMap *m, PsRegistry *r, const char *name, PsStmt *s
 {
     int i = ps_map_find(m, name);
     if (i >= 0) {
-        /* re-Parse under the same name: the new text wins (the old one was closed or is replaced)
-         */
+        /* re-Parse under the same name after a Close still queued: the new text wins */
         ps_unref(r, m->v[i].stmt);
         m->v[i].stmt = s;
         return 0;
@@ -244,6 +243,18 @@ static int ps_queue_push(PsQueue *q, uint8_t kind, uint8_t flags, PsStmt *stmt, 
     p->client_name = client_name;
     q->count++;
     return 0;
+}
+
+/* Put an entry before the head; only after a pop, so there is room. */
+static void ps_queue_push_front(PsQueue *q, uint8_t kind, uint8_t flags, char *client_name)
+{
+    q->head = (q->head + q->cap - 1) % q->cap;
+    PsPending *p = &q->v[q->head];
+    p->kind = kind;
+    p->flags = flags;
+    p->stmt = NULL;
+    p->client_name = client_name;
+    q->count++;
 }
 
 static PsPending *ps_queue_head(PsQueue *q)
@@ -376,6 +387,50 @@ static bool ps_is_transaction_exit(const char *q)
     return false;
 }
 
+/* Is a Close of this client name queued, to take effect before what is sent now? */
+static bool ps_close_pending(const PsQueue *q, const char *name)
+{
+    for (uint32_t i = 0; i < q->count; i++) {
+        const PsPending *p = &q->v[(q->head + i) % q->cap];
+        if (p->kind == 'C' && (p->flags & PS_INJECT) && p->client_name &&
+            strcmp(p->client_name, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A statement name never created on a server (internal names are pgf_<n>). */
+#define PS_PROBE_NAME "pgf_"
+
+/*
+ * The client Parses a name it already uses: PostgreSQL refuses that with
+ * 42P05 and skips the rest up to Sync.  The server must skip the same
+ * messages, so it gets a Describe of a statement that does not exist; its
+ * error is swallowed and the client gets 42P05 in its place (prepared.h,
+ * PS_DUPLICATE).  The name keeps its statement.  In a transaction known to
+ * be aborted PostgreSQL refuses the Parse before it looks at the name:
+ * 25P02 then, unless the query ends the transaction.
+ */
+static int ps_refuse_duplicate(Client *c, const char *name, const char *query)
+{
+    Server *s = c->server;
+    PktBuf b;
+    pkt_init(&b);
+    pkt_begin(&b, 'D');
+    pkt_put_u8(&b, 'S');
+    pkt_put_str(&b, PS_PROBE_NAME);
+    pkt_end(&b);
+    char *n = strdup(name);
+    int rc = n ? ps_send(s, &b) : -1;
+    uint8_t flags = PS_SWALLOW | PS_DUPLICATE;
+    if (s->tx_status == 'E' && s->psq.count == 0 && !ps_is_transaction_exit(query))
+        flags |= PS_ABORTED;
+    if (rc == 0) rc = ps_queue_push(&s->psq, 'D', flags, NULL, n);
+    if (rc < 0) free(n);
+    pkt_free(&b);
+    return rc;
+}
+
 static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *err, size_t errlen)
 {
     PktReader r;
@@ -391,6 +446,10 @@ static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *er
     Pool *p = c->pool;
     Server *s = c->server;
     p->stats.ps_client_parses++;
+    if (ps_map_find(&c->ps, name) >= 0 && !ps_close_pending(&s->psq, name))
+        return ps_refuse_duplicate(c, name, query) < 0
+                   ? (snprintf(err, errlen, "out of memory"), -1)
+                   : 0;
     PsStmt *st = ps_registry_get(&p->ps, query, (uint32_t)strlen(query), types, ntypes);
     if (!st) goto oom;
     if (ps_map_put(&c->ps, &p->ps, name, st) < 0) {
@@ -622,14 +681,27 @@ int ps_server_response(Server *s, uint8_t type, bool *inject)
     case 's':
         if (h->kind == 'E') ps_queue_pop(q, r);
         break;
-    case 'E':
+    case 'E': {
         if (h->kind == 'Q' || h->kind == 'F') break;
+        /* a duplicate-Parse probe failed as planned: the client's 42P05 replaces its error */
+        char *dup = NULL;
+        uint8_t dup_flags = PS_INJECT | (h->flags & PS_ABORTED);
+        if (h->flags & PS_DUPLICATE) {
+            dup = h->client_name;
+            h->client_name = NULL;
+            action = PS_RESP_SWALLOW;
+        }
         /* the server skips everything up to the next Sync: so do its answers */
         while ((h = ps_queue_head(q)) && h->kind != 'S') {
             ps_undo(s, h);
             ps_queue_pop(q, r);
         }
+        if (dup) {
+            ps_queue_push_front(q, 'E', dup_flags, dup);
+            *inject = true;
+        }
         return action;
+    }
     case 'Z':
         while ((h = ps_queue_head(q))) {
             uint8_t k = h->kind;
@@ -654,8 +726,17 @@ int ps_send_injected(Server *s)
     pkt_init(&b);
     while ((h = ps_queue_head(q)) && (h->flags & PS_INJECT)) {
         if (h->kind == 'C' && s->client) ps_apply_close(s->client, h->stmt, h->client_name);
-        pkt_begin(&b, h->kind == 'P' ? '1' : '3');
-        pkt_end(&b);
+        if (h->kind == 'E' && (h->flags & PS_ABORTED)) {
+            pkt_error(&b, "ERROR", "25P02",
+                      "current transaction is aborted, commands ignored until end of transaction "
+                      "block");
+        } else if (h->kind == 'E') {
+            pkt_error(&b, "ERROR", "42P05", "prepared statement \"%s\" already exists",
+                      h->client_name ? h->client_name : "");
+        } else {
+            pkt_begin(&b, h->kind == 'P' ? '1' : '3');
+            pkt_end(&b);
+        }
         ps_queue_pop(q, &s->pool->ps);
     }
     int rc = 0;

@@ -50,7 +50,7 @@ typedef struct ps_server_cache {
 
 /* requests sent (or answered locally) whose responses are still due */
 typedef struct ps_pending {
-    uint8_t kind;      /* P B D C E S Q F */
+    uint8_t kind;      /* P B D C E S Q F; E with PS_INJECT: a 42P05 (25P02) for client_name */
     uint8_t flags;     /* PS_SWALLOW, PS_INJECT */
     PsStmt *stmt;      /* a Parse that added stmt to the server cache (undone on error) */
     char *client_name; /* a client Parse registered under this name (undone on error) */
@@ -60,6 +60,13 @@ typedef struct ps_pending {
 #define PS_INJECT  2 /* not sent: the pooler answers it itself */
 /* sent, but the statement was already cached: an error undoes only the name */
 #define PS_NOCACHE 4
+/*
+ * a probe that makes the server fail where a client's duplicate Parse would
+ * have: its error is swallowed and 42P05 for client_name goes in its place
+ */
+#define PS_DUPLICATE 8
+/* with PS_DUPLICATE: the transaction is known to be aborted, so 25P02 instead */
+#define PS_ABORTED 16
 
 typedef struct ps_queue {
     PsPending *v;

@@ -387,7 +387,7 @@ int proto_quote_literal(const char *s, char *buf, size_t len)
     return 0;
 }
 
-void proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size_t len)
+bool proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size_t len)
 {
     static const char *const sev[] = {"FATAL:  ", "ERROR:  ", "PANIC:  ", NULL};
     strcpy(sqlstate, "08006");
@@ -402,7 +402,7 @@ void proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size
         }
         size_t n = strcspn(p, "\n");
         snprintf(msg, len, "%.*s", (int)n, p);
-        return;
+        return true;
     }
     /* a network-level failure: keep libpq's first line */
     const char *p = text;
@@ -410,4 +410,5 @@ void proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size
     if (colon) p = colon + 8;
     size_t n = strcspn(p, "\n");
     snprintf(msg, len, "server login failed: %.*s", (int)n, p);
+    return false;
 }

@@ -141,8 +141,10 @@ int proto_quote_literal(const char *s, char *buf, size_t len) WUR;
  * libpq reports login errors as text; with PQERRORS_VERBOSE the text carries
  * the SQLSTATE ("FATAL:  3D000: database ... does not exist"), so the
  * backend's own error can reach the client unchanged.  Fills sqlstate (08006
- * for a network-level failure) and the message's first line.
+ * for a network-level failure) and the message's first line.  Returns true
+ * when PostgreSQL itself sent the error, false for a failure below it
+ * (refused, timed out, TLS, name resolution).
  */
-void proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size_t len);
+bool proto_parse_libpq_error(const char *text, char sqlstate[6], char *msg, size_t len);
 
 #endif

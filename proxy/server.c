@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,8 @@ static void server_free(void *arg)
     free(s);
 }
 
+static void server_cancel_detach_all(Server *s);
+
 /* ---------------------------------------------------------------- closing */
 
 void server_close(Server *s, const char *fmt, ...)
@@ -134,6 +137,7 @@ void server_close(Server *s, const char *fmt, ...)
         s->ev_connect_set = false;
     }
     conn_close(&s->conn);
+    server_cancel_detach_all(s);
     if (s->pg) {
         PQfinish(s->pg);
         s->pg = NULL;
@@ -149,9 +153,29 @@ void server_close(Server *s, const char *fmt, ...)
 
 /* ---------------------------------------------------------------- cancel */
 
+/*
+ * A cancel request names a backend, not a query: one that reaches
+ * PostgreSQL after the client's query ended would cancel whatever the
+ * server runs next, maybe another client's query.  So the server keeps its
+ * cancel jobs in a list; when it is released to the pool, jobs still queued
+ * are dropped (the worker skips them), and while one is being sent the
+ * server is held out of the pool (cancel_hold) until it completes.  When the
+ * server is closed instead, its jobs go on: nobody gets that backend again.
+ *
+ * The job's state is the only field both threads touch: the worker moves it
+ * QUEUED -> SENDING before PQcancel, the loop QUEUED -> DROPPED; whoever
+ * wins decides.  job->server is loop-thread only and is cleared when the
+ * server drops the job or closes, so the completion never sees a freed
+ * server; the job itself is freed only by its completion.
+ */
+enum { CANCEL_QUEUED, CANCEL_SENDING, CANCEL_DROPPED };
+
 typedef struct cancel_job {
     WorkqJob job;
     PGcancel *cancel;
+    Server *server;          /* NULL once detached (loop thread only) */
+    struct cancel_job *next; /* Server.cancels (loop thread only) */
+    atomic_int state;
     int ok;
     char err[256];
 } CancelJob;
@@ -159,16 +183,42 @@ typedef struct cancel_job {
 static void cancel_work(WorkqJob *j)
 {
     CancelJob *cj = (CancelJob *)j;
+    int expected = CANCEL_QUEUED;
+    if (!atomic_compare_exchange_strong(&cj->state, &expected, CANCEL_SENDING)) return;
     /* PQcancel blocks on a new connection: this is why it runs here */
     cj->ok = PQcancel(cj->cancel, cj->err, sizeof(cj->err));
+}
+
+/* Take the job off its server's list. */
+static void cancel_unlink(CancelJob *cj)
+{
+    Server *s = cj->server;
+    if (!s) return;
+    for (CancelJob **pp = &s->cancels; *pp; pp = &(*pp)->next) {
+        if (*pp == cj) {
+            *pp = cj->next;
+            break;
+        }
+    }
+    cj->server = NULL;
+    cj->next = NULL;
 }
 
 static void cancel_done(WorkqJob *j, int status)
 {
     CancelJob *cj = (CancelJob *)j;
-    if (status == 0 && !cj->ok) log_warning("cancel request failed: %s", cj->err);
+    Server *s = cj->server;
+    if (status == 0 && atomic_load(&cj->state) == CANCEL_SENDING && !cj->ok)
+        log_warning("cancel request failed: %s", cj->err);
+    cancel_unlink(cj);
     PQfreeCancel(cj->cancel);
     free(cj);
+    if (s && s->cancel_hold && !s->cancels && s->state != SERVER_CLOSING) {
+        /* the last cancel for the previous client is through: release for real */
+        s->cancel_hold = false;
+        conn_want_read(&s->conn, true);
+        pool_release_server(s);
+    }
 }
 
 void server_cancel(Server *s)
@@ -176,12 +226,47 @@ void server_cancel(Server *s)
     if (!s->pg || s->state == SERVER_CLOSING) return;
     CancelJob *cj = calloc(1, sizeof(*cj));
     if (!cj) return;
+    atomic_init(&cj->state, CANCEL_QUEUED);
     cj->cancel = PQgetCancel(s->pg);
     if (!cj->cancel || workq_submit(s->loop->workq, &cj->job, cancel_work, cancel_done) < 0) {
         log_at(LOG_LEVEL_WARNING, s->prefix, "could not queue cancel request");
         if (cj->cancel) PQfreeCancel(cj->cancel);
         free(cj);
+        return;
     }
+    cj->server = s;
+    cj->next = s->cancels;
+    s->cancels = cj;
+}
+
+bool server_cancel_hold(Server *s)
+{
+    CancelJob *cj = s->cancels, *next;
+    for (; cj; cj = next) {
+        next = cj->next;
+        int expected = CANCEL_QUEUED;
+        if (atomic_compare_exchange_strong(&cj->state, &expected, CANCEL_DROPPED)) {
+            log_at(LOG_LEVEL_DEBUG, s->prefix, "cancel request dropped: the query is over");
+            cancel_unlink(cj);
+        }
+    }
+    if (!s->cancels) return false;
+    /* nothing may come from the server now; whatever does is read once it is released */
+    s->cancel_hold = true;
+    conn_want_read(&s->conn, false);
+    return true;
+}
+
+/*
+ * The server closes: its jobs run on without it.  Queued ones are still sent:
+ * the backend may be busy with the query that is being abandoned (as after
+ * query_timeout), and nobody will get this backend again.
+ */
+static void server_cancel_detach_all(Server *s)
+{
+    while (s->cancels)
+        cancel_unlink(s->cancels);
+    s->cancel_hold = false;
 }
 
 /* ---------------------------------------------------------------- relay */
@@ -239,7 +324,10 @@ static void server_after_ready(Server *s, char status)
         stats_on_xact(p, c->xact_start ? now - c->xact_start : 0);
         c->xact_start = 0;
     }
-    if (p->mode == POOL_MODE_SESSION) return;
+    if (p->mode == POOL_MODE_SESSION) {
+        pool_fast_close(s); /* a transaction ended: maybe the end of a retired server */
+        return;
+    }
     if (status != 'I') {
         if (p->mode == POOL_MODE_STATEMENT)
             client_close(c, "08P01", "transaction blocks not allowed in statement pooling mode");
@@ -287,6 +375,18 @@ static void server_ps_hold(Server *s, PsDecision d)
 }
 
 /*
+ * An ErrorResponse is being forwarded: is it the backend's FATAL (or PANIC)?
+ * PostgreSQL sends the severity as the first field.  A message too short in
+ * the buffer to tell is taken as not fatal.
+ */
+static void server_note_error(Server *s, const uint8_t *msg, uint32_t avail)
+{
+    if (avail >= 12 && msg[5] == 'S' &&
+        (memcmp(msg + 6, "FATAL", 6) == 0 || memcmp(msg + 6, "PANIC", 6) == 0))
+        s->fatal_sent = true;
+}
+
+/*
  * Relay from the server to its client.  Returns false when the server or
  * client went away (the caller must not touch them).
  */
@@ -314,6 +414,7 @@ static bool server_relay(Server *s)
                     server_close(s, "protocol error from server: bad length");
                     return false;
                 }
+                if (type == 'E') server_note_error(s, p + off, avail - off);
                 PsDecision d = server_ps_decide(s, type, off);
                 if (d.tracked && (d.action == PS_RESP_SWALLOW || d.inject) && off > 0) {
                     server_ps_hold(s, d); /* send what precedes it first */
@@ -561,12 +662,19 @@ static void server_on_read(evutil_socket_t fd, short ev, void *arg)
     int n = conn_fill(&s->conn);
     if (n == 0 || n == -1) {
         Client *c = s->client;
-        /* the backend's own FATAL (e.g. 57P01 on terminate) was already forwarded */
         if (c && s->state == SERVER_ACTIVE && conn_avail(&s->conn) == 0) {
             s->client = NULL;
             c->server = NULL;
             server_close(s, "server closed the connection");
-            client_close(c, "08006", "server conn crashed?");
+            /*
+             * After the backend's own FATAL (e.g. 57P01 after pg_terminate_backend)
+             * the client has its reason, exactly as PostgreSQL sent it: nothing of
+             * ours follows.  Otherwise the server vanished without a word.
+             */
+            if (s->fatal_sent)
+                client_close(c, NULL, "server closed the connection after its FATAL error");
+            else
+                client_close(c, "08006", "server conn crashed?");
             return;
         }
         server_close(s, n == 0 ? "server closed the connection" : "server read error");
@@ -628,22 +736,30 @@ int server_run_internal(Server *s, InternalKind kind, const char *sql)
 
 /* ---------------------------------------------------------------- connecting */
 
-/* The login cannot succeed: tell the pool (and its waiting clients), then close. */
-static void server_login_refused(Server *s, const char *sqlstate, const char *msg)
+/*
+ * The login cannot succeed: tell the pool, then close.  final: PostgreSQL
+ * itself refused (wrong password, no such database, no pg_hba.conf entry),
+ * so the clients waiting for this login get the error at once; otherwise
+ * (refused connection, timeout, TLS, 57P03 "not yet") they stay queued for
+ * the retry after server_login_retry, as in PgBouncer.
+ */
+static void server_login_refused(Server *s, const char *sqlstate, const char *msg, bool final)
 {
     Pool *p = s->pool;
     s->loop->stats.servers_failed++;
     log_at(LOG_LEVEL_WARNING, s->prefix, "login failed: %s %s", sqlstate, msg);
     /* first the failure (so closing does not retry at once), then the close */
-    pool_server_login_failed(p, sqlstate, msg);
+    pool_server_login_failed(p, sqlstate, msg, final);
     server_close(s, "login failed");
 }
 
 static void server_login_failed(Server *s, const char *text)
 {
     char sqlstate[6], msg[512];
-    proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg));
+    bool final = proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg)) &&
+                 strcmp(sqlstate, "57P03") != 0;
     if (strstr(text, "no password supplied")) {
+        final = true;
         /*
          * Nothing to log in with: no plaintext password for libpq and no
          * stored secret for pass-through (or the server asked for a
@@ -658,7 +774,7 @@ static void server_login_failed(Server *s, const char *text)
                  "a client logs in; a cleartext password request needs the plaintext)",
                  s->pool->username);
     }
-    server_login_refused(s, sqlstate, msg);
+    server_login_refused(s, sqlstate, msg, final);
 }
 
 static void server_login_done(Server *s)
@@ -740,7 +856,7 @@ static void server_poll(Server *s)
                 server_wait_connect(s, EV_WRITE);
                 return;
             case PASS_FAILED:
-                server_login_refused(s, sqlstate, msg);
+                server_login_refused(s, sqlstate, msg, true);
                 return;
             case PASS_LIBPQ:
                 break;

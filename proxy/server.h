@@ -7,7 +7,8 @@
  *   SERVER_INTERNAL    running a pooler query (connect_query, check, reset)
  *                                                            -> pool->connecting
  *   SERVER_IDLE        in the pool, ready                    -> pool->idle (LIFO)
- *   SERVER_ACTIVE      linked to a client                    -> pool->active
+ *   SERVER_ACTIVE      linked to a client, or released but held while
+ *                      a cancel for its last client is sent   -> pool->active
  *   SERVER_CLOSING     closed, freed at end of loop          -> none
  *
  * libpq only connects and authenticates (passthrough.c answers an md5 or
@@ -67,6 +68,7 @@ struct server {
     char *internal_error; /* first ErrorResponse message of an internal query */
     char tx_status;
     bool dirty;       /* must not be reused (unknown state) */
+    bool fatal_sent;  /* the backend's own FATAL went to the client: it is closing */
     ParamSet params;  /* reported values as the backend has them */
     ParamSet applied; /* non-reported parameters the pooler SET */
     uint64_t have_fp; /* params_have_fp() cache, valid for these generations + 1 */
@@ -76,7 +78,9 @@ struct server {
     bool ps_held;     /* decision for the message at the head of rbuf, already taken */
     int ps_held_action;
     bool ps_held_inject;
-    bool ps_inject_pending; /* local answers follow the message being streamed */
+    bool ps_inject_pending;     /* local answers follow the message being streamed */
+    struct cancel_job *cancels; /* cancel requests queued or being sent for it (server_cancel) */
+    bool cancel_hold; /* released, kept out of the pool until the cancels being sent end */
     uint32_t backend_pid;
     usec_t connect_start;
     usec_t created; /* login finished */
@@ -103,6 +107,13 @@ int server_send(Server *s, const void *data, size_t len) WUR;
 void server_resume(Server *s);
 /* Cancel the running query of this server (PQcancel on a worker). */
 void server_cancel(Server *s);
+/*
+ * The server is being released: cancel requests not sent yet are dropped.
+ * Returns true when some are being sent right now; the server is then held
+ * (cancel_hold) and goes back through pool_release_server() when they end,
+ * so a late cancel can never hit the next client's query.
+ */
+bool server_cancel_hold(Server *s);
 /* Janitor: connect timeout. */
 void server_check_timeouts(Server *s, usec_t now);
 

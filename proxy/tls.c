@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "config.h"
+#include "loop.h"
 #include "tls.h"
 
 static ssize_t tls_result(SSL *ssl, int n)
@@ -192,6 +193,16 @@ void tls_context_unref(TlsContext *t)
     if (!t || --t->refs > 0) return;
     if (t->ctx) SSL_CTX_free(t->ctx);
     free(t);
+}
+
+int tls_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen)
+{
+    TlsContext *t = tls_context_load(cfg, err, errlen);
+    if (!t && err[0]) return -1;
+    /* sessions keep their own reference to the old SSL_CTX */
+    tls_context_unref(loop->tls);
+    loop->tls = t;
+    return 0;
 }
 
 char *tls_peer_common_name(SSL *ssl)

@@ -30,6 +30,11 @@ typedef struct tls_context {
 /* NULL with err set on failure; NULL without error when sslmode is disable. */
 TlsContext *tls_context_load(const Config *cfg, char *err, size_t errlen);
 void tls_context_unref(TlsContext *t);
+/*
+ * Rebuild the Loop's client TLS context from cfg (admin SET of a client_tls_*
+ * option).  On failure err is set and the current context stays.
+ */
+int tls_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen) WUR;
 
 /* Plain socket I/O replaced by TLS on the connection. */
 void tls_conn_attach(Conn *c, SSL *ssl);

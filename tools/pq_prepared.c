@@ -18,6 +18,7 @@
  *   pipeline_error   an error in a pipeline skips a later (locally answered) Parse
  *   close_reparse    (raw protocol) Close, then re-Parse another text under the name
  *   raw_order        (raw protocol) exact order of pipelined answers
+ *   duplicate        (raw protocol) Parse of a name in use: 42P05, name unchanged
  *   lru MAX          10 statements with max_prepared_statements = MAX
  *   deallocate       DEALLOCATE ALL / DISCARD ALL forget the client's names only
  *   deallocate_extended  DEALLOCATE ALL via the extended protocol, other client
@@ -832,13 +833,17 @@ static void raw_until_ready(Raw *r, char *types, size_t tcap, char *data, size_t
             }
         }
         if (t == 'E' && err && !err[0]) {
+            /* "SQLSTATE message" */
+            const char *code = "", *msg = "";
             for (uint32_t i = 0; i < bl && b[i];) {
                 uint8_t f = b[i++];
                 const char *v = (const char *)b + i;
                 size_t l = strnlen(v, bl - i);
-                if (f == 'M') snprintf(err, ecap, "%s", v);
+                if (f == 'C') code = v;
+                if (f == 'M') msg = v;
                 i += (uint32_t)l + 1;
             }
+            snprintf(err, ecap, "%s %s", code, msg);
         }
         if (t == 'R' && bl >= 4 && get_u32(b) != 0) {
             printf("FATAL: raw: authentication %u requested (use trust)\n", get_u32(b));
@@ -977,6 +982,82 @@ static void sc_close_reparse(void)
     PQfinish(h);
 }
 
+/*
+ * A Parse of a name in use is refused with PostgreSQL's 42P05, the rest up
+ * to Sync skipped, and the name keeps its statement.  Also runs against
+ * PostgreSQL itself, as the reference.
+ */
+static void sc_duplicate(void)
+{
+    PGconn *h = connect_db();
+    Raw *r = raw_connect();
+    raw_parse(r, "d1", "select 1");
+    raw_sync(r);
+    raw_check(r, "Parse d1", "1Z", NULL, NULL);
+    raw_parse(r, "d1", "select 2");
+    raw_bind_exec(r, "d1");
+    raw_sync(r);
+    raw_check(r, "Parse d1 again", "EZ", NULL, "42P05 prepared statement \"d1\" already exists");
+    raw_bind_exec(r, "d1");
+    raw_sync(r);
+    raw_check(r, "d1 keeps its first text", "2DCZ", "1", NULL);
+    hold(h); /* on another server, and with the same text: still a duplicate */
+    raw_parse(r, "d1", "select 1");
+    raw_sync(r);
+    raw_check(r, "Parse d1 with its own text", "EZ", NULL, "42P05 prepared statement \"d1\"");
+    raw_bind_exec(r, "d1");
+    raw_sync(r);
+    raw_check(r, "d1 on the other server", "2DCZ", "1", NULL);
+    release(h);
+    /* in a pipeline: what precedes is answered, what follows is skipped */
+    raw_parse(r, "d2", "select 'x'");
+    raw_parse(r, "d2", "select 'y'");
+    raw_bind_exec(r, "d2");
+    raw_parse(r, "d3", "select 'z'");
+    raw_sync(r);
+    raw_check(r, "new d2, duplicate d2", "1EZ", NULL, "42P05 prepared statement \"d2\"");
+    raw_bind_exec(r, "d2");
+    raw_bind_exec(r, "d3");
+    raw_sync(r);
+    raw_check(r, "d2 is the first text, d3 was skipped", "2DCEZ", "x", "26000");
+    /* an earlier error makes PostgreSQL skip the duplicate: no 42P05 then */
+    raw_bind_exec(r, "never_prepared");
+    raw_parse(r, "d2", "select 'y'");
+    raw_sync(r);
+    raw_check(r, "duplicate after an error", "EZ", NULL, "26000");
+    /* a Close first frees the name, also in the same pipeline */
+    raw_close(r, "d2");
+    raw_parse(r, "d2", "select 'w'");
+    raw_bind_exec(r, "d2");
+    raw_sync(r);
+    raw_check(r, "Close and Parse d2", "312DCZ", "w", NULL);
+    raw_bind_exec(r, "d1");
+    raw_bind_exec(r, "d2");
+    raw_sync(r);
+    raw_check(r, "both still usable", "2DC2DCZ", "1,w", NULL);
+    /* in an aborted transaction the Parse is refused before the name is looked at */
+    raw_parse(r, "", "begin");
+    raw_bind_exec(r, "");
+    raw_sync(r);
+    raw_check(r, "begin", "12CZ", NULL, NULL);
+    raw_parse(r, "", "select 1/0");
+    raw_bind_exec(r, "");
+    raw_sync(r);
+    raw_check(r, "an error aborts the transaction", "1EZ", NULL, "22012");
+    raw_parse(r, "d1", "select 4");
+    raw_sync(r);
+    raw_check(r, "duplicate in an aborted transaction", "EZ", NULL, "25P02");
+    raw_parse(r, "", "rollback");
+    raw_bind_exec(r, "");
+    raw_sync(r);
+    raw_check(r, "rollback", "12CZ", NULL, NULL);
+    raw_bind_exec(r, "d1");
+    raw_sync(r);
+    raw_check(r, "d1 after all that", "2DCZ", "1", NULL);
+    raw_free(r);
+    PQfinish(h);
+}
+
 static void sc_raw_order(void)
 {
     PGconn *h = connect_db();
@@ -1043,6 +1124,8 @@ int main(int argc, char **argv)
         sc_close_reparse();
     else if (strcmp(sc, "raw_order") == 0)
         sc_raw_order();
+    else if (strcmp(sc, "duplicate") == 0)
+        sc_duplicate();
     else if (strcmp(sc, "aborted_tx") == 0)
         sc_aborted_tx();
     else if (strcmp(sc, "lru") == 0 && argc > 3)

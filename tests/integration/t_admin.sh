@@ -2,6 +2,9 @@
 # t_admin.sh — the admin console (SHOW, control commands), signals USR1/USR2,
 # statistics and histograms, the HTTP endpoint, Debian's pgbouncer exporter.
 
+# shellcheck source=tests/integration/session.sh
+source "$(dirname "${BASH_SOURCE[0]}")/session.sh"
+
 _adm() { "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer "$@"; }
 _admin_ini() { # extra lines for pf_start
     HTTP_PORT=$(free_port)
@@ -156,6 +159,44 @@ test_reconnect_kill_kill_client() {
     pf_stop INT
 }
 
+_backend_gone() { [ "$(pg_psql -c "select count(*) from pg_stat_activity where pid = $1")" = 0 ]; }
+
+# server_fast_close = 1: after RECONNECT a session-mode server closes at the
+# next transaction boundary, and its client gets PgBouncer's FATAL, instead
+# of keeping the old server for the rest of the session.
+# timeout: 40
+test_server_fast_close_ends_sessions_at_transaction_boundary() {
+    local pa pb pc
+    _admin_ini "pool_mode = session" "server_fast_close = 1"
+    # A: idle between transactions; B: inside a transaction
+    "$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --query "select pg_backend_pid()" --hold 8 \
+        --timeout 10 >"$TEST_TMP/a.out" 2>&1 &
+    pc=$!
+    wait_until 5 grep -q '^D ' "$TEST_TMP/a.out"
+    pa=$(awk '/^D / { print $2; exit }' "$TEST_TMP/a.out")
+    _sess_open B
+    _sess_expect B "begin;" "BEGIN"
+    _sess_run B "select pg_backend_pid();" || fail "session B"
+    pb=$SESS_OUT
+    assert_ok _adm -c "RECONNECT postgres"
+    wait_until 3 grep -q "database configuration changed" "$TEST_TMP/a.out"
+    wait_until 3 _backend_gone "$pa"
+    assert_contains "$(cat "$TEST_TMP/a.out")" $'E FATAL 08P01 database configuration changed\nEOF' \
+        "client A is told why and closed"
+    wait "$pc"
+    # B keeps its server until its transaction ends
+    sleep 0.5
+    _sess_expect B "select pg_backend_pid();" "$pb"
+    # (psql may print the FATAL with the COMMIT or only at its next query)
+    _sess_run B "commit;" || fail "session B: commit"
+    wait_until 3 _backend_gone "$pb"
+    assert_eq 2 "$(grep -c "C-[0-9]* .*closing because: database configuration changed" "$PF_LOG")" \
+        "clients A and B closed by server_fast_close"
+    _sess_close B
+    assert_eq 1 "$(_q 'select 1')" "new clients get new servers"
+    pf_stop INT
+}
+
 test_reload_applies_pool_size() {
     local out
     _admin_ini "default_pool_size = 3"
@@ -169,6 +210,25 @@ test_reload_applies_pool_size() {
     out=$(_adm -c "RELOAD" 2>&1)
     assert_contains "$out" "RELOAD failed"
     pf_alive || fail "pgfunnel died after a bad RELOAD"
+    pf_stop INT
+}
+
+# Console errors carry SQLSTATE 08P01, as PgBouncer's console sends them.
+test_console_errors_are_08P01() {
+    local cmd out
+    _admin_ini
+    for cmd in "SHOW NOSUCH" "NOSUCH" "SET nosuch = 1" "SET default_pool_size = 'x'" \
+        "RELOAD now" "KILL_CLIENT 0" "PAUSE nosuchdb" "SUSPEND" "SHOW POOLS EXTRA"; do
+        out=$(_adm -v VERBOSITY=verbose -c "$cmd" 2>&1)
+        assert_contains "$out" "ERROR:  08P01: " "$cmd"
+    done
+    # a stats user's control command, and a user without console rights
+    out=$("$PG_BINDIR/psql" -X -At -v VERBOSITY=verbose -h 127.0.0.1 -p "$PF_PORT" -U statsuser \
+        -d pgbouncer -c "RECONNECT" 2>&1)
+    assert_contains "$out" "ERROR:  08P01: admin access needed" "stats user"
+    out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=someone \
+        --param database=pgbouncer --timeout 5 2>&1)
+    assert_contains "$out" "E FATAL 08P01 not allowed" "a user without console rights"
     pf_stop INT
 }
 

@@ -100,3 +100,58 @@ test_cancel_with_unknown_or_wrong_key_is_ignored() {
     [ $(($(date +%s%3N) - t0)) -le 2500 ] || fail "cancel took $(($(date +%s%3N) - t0)) ms"
     pf_stop
 }
+
+# SHOW POOLS column COL of database postgres
+_pools_col() {
+    "$PG_BINDIR/psql" -X -A -F '|' -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer \
+        -c "show pools" 2>/dev/null | awk -F'|' -v col="$1" '
+        NR == 1 { for (i = 1; i <= NF; i++) if ($i == col) c = i; next }
+        $1 == "postgres" { print $c }'
+}
+_one_waiting() { [ "$(_pools_col cl_waiting)" = 1 ]; }
+
+# Cancels that arrive while or after a query ends must not cancel the next
+# client's query on the same server: with a pool of 1, client A runs a long
+# query, B waits for the server, ten cancels for A arrive at once.  The
+# queued ones are dropped when A's query ends, and the server goes to B only
+# after the ones already being sent are through.
+# timeout: 30
+test_cancels_racing_query_end_never_hit_next_client() {
+    local pid key pa pb out_b
+    _need_tool
+    # one worker: the cancels are sent one after the other, the later ones
+    # certainly after A's query has ended
+    pf_start "default_pool_size = 1" "workers = 1"
+    "$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --query "select pg_sleep(10.0555)" \
+        >"$TEST_TMP/a.out" 2>&1 &
+    pa=$!
+    wait_until 5 grep -q '^K ' "$TEST_TMP/a.out"
+    read -r _ pid key < <(grep '^K ' "$TEST_TMP/a.out")
+    wait_until 5 _is_running '%pg_sleep(10.0555)%'
+    "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d postgres \
+        -c "select pg_sleep(1.5), 'b-done'" >"$TEST_TMP/b.out" 2>&1 </dev/null &
+    pb=$!
+    wait_until 5 _one_waiting
+    # ten CancelRequests for A, written in one burst
+    python3 - "$PF_PORT" "$pid" "$key" <<'PY' || fail "cancel burst failed"
+import socket, struct, sys
+port, pid, key = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+for s in socks:
+    s.sendall(struct.pack("!IIII", 16, 80877102, pid, key))
+for s in socks:
+    s.settimeout(5)
+    s.recv(1)  # the pooler closes without an answer
+    s.close()
+PY
+    wait_until 5 _gone "$pa"
+    wait "$pa"
+    assert_contains "$(cat "$TEST_TMP/a.out")" "E ERROR 57014 canceling statement due to user request" \
+        "client A was cancelled"
+    wait_until 8 _gone "$pb"
+    wait "$pb"
+    out_b=$(cat "$TEST_TMP/b.out")
+    assert_eq "|b-done" "$out_b" "client B's query must complete"
+    assert_eq 1 "$(pf_psql -c "select 1")" "the server still serves"
+    pf_stop
+}

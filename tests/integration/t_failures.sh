@@ -41,6 +41,29 @@ test_terminated_busy_server_errors_client_then_pool_reconnects() {
     pf_stop
 }
 
+# The backend's own FATAL reaches the client as exactly that message, then
+# the connection closes: no pooler message replaces or follows it.
+# timeout: 30
+test_backend_fatal_reaches_client_alone() {
+    local bpid out pc
+    _need_tool
+    pf_start "default_pool_size = 1"
+    "$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --query "select pg_sleep(10.0666)" --timeout 8 \
+        >"$TEST_TMP/raw.out" 2>&1 &
+    pc=$!
+    wait_until 5 _is_running '%pg_sleep(10.0666)%'
+    bpid=$(_pids_running '%pg_sleep(10.0666)%')
+    assert_eq t "$(pg_psql -c "select pg_terminate_backend($bpid)")"
+    wait_until 5 _gone "$pc"
+    out=$(cat "$TEST_TMP/raw.out")
+    assert_contains "$out" $'\nE FATAL 57P01 terminating connection due to administrator command\nEOF' \
+        "the backend's FATAL, then the close"
+    assert_eq 1 "$(grep -c '^E ' <<<"$out")" "ErrorResponses the client got: $out"
+    assert_not_contains "$out" "server conn crashed"
+    assert_eq 1 "$(pf_psql -c "select 1")" "a new client gets a new server"
+    pf_stop
+}
+
 # timeout: 30
 test_terminated_idle_server_replaced_for_next_client() {
     local bpid out i
@@ -209,56 +232,184 @@ test_oversized_packets_with_max_packet_size_get_08P01() {
     pf_stop
 }
 
+# A startup packet with an invalid length is closed without an ErrorResponse,
+# as PostgreSQL does (it only logs it): a client that sends Terminate before
+# its startup packet gets no error event.
 # timeout: 30
-test_oversized_startup_packet_gets_08P01() {
+test_invalid_startup_packet_length_closed_silently() {
     local out
     _need_tool
     pf_start
     out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --pad 10001 --timeout 5 2>&1)
-    assert_contains "$out" "E FATAL 08P01" "startup packet of 10001 bytes"
-    assert_contains "$out" $'\nEOF'
-    assert_not_contains "$out" "R 0"
+    # closed with the rest of the packet unread: EOF, or a reset
+    assert_contains "$out" EOF "startup packet of 10001 bytes"
+    assert_eq 1 "$(wc -l <<<"$out")" "startup packet of 10001 bytes: nothing but the close: $out"
     # the length alone is enough: a header claiming 0x7fffffff
     exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" || fail "cannot connect"
     printf '\x7f\xff\xff\xff\x00\x03\x00\x00' >&3
-    out=$(timeout 5 cat <&3 | tr -c '[:print:]' '.')
+    out=$(timeout 5 cat <&3 | od -An -c)
     exec 3<&-
-    assert_contains "$out" "08P01" "startup length 0x7fffffff"
+    assert_eq "" "$out" "startup length 0x7fffffff: nothing sent back"
+    # Terminate ('X', length 4) where the startup packet belongs
+    exec 3<>"/dev/tcp/127.0.0.1/$PF_PORT" || fail "cannot connect"
+    printf 'X\x00\x00\x00\x04' >&3
+    out=$(timeout 5 cat <&3 | od -An -c)
+    exec 3<&-
+    assert_eq "" "$out" "Terminate before the startup packet: nothing sent back"
+    assert_eq 3 "$(grep -c "invalid length of startup packet" "$PF_LOG")" "logged, as PostgreSQL does"
     # just under the limit is fine
     out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --pad 9000 --query "select 1" --timeout 5 2>&1)
     assert_contains "$out" $'\nD 1\n' "startup packet of 9000 bytes"
     pf_stop
 }
 
+_login_attempts() { grep -c "S-[0-9]*[^:]*: login failed:" "$PF_LOG"; }
+
+# PostgreSQL's own refusal (here 3D000) fails the client at once; during
+# server_login_retry later clients get the cached error without a new attempt
+# (PgBouncer's wording); after it the next client makes a new attempt.
 # timeout: 30
-test_server_login_failure_fails_fast_and_retry_window() {
-    local dead out t0 dt
-    dead=$(free_port)
-    pf_start "[databases]" "deadb = host=127.0.0.1 port=$dead dbname=postgres" \
+test_server_login_error_fails_fast_and_retry_window() {
+    local out t0 dt missing=pf_missing_$$
+    pf_start "[databases]" "nodb = host=127.0.0.1 port=$PGPORT dbname=$missing" \
         "[pgbouncer]" "server_login_retry = 2"
     t0=$(_ms)
-    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    out=$(pf_psql -d nodb -c "select 1" 2>&1)
     dt=$(($(_ms) - t0))
-    assert_ne 1 "$out"
-    assert_contains "$out" "onnection refused" "first client's error"
+    assert_contains "$out" "database \"$missing\" does not exist" "first client's error"
     [ "$dt" -le 3000 ] || fail "first client failed after $dt ms"
     t0=$(_ms)
-    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    out=$(pf_psql -d nodb -c "select 1" 2>&1)
     dt=$(($(_ms) - t0))
-    assert_contains "$out" "onnection refused" "second client's error"
+    assert_contains "$out" "server login has been failing, cached error: database \"$missing\" does not exist (server_login_retry)" \
+        "second client's error"
     [ "$dt" -le 1000 ] || fail "second client (in the retry window) failed after $dt ms"
-    # only one connection attempt was made in the window
-    assert_eq 1 "$(grep -c "S-[0-9]*[^:]*: login failed:" "$PF_LOG")" \
-        "server login attempts in the window"
+    assert_eq 1 "$(_login_attempts)" "server login attempts in the window"
     # other databases are not affected
     assert_eq 1 "$(pf_psql -c "select 1" 2>&1)"
     # after the window, the next client makes a new attempt
     sleep 2.2
-    out=$(pf_psql -d deadb -c "select 1" 2>&1)
-    assert_contains "$out" "onnection refused" "third client's error"
-    assert_eq 2 "$(grep -c "S-[0-9]*[^:]*: login failed:" "$PF_LOG")" \
-        "server login attempts after the window"
+    out=$(pf_psql -d nodb -c "select 1" 2>&1)
+    assert_contains "$out" "database \"$missing\" does not exist" "third client's error"
+    assert_eq 2 "$(_login_attempts)" "server login attempts after the window"
     pf_stop
+}
+
+# RECONNECT forgets a cached login failure: the next client does not get it.
+# timeout: 30
+test_reconnect_clears_cached_login_failure() {
+    local out missing=pf_recon_$$
+    trap 'pg_psql -c "drop database if exists $missing" >/dev/null 2>&1' EXIT
+    pf_start "[databases]" "nodb = host=127.0.0.1 port=$PGPORT dbname=$missing" \
+        "[pgbouncer]" "server_login_retry = 60"
+    out=$(pf_psql -d nodb -c "select 1" 2>&1)
+    assert_contains "$out" "database \"$missing\" does not exist" "first client's error"
+    pg_psql -c "create database $missing" >/dev/null || fail "create database"
+    assert_eq RECONNECT "$(pf_psql -d pgbouncer -c "RECONNECT nodb" 2>&1)"
+    assert_eq 1 "$(pf_psql -d nodb -c "select 1" 2>&1)" "a client after RECONNECT"
+    pf_stop
+}
+
+# A refused connection may pass: the client stays queued, the pool retries
+# after server_login_retry, and the client gives up only at query_wait_timeout,
+# with the last login error in the message (PgBouncer waits the same way).
+# timeout: 30
+test_refused_login_waits_until_query_wait_timeout() {
+    local dead out t0 dt
+    dead=$(free_port)
+    pf_start "[databases]" "deadb = host=127.0.0.1 port=$dead dbname=postgres" \
+        "[pgbouncer]" "server_login_retry = 0.5" "query_wait_timeout = 2"
+    t0=$(_ms)
+    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "query_wait_timeout (server login failed: " "the client's error"
+    assert_contains "$out" "onnection refused" "the last login error"
+    [ "$dt" -ge 1800 ] || fail "the client failed after $dt ms, before query_wait_timeout"
+    [ "$dt" -le 5000 ] || fail "the client failed only after $dt ms"
+    [ "$(_login_attempts)" -ge 2 ] || fail "no retry after server_login_retry: $(_login_attempts) attempts"
+    # a new client is queued too, not failed with a cached error
+    t0=$(_ms)
+    out=$(pf_psql -d deadb -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "query_wait_timeout" "second client's error"
+    [ "$dt" -ge 1800 ] || fail "the second client failed after $dt ms"
+    assert_eq 1 "$(pf_psql -c "select 1" 2>&1)" "other databases still work"
+    pf_stop
+}
+
+# PostgreSQL stopped when the client comes, started 1 s later: the client
+# is answered after the retry (server_login_retry = 3), not failed at once.
+# timeout: 60
+test_backend_started_later_answers_waiting_client() {
+    local d=$TEST_TMP/pgl port out t0 dt pc
+    trap 'bash "$PGSANDBOX" destroy "$d" >/dev/null 2>&1' EXIT
+    port=$(bash "$PGSANDBOX" start "$d") || fail "could not start a throwaway cluster"
+    bash "$PGSANDBOX" stop "$d" fast >/dev/null || fail "could not stop it"
+    pf_start "[databases]" "later = host=127.0.0.1 port=$port dbname=postgres" \
+        "[pgbouncer]" "server_login_retry = 3" "query_wait_timeout = 20"
+    t0=$(_ms)
+    pf_psql -d later -c "select 'answered'" >"$TEST_TMP/later.out" 2>&1 &
+    pc=$!
+    sleep 1
+    bash "$PGSANDBOX" start "$d" >/dev/null || fail "could not start the cluster again"
+    wait "$pc"
+    dt=$(($(_ms) - t0))
+    out=$(cat "$TEST_TMP/later.out")
+    assert_eq answered "$out" "the waiting client"
+    echo "answered after $dt ms"
+    [ "$dt" -le 10000 ] || fail "answered only after $dt ms"
+    assert_eq 1 "$(_login_attempts)" "failed login attempts (one before the cluster started)"
+    pf_stop
+}
+
+# _fake_starting_up PORT — a backend that answers every login with FATAL 57P03
+_fake_starting_up() {
+    python3 - "$1" <<'PY' &
+import socket, struct, sys, threading
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(16)
+print("listening", flush=True)
+def serve(c):
+    try:
+        while True:
+            n = struct.unpack("!I", c.recv(4, socket.MSG_WAITALL))[0]
+            body = c.recv(n - 4, socket.MSG_WAITALL)
+            if n == 8 and body[:4] in (struct.pack("!I", 80877103), struct.pack("!I", 80877104)):
+                c.sendall(b"N")  # no TLS, no GSS: the startup packet follows
+                continue
+            break
+        f = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+        c.sendall(b"E" + struct.pack("!I", len(f) + 4) + f)
+    finally:
+        c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+}
+
+# 57P03 (starting up / shutting down) is PostgreSQL saying "not yet": the
+# client waits for a later attempt instead of failing at once.
+# timeout: 30
+test_starting_up_57P03_login_waits() {
+    local port out t0 dt fk
+    port=$(free_port)
+    _fake_starting_up "$port" >"$TEST_TMP/fake.log" 2>&1
+    fk=$!
+    trap 'kill $fk 2>/dev/null' EXIT
+    wait_until 5 grep -q listening "$TEST_TMP/fake.log"
+    pf_start "[databases]" "starting = host=127.0.0.1 port=$port dbname=postgres" \
+        "[pgbouncer]" "server_login_retry = 0.5" "query_wait_timeout = 2"
+    t0=$(_ms)
+    out=$(pf_psql -d starting -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "query_wait_timeout (the database system is starting up)" "the client's error"
+    [ "$dt" -ge 1800 ] || fail "the client failed after $dt ms, before query_wait_timeout"
+    [ "$(_login_attempts)" -ge 2 ] || fail "no retry after server_login_retry"
+    pf_stop
+    kill "$fk" 2>/dev/null
 }
 
 # timeout: 30
@@ -272,13 +423,14 @@ test_server_connect_timeout_with_silent_backend() {
     trap 'kill $lsn 2>/dev/null' EXIT
     wait_until 5 grep -q listening "$lslog"
     pf_start "[databases]" "silentdb = host=127.0.0.1 port=$port dbname=postgres" \
-        "[pgbouncer]" "server_connect_timeout = 1" "server_login_retry = 1"
+        "[pgbouncer]" "server_connect_timeout = 1" "server_login_retry = 1" "query_wait_timeout = 2"
     t0=$(_ms)
     out=$(pf_psql -d silentdb -c "select 1" 2>&1)
     dt=$(($(_ms) - t0))
     assert_ne 1 "$out"
-    assert_contains "$out" "server_connect_timeout" "client's error"
-    [ "$dt" -le 3000 ] || fail "the client failed after $dt ms"
+    # the timed-out login is the last error the waiting client is told about
+    assert_contains "$out" "query_wait_timeout (server login failed: server_connect_timeout" "client's error"
+    [ "$dt" -le 4000 ] || fail "the client failed after $dt ms"
     grep -q accepted "$lslog" || fail "the listener never saw a connection"
     assert_eq 1 "$(pf_psql -c "select 1" 2>&1)" "other databases still work"
     pf_stop
@@ -291,7 +443,7 @@ test_failed_backend_logins_leave_fd0_alone() {
     local dead i
     dead=$(free_port)
     pf_start "[databases]" "deadend = host=127.0.0.1 port=$dead dbname=postgres" \
-        "[pgbouncer]" "server_login_retry = 0"
+        "[pgbouncer]" "server_login_retry = 0" "query_wait_timeout = 0.5"
     assert_eq /dev/null "$(readlink "/proc/$PF_PID/fd/0")" "fd 0 before"
     for i in 1 2 3; do
         "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d deadend -c 'select 1' \

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # t_pool_maint.sh — pool upkeep: min_pool_size, server_idle_timeout,
 # server_lifetime, server_check_query, reserve pool, max_db_connections and
-# max_user_connections.  Each test logs in to PostgreSQL as its own role(s)
+# max_user_connections (and their eviction of idle servers of other pools).  Each test logs in to PostgreSQL as its own role(s)
 # (a forced user= on the database entry, or roles named after the test), so
 # its backends can be counted in pg_stat_activity by user name.
 
@@ -147,5 +147,46 @@ test_max_user_connections_caps_a_user() {
     peak=$(_peak_backends "$u" 8)
     _wait_pids "${jobs[@]}"
     [ "$peak" -eq 1 ] || fail "max_user_connections = 1 but peak $peak backends"
+    pf_stop
+}
+
+_q_ms() { # SQL USER DB: prints "RESULT MS" (psql via pgfunnel, timed)
+    local t0 out
+    t0=$(date +%s%3N)
+    out=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U "$2" -d "$3" -c "$1" 2>&1)
+    echo "$out $(($(date +%s%3N) - t0))"
+}
+
+# max_db_connections reached while another pool of the database has an idle
+# server: that one is closed and the needed one opened at once (PgBouncer
+# evicts), instead of the client waiting until query_wait_timeout.
+test_max_db_connections_evicts_idle_server_of_other_pool() {
+    local u1=maint_ev1_$$ u2=maint_ev2_$$ r ms
+    _role "$u1"
+    _role "$u2"
+    pf_start "[databases]" "maint = host=127.0.0.1 port=$PGPORT dbname=postgres" \
+        "[pgbouncer]" "max_db_connections = 1" "query_wait_timeout = 5"
+    assert_eq 1 "$(_q 'select 1' "$u1")"
+    assert_eq 1 "$(_backends "$u1")" "u1's server stays idle in its pool"
+    read -r r ms < <(_q_ms 'select 2' "$u2" maint)
+    assert_eq 2 "$r" "u2's query"
+    [ "$ms" -lt 3000 ] || fail "u2 was answered after $ms ms"
+    wait_until 3 _backends_is "$u1" 0 # u1's idle server was evicted
+    grep -q "evicted: max_db_connections" "$PF_LOG" || fail "no eviction logged"
+    pf_stop
+}
+
+test_max_user_connections_evicts_idle_server_of_other_database() {
+    local u=maint_evu_$$ r ms
+    _role "$u"
+    pf_start "[databases]" "maint = host=127.0.0.1 port=$PGPORT dbname=postgres" \
+        "maint2 = host=127.0.0.1 port=$PGPORT dbname=pgfunnel_test" \
+        "[pgbouncer]" "max_user_connections = 1" "query_wait_timeout = 5"
+    assert_eq 1 "$(_q 'select 1' "$u")"
+    read -r r ms < <(_q_ms 'select current_database()' "$u" maint2)
+    assert_eq pgfunnel_test "$r" "the query on the other database"
+    [ "$ms" -lt 3000 ] || fail "answered after $ms ms"
+    wait_until 3 _backends_is "$u" 1 # still one server for the user
+    grep -q "evicted: max_user_connections" "$PF_LOG" || fail "no eviction logged"
     pf_stop
 }

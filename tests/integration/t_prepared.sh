@@ -83,6 +83,19 @@ test_close_then_reparse_other_text_raw_protocol() {
     pf_stop
 }
 
+# A Parse reusing a name in use gets PostgreSQL's 42P05 and the rest of the
+# pipeline is skipped, as PostgreSQL does (the scenario passes against it too).
+# timeout: 40
+test_parse_of_name_in_use_gets_42P05_raw_protocol() {
+    local out
+    [ -x "$PQ_PREPARED" ] || fail "$PQ_PREPARED missing"
+    out=$("$PQ_PREPARED" duplicate "host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" 2>&1) ||
+        fail "the scenario fails against PostgreSQL itself:"$'\n'"$out"
+    _ps_start
+    _ps_run duplicate
+    pf_stop
+}
+
 # timeout: 40
 test_pipelined_answers_in_order_raw_protocol() {
     _ps_start

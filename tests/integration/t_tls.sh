@@ -1,7 +1,11 @@
 # shellcheck shell=bash
 # t_tls.sh — TLS to clients (client_tls_*), SCRAM channel binding, certificate
 # authentication, hostssl/hostnossl hba rules, and TLS to servers
-# (server_tls_sslmode) against a second, hostssl-only sandbox cluster.
+# (server_tls_sslmode) against a second, hostssl-only sandbox cluster; admin
+# SET / RELOAD of the TLS options.
+
+# shellcheck source=tests/integration/session.sh
+source "$(dirname "${BASH_SOURCE[0]}")/session.sh"
 
 # ---------------------------------------------------------------- helpers
 
@@ -115,6 +119,48 @@ test_plaintext_client_refused_when_tls_required() {
     _tls_start
     _conn_refused "sslmode=disable" "SSL required"
     _conn_ok "sslmode=require" postgres
+    pf_stop
+}
+
+_setcfg() { # KEY VALUE: admin SET, prints the answer (SET or the error)
+    "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer \
+        -c "SET $1 = '$2'" 2>&1
+}
+_showcfg() { # KEY: its value in SHOW CONFIG
+    "$PG_BINDIR/psql" -X -At -F'|' -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer \
+        -c "SHOW CONFIG" | awk -F'|' -v k="$1" '$1 == k { print $2 }'
+}
+
+# SET client_tls_* on the console takes effect as a RELOAD would: the TLS
+# context is rebuilt; a combination that does not load is refused and the
+# context (and the setting) in use stay.
+# timeout: 40
+test_set_client_tls_options_apply_like_reload() {
+    _certs
+    pf_start
+    NOSSL=1 _conn_ok "sslmode=disable" postgres
+    assert_eq SET "$(_setcfg client_tls_key_file "$CERTS/server.key")"
+    assert_eq SET "$(_setcfg client_tls_cert_file "$CERTS/server.crt")"
+    assert_eq SET "$(_setcfg client_tls_sslmode require)"
+    _conn_ok "sslmode=require" postgres
+    _conn_ok "sslmode=verify-full sslrootcert=$CERTS/ca.crt" postgres
+    _conn_refused "sslmode=disable" "SSL required"
+    # a certificate that does not load: refused, the old one still serves
+    assert_contains "$(_setcfg client_tls_cert_file "$TEST_TMP/no-such.crt")" "SET failed"
+    assert_eq "$CERTS/server.crt" "$(_showcfg client_tls_cert_file)" "the setting in use"
+    _conn_ok "sslmode=verify-full sslrootcert=$CERTS/ca.crt" postgres
+    # a key that does not match the certificate: refused too
+    bash "$REPO_ROOT/tools/mkcerts.sh" "$TEST_TMP/other" || fail "mkcerts other"
+    assert_contains "$(_setcfg client_tls_key_file "$TEST_TMP/other/server.key")" "SET failed"
+    _conn_ok "sslmode=require" postgres
+    # a certificate of another CA: clients verifying against ours now refuse it
+    assert_eq SET "$(_setcfg client_tls_sslmode disable)"
+    assert_eq SET "$(_setcfg client_tls_cert_file "$TEST_TMP/other/server.crt")"
+    assert_eq SET "$(_setcfg client_tls_key_file "$TEST_TMP/other/server.key")"
+    NOSSL=1 _conn_ok "sslmode=disable" postgres
+    assert_eq SET "$(_setcfg client_tls_sslmode require)"
+    _conn_refused "sslmode=verify-full sslrootcert=$CERTS/ca.crt" "certificate verify failed"
+    _conn_ok "sslmode=verify-full sslrootcert=$TEST_TMP/other/ca.crt" postgres
     pf_stop
 }
 
@@ -281,6 +327,67 @@ test_server_tls_disable_is_refused_by_hostssl_only_backend() {
     out=$(_conn "dbname=tlsdb sslmode=require" -c "select 1") && fail "plaintext server login succeeded: $out"
     assert_contains "$out" "no pg_hba.conf entry" "the server's refusal reaches the client"
     pf_alive || fail "pgfunnel died"
+    pf_stop
+    _pg2_destroy
+}
+
+_bpid() { pf_psql -c "select pg_backend_pid()" 2>&1; }
+_adm_cmd() { "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "$1" 2>&1; }
+_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# A RELOAD or SET that changes a server_tls_* option retires the servers, as a
+# changed database entry does: idle ones now, busy ones when released.
+# timeout: 40
+test_server_tls_change_retires_servers() {
+    local p1 p2 p3
+    pf_start "default_pool_size = 1"
+    p1=$(_bpid)
+    [[ $p1 =~ ^[0-9]+$ ]] || fail "first query: $p1"
+    assert_eq SET "$(_setcfg server_tls_sslmode disable)"
+    p2=$(_bpid)
+    assert_ne "$p1" "$p2" "an idle server is retired by SET server_tls_sslmode"
+    # a busy server: closed when its transaction ends
+    _sess_open A
+    _sess_expect A "begin;" "BEGIN"
+    _sess_expect A "select pg_backend_pid();" "$p2"
+    sed -i 's/^server_tls_sslmode.*//' "$PF_INI"
+    echo "server_tls_sslmode = allow" >>"$PF_INI"
+    assert_eq RELOAD "$(_adm_cmd RELOAD)"
+    _sess_expect A "select pg_backend_pid();" "$p2" # the transaction keeps its server
+    _sess_expect A "commit;" "COMMIT"
+    p3=$(_bpid)
+    assert_ne "$p2" "$p3" "the busy server is retired after its transaction (RELOAD)"
+    _sess_close A
+    # a RELOAD that changes nothing keeps the servers
+    assert_eq RELOAD "$(_adm_cmd RELOAD)"
+    assert_eq "$p3" "$(_bpid)" "an unchanged RELOAD keeps the server"
+    pf_stop
+}
+
+# A server login that fails TLS verification may pass (a CA file being
+# replaced): the client waits for the next attempt instead of failing, and a
+# SET of a server_tls_* option makes that attempt happen now.
+# timeout: 60
+test_server_tls_verify_failure_waits_and_set_applies() {
+    local pc out
+    _certs
+    _pg2_start
+    bash "$REPO_ROOT/tools/mkcerts.sh" "$TEST_TMP/other" || fail "mkcerts other"
+    pf_start "server_tls_sslmode = verify-full" "server_tls_ca_file = $TEST_TMP/other/ca.crt" \
+        "server_login_retry = 30" "query_wait_timeout = 20" \
+        "[databases]" "tlsdb = host=127.0.0.1 port=$PG2_PORT dbname=postgres"
+    pf_psql -d tlsdb -c "select ssl from pg_stat_ssl where pid = pg_backend_pid()" \
+        >"$TEST_TMP/c.out" 2>&1 &
+    pc=$!
+    wait_until 5 grep -q "login failed" "$PF_LOG"
+    grep "login failed" "$PF_LOG" | head -n 1
+    sleep 0.5
+    kill -0 "$pc" 2>/dev/null || fail "the client did not wait: $(cat "$TEST_TMP/c.out")"
+    assert_eq SET "$(_setcfg server_tls_ca_file "$CERTS/ca.crt")"
+    wait_until 5 _gone "$pc"
+    wait "$pc"
+    out=$(cat "$TEST_TMP/c.out")
+    assert_eq t "$out" "the waiting client, over TLS to the server"
     pf_stop
     _pg2_destroy
 }
