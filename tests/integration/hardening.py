@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+"""hardening.py — raw-socket clients for tests/integration/t_hardening.sh.
+
+Each subcommand plays one misbehaving (or carefully pipelining) client:
+
+  startup PORT USER DB                 one StartupMessage (USER/DB may hold \\n
+                                       escapes); prints the messages received
+  flood PORT USER DB KIND BYTES SECS   log in, then send KIND messages without
+                                       ever reading, until BYTES are accepted by
+                                       the socket or SECS pass; prints
+                                       "sent N" and then holds the connection
+                                       until stdin closes.  KIND: show (SHOW
+                                       CONFIG queries), close (Close of a named
+                                       statement), parse-close (a Parse of a new
+                                       named statement, then Closes, no Sync)
+  pipeline-close PORT N                Parse of a new named statement, N Closes,
+                                       Sync in one write, then reads: prints
+                                       "parse P close C ready R"
+  make-pools PORT DB N                 N logins as users u00000.. (each makes a pool)
+  slow-query PORT QUERY                an admin client with a tiny receive
+                                       buffer sends QUERY, reads nothing;
+                                       prints "sent", holds until stdin closes
+  http-get PORT PATH [USER:PASS]       HTTP/1.1 GET; prints the status, the
+                                       transfer encoding, the number of chunks
+                                       and the body size; the body goes to
+                                       $OUT if set
+  http-auth-flood PORT USER N CONC     N requests with distinct wrong passwords,
+                                       CONC at a time; prints "CODE count" lines
+  slowloris PORT N SECS                N connections that each send one byte of
+                                       a request head every second for SECS
+                                       seconds; prints how many were closed by
+                                       the server at once, how many later and when
+"""
+import base64
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+import time
+
+
+def msg(kind, body=b""):
+    return kind + struct.pack("!I", len(body) + 4) + body
+
+
+def startup_packet(params):
+    body = struct.pack("!I", 196608)
+    for k, v in params.items():
+        body += k.encode() + b"\0" + v.encode("utf-8", "surrogateescape") + b"\0"
+    body += b"\0"
+    return struct.pack("!I", len(body) + 4) + body
+
+
+def read_msg(sock, buf):
+    """One backend message as (type, body), reading more as needed; None at EOF."""
+    while True:
+        if len(buf) >= 5:
+            n = struct.unpack("!I", bytes(buf[1:5]))[0]
+            if len(buf) >= n + 1:
+                t, body = bytes(buf[0:1]), bytes(buf[5:n + 1])
+                del buf[:n + 1]
+                return t, body
+        try:
+            d = sock.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            return None
+        if not d:
+            return None
+        buf.extend(d)
+
+
+def login(port, user, db, rcvbuf=0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(startup_packet({"user": user, "database": db}))
+    buf = bytearray()
+    while True:
+        m = read_msg(s, buf)
+        if m is None:
+            raise SystemExit("login: connection closed")
+        if m[0] == b"E":
+            raise SystemExit("login: error %r" % m[1])
+        if m[0] == b"Z":
+            return s
+
+
+def unescape(s):
+    return s.encode("latin-1").decode("unicode_escape")
+
+
+def cmd_startup(port, user, db):
+    s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+    s.sendall(startup_packet({"user": unescape(user), "database": unescape(db)}))
+    buf = bytearray()
+    while True:
+        m = read_msg(s, buf)
+        if m is None:
+            print("EOF")
+            return
+        print(m[0].decode(), m[1][:200])
+        if m[0] in (b"Z", b"E"):
+            return
+
+
+def send_nonblocking(s, chunk, limit, secs):
+    """Send chunk repeatedly without reading until limit bytes or secs; returns bytes sent."""
+    s.setblocking(False)
+    sent, end = 0, time.time() + secs
+    data, off = chunk, 0
+    while sent < limit and time.time() < end:
+        try:
+            n = s.send(data[off:])
+        except BlockingIOError:
+            select.select([], [s], [], 0.05)
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        sent += n
+        off += n
+        if off >= len(data):
+            off = 0
+    return sent
+
+
+def hold_until_stdin_closes():
+    try:
+        sys.stdin.read()
+    except Exception:
+        pass
+
+
+def cmd_flood(port, user, db, kind, limit, secs):
+    s = login(int(port), user, db)
+    if kind == "show":
+        one = msg(b"Q", b"SHOW CONFIG\0")
+    elif kind == "close":
+        one = msg(b"C", b"Sa\0")
+    elif kind == "parse-close":
+        s.sendall(msg(b"P", b"stmt_a\0select 1\0\0\0"))
+        one = msg(b"C", b"Sa\0")
+    else:
+        raise SystemExit("unknown kind " + kind)
+    chunk = one * (65536 // len(one))
+    n = send_nonblocking(s, chunk, int(limit), float(secs))
+    print("sent %d" % n, flush=True)
+    hold_until_stdin_closes()
+    s.close()
+
+
+def cmd_pipeline_close(port, n):
+    s = login(int(port), "postgres", "postgres")
+    n = int(n)
+    data = msg(b"P", b"stmt_b\0select 2\0\0\0") + msg(b"C", b"Sb\0") * n + msg(b"S")
+    threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
+    buf = bytearray()
+    counts = {b"1": 0, b"3": 0, b"Z": 0}
+    while True:
+        m = read_msg(s, buf)
+        if m is None:
+            print("EOF")
+            break
+        if m[0] in counts:
+            counts[m[0]] += 1
+        if m[0] == b"E":
+            print("error", m[1])
+        if m[0] == b"Z":
+            break
+    print("parse %d close %d ready %d" % (counts[b"1"], counts[b"3"], counts[b"Z"]))
+
+
+def cmd_make_pools(port, db, n):
+    for i in range(int(n)):
+        s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
+        s.sendall(startup_packet({"user": "u%05d" % i, "database": db}))
+        buf = bytearray()
+        while True:
+            m = read_msg(s, buf)
+            if m is None or m[0] in (b"E", b"Z"):
+                break
+        s.close()
+
+
+def cmd_slow_query(port, query):
+    s = login(int(port), "postgres", "pgbouncer", rcvbuf=4096)
+    s.sendall(msg(b"Q", query.encode() + b"\0"))
+    print("sent", flush=True)
+    hold_until_stdin_closes()
+    s.close()
+
+
+def http_request(port, path, auth=None, timeout=30):
+    s = socket.create_connection(("127.0.0.1", int(port)), timeout=timeout)
+    req = "GET %s HTTP/1.1\r\nHost: localhost\r\n" % path
+    if auth:
+        req += "Authorization: Basic %s\r\n" % base64.b64encode(auth.encode()).decode()
+    s.sendall((req + "\r\n").encode())
+    data = bytearray()
+    while True:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        data.extend(d)
+    s.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    chunks = 0
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        out, rest = bytearray(), body
+        while True:
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0], 16)
+            if size == 0:
+                break
+            chunks += 1
+            out.extend(rest[:size])
+            rest = rest[size + 2:]
+        body = bytes(out)
+    return status, headers, chunks, body
+
+
+def cmd_http_get(port, path, auth=None):
+    status, headers, chunks, body = http_request(port, path, auth)
+    print("status %d" % status)
+    print("encoding %s" % headers.get("transfer-encoding", "identity"))
+    print("chunks %d" % chunks)
+    print("bytes %d" % len(body))
+    if os.environ.get("OUT"):
+        with open(os.environ["OUT"], "wb") as f:
+            f.write(body)
+
+
+def cmd_http_auth_flood(port, user, n, conc):
+    n, conc = int(n), int(conc)
+    codes = {}
+    lock = threading.Lock()
+    nxt = [0]
+
+    def worker():
+        while True:
+            with lock:
+                i = nxt[0]
+                nxt[0] += 1
+            if i >= n:
+                return
+            try:
+                code = http_request(port, "/metrics", "%s:wrong%06d" % (user, i), timeout=20)[0]
+            except OSError:
+                code = 0
+            with lock:
+                codes[code] = codes.get(code, 0) + 1
+
+    threads = [threading.Thread(target=worker) for _ in range(conc)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in sorted(codes):
+        print(k, codes[k])
+
+
+def cmd_slowloris(port, n, secs):
+    n, secs = int(n), float(secs)
+    head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 4096
+    conns, refused = [], 0
+    start = time.time()
+    for i in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+            s.setblocking(False)
+            conns.append([s, 0, None])
+        except OSError:
+            refused += 1
+    closed_at_once = 0
+    time.sleep(0.5)
+    for c in conns:  # closed right away: the server refused the connection
+        try:
+            if c[0].recv(1) == b"":
+                c[2] = time.time() - start
+                closed_at_once += 1
+        except BlockingIOError:
+            pass
+        except OSError:
+            c[2] = time.time() - start
+            closed_at_once += 1
+    print("opened %d refused %d closed_at_once %d" % (len(conns), refused, closed_at_once), flush=True)
+    while time.time() - start < secs:
+        for c in conns:
+            if c[2] is not None:
+                continue
+            try:
+                c[0].send(head[c[1]:c[1] + 1])
+                c[1] += 1
+                if c[0].recv(1) == b"":
+                    c[2] = time.time() - start
+            except BlockingIOError:
+                pass
+            except OSError:
+                c[2] = time.time() - start
+        time.sleep(1)
+    later = [c[2] for c in conns if c[2] is not None and c[2] > 0.5]
+    alive = sum(1 for c in conns if c[2] is None)
+    print("closed_later %d alive %d first_close %.1f last_close %.1f" % (
+        len(later), alive, min(later) if later else -1, max(later) if later else -1))
+
+
+def main():
+    cmds = {
+        "startup": cmd_startup,
+        "flood": cmd_flood,
+        "pipeline-close": cmd_pipeline_close,
+        "make-pools": cmd_make_pools,
+        "slow-query": cmd_slow_query,
+        "http-get": cmd_http_get,
+        "http-auth-flood": cmd_http_auth_flood,
+        "slowloris": cmd_slowloris,
+    }
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        print(__doc__)
+        sys.exit(2)
+    cmds[sys.argv[1]](*sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
