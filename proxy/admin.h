@@ -16,5 +16,7 @@ bool admin_is_console_db(const char *dbname);
 void admin_client_login(Client *c);
 /* Answer the queries buffered in the client's receive buffer. */
 void admin_process(Client *c);
+/* The client goes away: drop a SHOW it was being sent. */
+void admin_client_free(Client *c);
 
 #endif

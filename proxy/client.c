@@ -114,6 +114,7 @@ static void client_free(void *arg)
 {
     Client *c = arg;
     auth_client_free(c);
+    admin_client_free(c);
     if (c->pool) ps_client_map_free(&c->ps, &c->pool->ps);
     /* while a handshake step runs, the job owns the SSL object and frees it */
     if (c->ssl && !c->tls_job) SSL_free(c->ssl);
@@ -137,6 +138,27 @@ void client_send_error(Client *c, const char *severity, const char *sqlstate, co
     if (!b.failed && conn_send(&c->conn, b.data, b.len) < 0) { /* noticed on next read */
     }
     pkt_free(&b);
+}
+
+bool client_backlogged(const Client *c)
+{
+    return conn_queue_len(&c->conn) >= CLIENT_BACKLOG_MAX ||
+           (c->server && ps_queue_backlogged(&c->server->psq));
+}
+
+void client_hold(Client *c)
+{
+    c->backlogged = true;
+    conn_want_read(&c->conn, false);
+}
+
+void client_wake(Client *c)
+{
+    if (!c->backlogged || c->state == CLIENT_CLOSING || client_backlogged(c)) return;
+    c->backlogged = false;
+    conn_want_read(&c->conn, true);
+    /* buffered input is processed by client_on_read, not inside the caller's callback */
+    if (conn_avail(&c->conn)) event_active(&c->conn.ev_read, EV_READ, 1);
 }
 
 /* Can the server go back to the pool as it is, without knowing more? */
@@ -476,6 +498,7 @@ static void client_relay(Client *c)
             int r = client_relay_special(c, &now);
             if (r < 0) return;
             if (r == 0) break;
+            if (client_backlogged(c)) break; /* answered locally: the client reads them first */
             continue;
         }
         char msg[64];
@@ -484,9 +507,11 @@ static void client_relay(Client *c)
         return;
     }
     if (c->state == CLIENT_CLOSING) return;
-    /* backpressure: stop reading while the server has a backlog */
+    /* backpressure: stop reading while the server has a backlog, or the client itself */
     if (c->server && conn_has_queue(&c->server->conn))
         conn_want_read(&c->conn, false);
+    else if (client_backlogged(c))
+        client_hold(c);
     else
         conn_want_read(&c->conn, true);
     conn_release_buffer(&c->conn);
@@ -869,6 +894,10 @@ static void client_start_tls(Client *c)
 static void client_process_startup(Client *c)
 {
     for (;;) {
+        if (client_backlogged(c)) { /* SSLRequest after SSLRequest, never reading the 'N's */
+            client_hold(c);
+            return;
+        }
         uint32_t avail = conn_avail(&c->conn);
         if (avail < 4) return;
         uint8_t *p = conn_data(&c->conn);
@@ -994,6 +1023,12 @@ static void client_on_write(evutil_socket_t fd, short ev, void *arg)
         return;
     }
     if (r == 0 && c->server) server_resume(c->server);
+    if (r == 0 && c->backlogged && c->state != CLIENT_CLOSING && !client_backlogged(c)) {
+        /* the client read what it was owed: go on with what it sent meanwhile */
+        c->backlogged = false;
+        conn_want_read(&c->conn, true);
+        client_process(c);
+    }
 }
 
 static void client_set_socket_options(Loop *loop, int fd, bool unix_socket)

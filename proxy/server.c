@@ -394,6 +394,8 @@ static bool server_relay(Server *s)
     if (s->state == SERVER_CLOSING) return false;
     /* backpressure: the client has a backlog, stop reading the server */
     conn_want_read(&s->conn, !(s->client && conn_has_queue(&s->client->conn)));
+    /* local answers were due behind this server's: the client may be read again */
+    if (s->client && s->client->backlogged) client_wake(s->client);
     conn_release_buffer(&s->conn);
     return true;
 }

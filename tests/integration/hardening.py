@@ -17,8 +17,8 @@ Each subcommand plays one misbehaving (or carefully pipelining) client:
                                        Sync in one write, then reads: prints
                                        "parse P close C ready R"
   make-pools PORT DB N                 N logins as users u00000.. (each makes a pool)
-  slow-query PORT QUERY                an admin client with a tiny receive
-                                       buffer sends QUERY, reads nothing;
+  slow-query PORT DIR QUERY            an admin client on the unix socket in
+                                       DIR sends QUERY, reads nothing;
                                        prints "sent", holds until stdin closes
   http-get PORT PATH [USER:PASS]       HTTP/1.1 GET; prints the status, the
                                        transfer encoding, the number of chunks
@@ -71,12 +71,15 @@ def read_msg(sock, buf):
         buf.extend(d)
 
 
-def login(port, user, db, rcvbuf=0):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    if rcvbuf:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    s.settimeout(10)
-    s.connect(("127.0.0.1", port))
+def login(port, user, db, unix_dir=None):
+    if unix_dir:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect("%s/.s.PGSQL.%d" % (unix_dir, port))
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
     s.sendall(startup_packet({"user": user, "database": db}))
     buf = bytearray()
     while True:
@@ -185,8 +188,9 @@ def cmd_make_pools(port, db, n):
         s.close()
 
 
-def cmd_slow_query(port, query):
-    s = login(int(port), "postgres", "pgbouncer", rcvbuf=4096)
+def cmd_slow_query(port, unix_dir, query):
+    # over the unix socket: the kernel buffers about 200 kB, not megabytes as on TCP
+    s = login(int(port), "postgres", "pgbouncer", unix_dir)
     s.sendall(msg(b"Q", query.encode() + b"\0"))
     print("sent", flush=True)
     hold_until_stdin_closes()
