@@ -26,6 +26,7 @@ Each subcommand plays one misbehaving (or carefully pipelining) client:
                                        $OUT if set
   http-auth-flood PORT USER N CONC     N requests with distinct wrong passwords,
                                        CONC at a time; prints "CODE count" lines
+  scram-secret PASSWORD                print a SCRAM-SHA-256 secret for PASSWORD
   slowloris PORT N SECS                N connections that each send one byte of
                                        a request head every second for SECS
                                        seconds; prints how many were closed by
@@ -199,7 +200,7 @@ def cmd_slow_query(port, unix_dir, query):
 
 def http_request(port, path, auth=None, timeout=30):
     s = socket.create_connection(("127.0.0.1", int(port)), timeout=timeout)
-    req = "GET %s HTTP/1.1\r\nHost: localhost\r\n" % path
+    req = "GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" % path
     if auth:
         req += "Authorization: Basic %s\r\n" % base64.b64encode(auth.encode()).decode()
     s.sendall((req + "\r\n").encode())
@@ -281,44 +282,57 @@ def cmd_slowloris(port, n, secs):
         try:
             s = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
             s.setblocking(False)
-            conns.append([s, 0, None])
+            conns.append({"sock": s, "sent": 0, "closed": None})
         except OSError:
             refused += 1
-    closed_at_once = 0
-    time.sleep(0.5)
-    for c in conns:  # closed right away: the server refused the connection
+
+    def ended(c):
+        """True once the server answered or closed the connection."""
         try:
-            if c[0].recv(1) == b"":
-                c[2] = time.time() - start
-                closed_at_once += 1
+            c["sock"].recv(4096)
         except BlockingIOError:
-            pass
+            return False
         except OSError:
-            c[2] = time.time() - start
-            closed_at_once += 1
-    print("opened %d refused %d closed_at_once %d" % (len(conns), refused, closed_at_once), flush=True)
+            pass
+        c["closed"] = time.time() - start
+        return True
+
+    time.sleep(0.5)
+    at_once = [c for c in conns if ended(c)]  # refused: answered 503 and closed right away
+    print("opened %d refused %d closed_at_once %d" % (len(conns), refused, len(at_once)), flush=True)
+    trickling = [c for c in conns if c["closed"] is None]
     while time.time() - start < secs:
-        for c in conns:
-            if c[2] is not None:
+        for c in trickling:
+            if c["closed"] is not None:
                 continue
             try:
-                c[0].send(head[c[1]:c[1] + 1])
-                c[1] += 1
-                if c[0].recv(1) == b"":
-                    c[2] = time.time() - start
-            except BlockingIOError:
-                pass
+                c["sock"].send(head[c["sent"]:c["sent"] + 1])
+                c["sent"] += 1
             except OSError:
-                c[2] = time.time() - start
+                pass
+            ended(c)
         time.sleep(1)
-    later = [c[2] for c in conns if c[2] is not None and c[2] > 0.5]
-    alive = sum(1 for c in conns if c[2] is None)
+    later = [c["closed"] for c in trickling if c["closed"] is not None]
+    alive = sum(1 for c in trickling if c["closed"] is None)
     print("closed_later %d alive %d first_close %.1f last_close %.1f" % (
         len(later), alive, min(later) if later else -1, max(later) if later else -1))
 
 
+def cmd_scram_secret(password):
+    import hashlib
+    import hmac
+    salt, it = os.urandom(16), 4096
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, it)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()
+    print("SCRAM-SHA-256$%d:%s$%s:%s" % (it, b64(salt), b64(hashlib.sha256(client_key).digest()),
+                                         b64(server_key)))
+
+
 def main():
     cmds = {
+        "scram-secret": cmd_scram_secret,
         "startup": cmd_startup,
         "flood": cmd_flood,
         "pipeline-close": cmd_pipeline_close,

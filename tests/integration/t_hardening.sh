@@ -120,3 +120,108 @@ test_show_over_many_pools_is_sent_in_slices() {
     assert_eq 10000 "$(_adm -c 'SHOW POOLS' | cut -d'|' -f2 | grep '^u' | sort -u | wc -l)"
     pf_stop INT
 }
+
+_metric() { # NAME: its value in a /metrics scrape ($HTTP_AUTH = user:password if needed)
+    curl -s ${HTTP_AUTH:+-u "$HTTP_AUTH"} "http://127.0.0.1:$HTTP_PORT/metrics" |
+        awk -v n="$1" '$1 == n {print $2}'
+}
+
+# timeout: 90
+test_metrics_over_many_pools_is_streamed() {
+    local out
+    _many_pools 10000
+    out=$(OUT=$TEST_TMP/metrics.txt _hpy http-get "$HTTP_PORT" /metrics)
+    echo "$out"
+    assert_contains "$out" "status 200"
+    assert_contains "$out" "encoding chunked"
+    [ "$(awk '/^chunks/ {print $2}' <<<"$out")" -ge 10 ] || fail "/metrics in fewer than 10 chunks"
+    # complete: every pool, every family, the last line
+    assert_eq 10000 "$(grep -c '^pgfunnel_pool_size{database="many",user="u' "$TEST_TMP/metrics.txt")"
+    assert_eq 10000 "$(grep -c '^pgfunnel_pool_server_login_connections{database="many"' "$TEST_TMP/metrics.txt")"
+    assert_eq 1 "$(grep -c '^pgfunnel_http_auth_busy_total ' "$TEST_TMP/metrics.txt")"
+    if command -v promtool >/dev/null; then
+        assert_ok promtool check metrics <"$TEST_TMP/metrics.txt"
+    fi
+    out=$(OUT=$TEST_TMP/pools.json _hpy http-get "$HTTP_PORT" /pools)
+    assert_contains "$out" "encoding chunked"
+    assert_eq 10000 "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["pools"]))' "$TEST_TMP/pools.json")"
+    # HTTP/1.0 gets the same body, ended by the connection's end
+    assert_eq "$(wc -c <"$TEST_TMP/metrics.txt" | awk '{print int($1 / 100000)}')" \
+        "$(curl -s --http1.0 "http://127.0.0.1:$HTTP_PORT/metrics" | wc -c | awk '{print int($1 / 100000)}')"
+    pf_stop INT
+}
+
+# timeout: 90
+test_http_wrong_passwords_are_checked_on_workers() {
+    local out c0 c1 w0 w1
+    printf '"postgres" "%s"\n' "$(_hpy scram-secret s3cret)" >"$TEST_TMP/users.txt"
+    HTTP_PORT=$(free_port)
+    export HTTP_PORT
+    pf_start "admin_http_port = $HTTP_PORT" "admin_http_auth = 1" "auth_file = $TEST_TMP/users.txt"
+    HTTP_AUTH=postgres:s3cret
+    c0=$(_metric pgfunnel_http_auth_checks_total)
+    w0=$(_metric pgfunnel_workq_jobs_completed_total)
+    # 300 different wrong passwords, 8 at a time: each costs a PBKDF2, on a worker
+    out=$(_hpy http-auth-flood "$HTTP_PORT" postgres 300 8)
+    echo "$out"
+    assert_eq 1 "$(pf_psql -c 'select 1')" "pooled query during the flood"
+    c1=$(_metric pgfunnel_http_auth_checks_total)
+    w1=$(_metric pgfunnel_workq_jobs_completed_total)
+    echo "password checks $c0 -> $c1, worker jobs $w0 -> $w1"
+    # every request was answered 401, or 503 when the checks in flight were at their bound
+    assert_eq 300 "$(awk '$1 == 401 || $1 == 503 {n += $2} END {print n}' <<<"$out")"
+    assert_eq "$(awk '$1 == 401 {print $2}' <<<"$out")" "$((c1 - c0))" "one worker check per 401"
+    [ $((w1 - w0)) -ge $((c1 - c0)) ] || fail "checks did not run as worker jobs"
+    # a wrong password repeated is remembered: one check, then answers from memory
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:again "http://127.0.0.1:$HTTP_PORT/metrics")"
+    done
+    assert_eq $((c1 + 1)) "$(_metric pgfunnel_http_auth_checks_total)" "repeated failures checked once"
+    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:s3cret "http://127.0.0.1:$HTTP_PORT/metrics")"
+    assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:s3cre "http://127.0.0.1:$HTTP_PORT/metrics")"
+    assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' -u nobody:s3cret "http://127.0.0.1:$HTTP_PORT/metrics")"
+    # a changed secret is checked anew: the old password no longer opens
+    printf '"postgres" "%s"\n' "$(_hpy scram-secret n3w)" >"$TEST_TMP/users.txt"
+    kill -HUP "$PF_PID"
+    wait_until 10 test "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:s3cret "http://127.0.0.1:$HTTP_PORT/metrics")" = 401
+    assert_eq 200 "$(curl -s -o /dev/null -w '%{http_code}' -u postgres:n3w "http://127.0.0.1:$HTTP_PORT/metrics")"
+    pf_stop INT
+}
+
+_answered() { [ "$(cat "$TEST_TMP"/psql.* 2>/dev/null | grep -c '^[0-9][0-9]*$')" = "$1" ]; }
+
+# timeout: 60
+test_http_slowloris_under_a_low_descriptor_limit() {
+    local out at_once later alive first last i
+    # pgfunnel with 128 descriptors; the test's own tools keep the usual limit
+    printf '#!/bin/bash\nulimit -n 128 || exit 1\nexec "%s" "$@"\n' "$PGFUNNEL_BIN" >"$TEST_TMP/pf128"
+    chmod +x "$TEST_TMP/pf128"
+    PGFUNNEL_BIN=$TEST_TMP/pf128
+    HTTP_PORT=$(free_port)
+    export HTTP_PORT
+    pf_start "admin_http_port = $HTTP_PORT" "max_client_conn = 200"
+    # 125 connections that send one byte of a request head per second
+    _hpy slowloris "$HTTP_PORT" 125 13 >"$TEST_TMP/slow.out" 2>&1 &
+    wait_until 10 grep -q '^opened' "$TEST_TMP/slow.out"
+    # PostgreSQL-port clients still get in, 20 at once
+    for i in $(seq 20); do
+        timeout 10 "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d postgres \
+            -c "select $i" >"$TEST_TMP/psql.$i" 2>&1 &
+    done
+    wait_until 15 _answered 20
+    wait_until 20 grep -q '^closed_later' "$TEST_TMP/slow.out"
+    cat "$TEST_TMP/slow.out"
+    out=$(cat "$TEST_TMP/slow.out")
+    at_once=$(awk '/^opened/ {print $6}' <<<"$out")
+    later=$(awk '/^closed_later/ {print $2}' <<<"$out")
+    alive=$(awk '/^closed_later/ {print $4}' <<<"$out")
+    first=$(awk '/^closed_later/ {print int($6)}' <<<"$out")
+    last=$(awk '/^closed_later/ {print int($8)}' <<<"$out")
+    # beyond the cap: refused at once; the others: closed at the deadline although they trickle
+    [ "$at_once" -ge 93 ] || fail "only $at_once connections beyond the cap were refused"
+    assert_eq 0 "$alive" "trickling connections still open after 13 s"
+    [ "$first" -ge 9 ] && [ "$last" -le 12 ] || fail "deadline closes between $first and $last s"
+    assert_eq "$((125 - at_once))" "$later"
+    [ "$(_metric pgfunnel_http_timeouts_total)" -ge "$later" ] || fail "timeouts not counted"
+    pf_stop INT
+}
