@@ -7,7 +7,8 @@ Each subcommand plays one misbehaving (or carefully pipelining) client:
                                        escapes); prints the messages received
   flood PORT USER DB KIND BYTES SECS   log in, then send KIND messages without
                                        ever reading, until BYTES are accepted by
-                                       the socket or SECS pass; prints
+                                       the socket, SECS pass or it takes nothing
+                                       for a second; prints
                                        "sent N" and then holds the connection
                                        until stdin closes.  KIND: show (SHOW
                                        CONFIG queries), close (Close of a named
@@ -112,13 +113,16 @@ def cmd_startup(port, user, db):
 
 
 def send_nonblocking(s, chunk, limit, secs):
-    """Send chunk repeatedly without reading until limit bytes or secs; returns bytes sent."""
+    """Send chunk repeatedly without reading until limit bytes, secs, or 1 s without
+    progress (the peer stopped reading); returns bytes sent."""
     s.setblocking(False)
     sent, end = 0, time.time() + secs
     data, off = chunk, 0
-    while sent < limit and time.time() < end:
+    progress = time.time()
+    while sent < limit and time.time() < end and time.time() - progress < 1:
         try:
             n = s.send(data[off:])
+            progress = time.time()
         except BlockingIOError:
             select.select([], [s], [], 0.05)
             continue
