@@ -17,7 +17,8 @@ Each subcommand plays one misbehaving (or carefully pipelining) client:
   pipeline-close PORT N                Parse of a new named statement, N Closes,
                                        Sync in one write, then reads: prints
                                        "parse P close C ready R"
-  make-pools PORT DB N                 N logins as users u00000.. (each makes a pool)
+  make-pools PORT DB N [NDB]           N logins as users u00000.. (each makes a
+                                       pool), spread over NDB databases DB00000..
   slow-query PORT DIR QUERY            an admin client on the unix socket in
                                        DIR sends QUERY, reads nothing;
                                        prints "sent", holds until stdin closes
@@ -181,10 +182,11 @@ def cmd_pipeline_close(port, n):
     print("parse %d close %d ready %d" % (counts[b"1"], counts[b"3"], counts[b"Z"]))
 
 
-def cmd_make_pools(port, db, n):
+def cmd_make_pools(port, db, n, ndb="1"):
     for i in range(int(n)):
         s = socket.create_connection(("127.0.0.1", int(port)), timeout=10)
-        s.sendall(startup_packet({"user": "u%05d" % i, "database": db}))
+        name = db if int(ndb) <= 1 else "%s%05d" % (db, i % int(ndb))
+        s.sendall(startup_packet({"user": "u%05d" % i, "database": name}))
         buf = bytearray()
         while True:
             m = read_msg(s, buf)
