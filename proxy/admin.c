@@ -336,8 +336,8 @@ static int count_internal(const Pool *p, InternalKind kind)
 
 static void show_version(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
-    (void)loop;
     static const Col cols[] = {S("version")};
+    (void)loop;
     Result r;
     res_begin(&r, b, cur, cols, 1);
     put_str(&r, PGFUNNEL_VERSION_STRING);
@@ -347,8 +347,6 @@ static void show_version(Loop *loop, PktBuf *b, ShowCursor *cur)
 
 static void show_help(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
-    (void)loop;
-    (void)cur;
     static const char usage[] =
         "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
         "\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
@@ -368,6 +366,8 @@ static void show_help(Loop *loop, PktBuf *b, ShowCursor *cur)
         "\tSHUTDOWN\n"
         "\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n"
         "\tWAIT_CLOSE [<db>]";
+    (void)loop;
+    (void)cur;
     pkt_begin(b, 'N');
     pkt_put_u8(b, 'S');
     pkt_put_str(b, "NOTICE");
@@ -1173,8 +1173,8 @@ out:
 
 static void show_dns_zones(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
-    (void)loop;
     static const Col cols[] = {S("zonename"), I8("serial"), I4("count")};
+    (void)loop;
     Result r;
     res_begin(&r, b, cur, cols, 3);
     res_end(&r, NULL);
