@@ -25,6 +25,12 @@
  * PAUSE and WAIT_CLOSE answer later: the command registers a wait with
  * pool_control.c, and this client's further queries stay unread until
  * admin_wait_finished() sends the CommandComplete.
+ *
+ * Output is bounded the way the relay bounds it: queries are not read while
+ * the client has CLIENT_BACKLOG_MAX bytes of answers unread, and a SHOW over
+ * many pools, databases, users or clients is built in slices (see
+ * ShowCursor), one per callback, so neither memory nor the time the loop
+ * spends on one client grows with the number of rows.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -141,28 +147,103 @@ typedef struct col {
         n, PG_OID_TIMESTAMPTZ                                                                      \
     }
 
+/*
+ * Where a SHOW goes on in its next slice.  A builder stops starting rows once
+ * the buffer holds `budget` bytes (ADMIN_SLICE more than when the slice
+ * began) and sets `more`; the next call skips what was sent.  Pools,
+ * databases and users are resumed by position (`done` of them were sent),
+ * clients after the id of the last one sent (loop->clients is in id order).
+ * A row that goes away between slices may hide one later row of a
+ * position-resumed list; no row is ever sent twice.  Servers come with their
+ * pool, all in one slice.  Owned by the client (Client.show) between slices.
+ */
+#define ADMIN_SLICE (64u * 1024)
+
+typedef struct admin_show ShowCursor;
+typedef void (*ShowFn)(Loop *loop, PktBuf *b, ShowCursor *cur);
+
+struct admin_show {
+    ShowFn fn;
+    int arg;              /* SHOW STATS variant, ACTIVE_SOCKETS */
+    size_t budget;        /* stop starting rows once the buffer holds this much */
+    bool started;         /* RowDescription sent */
+    bool more;            /* stopped at the budget: rows remain */
+    int phase;            /* SOCKETS, FDS: 0 = client rows, 1 = server rows */
+    uint32_t last_client; /* id of the last client row sent, 0 = none yet */
+    uint64_t done;        /* pools / databases / users already sent */
+};
+
 typedef struct result {
     PktBuf *b;
+    ShowCursor *cur;
     int ncols, rows;
+    uint64_t index; /* position of the next pool / database / user */
     /* the row being built */
     int n;
     const char *vals[RES_MAX_COLS];
     char num[RES_MAX_COLS][48];
 } Result;
 
-static void res_begin(Result *r, PktBuf *b, const Col *cols, int n)
+static void res_begin(Result *r, PktBuf *b, ShowCursor *cur, const Col *cols, int n)
 {
     const char *names[RES_MAX_COLS];
     uint32_t oids[RES_MAX_COLS];
     r->b = b;
+    r->cur = cur;
     r->ncols = n;
     r->rows = 0;
+    r->index = 0;
     r->n = 0;
+    if (cur->started) return;
+    cur->started = true;
     for (int i = 0; i < n; i++) {
         names[i] = cols[i].name;
         oids[i] = cols[i].oid;
     }
     pkt_row_description_typed(b, names, oids, n);
+}
+
+/* The next pool / database / user: 1 = build it, 0 = sent in an earlier slice, -1 = slice full. */
+static int res_item(Result *r)
+{
+    ShowCursor *cur = r->cur;
+    if (r->index < cur->done) {
+        r->index++;
+        return 0;
+    }
+    if (r->b->len >= cur->budget) {
+        cur->more = true;
+        return -1;
+    }
+    cur->done = ++r->index;
+    return 1;
+}
+
+/* The first client not sent yet. */
+static ListNode *res_clients_from(const Result *r, Loop *loop)
+{
+    uint32_t last = r->cur->last_client;
+    ListNode *it;
+    if (last == 0) return loop->clients.head.next;
+    Client *c = loop_client_find(loop, last);
+    if (c && c->state != CLIENT_CLOSING) return c->all_node.next;
+    /* it went away: ids grow along the list */
+    list_for_each(it, &loop->clients)
+    {
+        if (list_entry(it, Client, all_node)->id > last) break;
+    }
+    return it;
+}
+
+/* Room for this client's row in the slice?  Then it counts as sent. */
+static bool res_client(Result *r, const Client *c)
+{
+    if (r->b->len >= r->cur->budget) {
+        r->cur->more = true;
+        return false;
+    }
+    r->cur->last_client = c->id;
+    return true;
 }
 
 static void put_str(Result *r, const char *s)
@@ -219,7 +300,7 @@ static void res_row_end(Result *r)
 
 static void res_end(Result *r, const char *tag)
 {
-    pkt_command_complete(r->b, tag ? tag : "SHOW");
+    if (!r->cur->more) pkt_command_complete(r->b, tag ? tag : "SHOW");
 }
 
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -257,17 +338,18 @@ static int count_internal(const Pool *p, InternalKind kind)
 
 /* ---- SHOW commands ---- */
 
-static void show_version(PktBuf *b)
+static void show_version(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("version")};
+    (void)loop;
     Result r;
-    res_begin(&r, b, cols, 1);
+    res_begin(&r, b, cur, cols, 1);
     put_str(&r, PGFUNNEL_VERSION_STRING);
     res_row_end(&r);
     res_end(&r, NULL);
 }
 
-static void show_help(PktBuf *b)
+static void show_help(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const char usage[] =
         "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
@@ -288,6 +370,8 @@ static void show_help(PktBuf *b)
         "\tSHUTDOWN\n"
         "\tSHUTDOWN WAIT_FOR_SERVERS|WAIT_FOR_CLIENTS\n"
         "\tWAIT_CLOSE [<db>]";
+    (void)loop;
+    (void)cur;
     pkt_begin(b, 'N');
     pkt_put_u8(b, 'S');
     pkt_put_str(b, "NOTICE");
@@ -304,7 +388,7 @@ static void show_help(PktBuf *b)
     pkt_command_complete(b, "SHOW");
 }
 
-static void show_pools(Loop *loop, PktBuf *b)
+static void show_pools(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {
         S("database"),
@@ -327,17 +411,22 @@ static void show_pools(Loop *loop, PktBuf *b)
     Result r;
     ListNode *dit, *pit;
     usec_t now = time_now_usec();
-    res_begin(&r, b, cols, NCOLS(cols));
+    res_begin(&r, b, cur, cols, NCOLS(cols));
     /* the console itself, as PgBouncer lists it */
-    put_str(&r, "pgbouncer");
-    put_str(&r, "pgbouncer");
-    put_int(&r, count_admin_clients(loop));
-    for (int i = 0; i < 12; i++)
-        put_int(&r, 0);
-    put_str(&r, "statement");
-    res_row_end(&r);
+    if (res_item(&r) > 0) {
+        put_str(&r, "pgbouncer");
+        put_str(&r, "pgbouncer");
+        put_int(&r, count_admin_clients(loop));
+        for (int i = 0; i < 12; i++)
+            put_int(&r, 0);
+        put_str(&r, "statement");
+        res_row_end(&r);
+    }
     FOR_EACH_POOL(loop, db, p, dit, pit)
     {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
         usec_t maxwait = 0;
         if (!list_empty(&p->waiting))
             maxwait = now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start;
@@ -360,6 +449,7 @@ static void show_pools(Loop *loop, PktBuf *b)
         put_str(&r, config_pool_mode_name(p->mode));
         res_row_end(&r);
     }
+out:
     res_end(&r, NULL);
 }
 
@@ -524,15 +614,14 @@ static const char *client_state_label(const Client *c)
     }
 }
 
-static void show_clients(Loop *loop, PktBuf *b)
+static void show_clients(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     Result r;
-    ListNode *it;
-    res_begin(&r, b, socket_cols, SOCKET_STD_COLS);
-    list_for_each(it, &loop->clients)
-    {
+    res_begin(&r, b, cur, socket_cols, SOCKET_STD_COLS);
+    for (ListNode *it = res_clients_from(&r, loop); it != &loop->clients.head; it = it->next) {
         Client *c = list_entry(it, Client, all_node);
         if (c->state < CLIENT_LOGIN_WAIT || c->state == CLIENT_CLOSING) continue;
+        if (!res_client(&r, c)) break;
         client_row(&r, c, client_state_label(c), false);
     }
     res_end(&r, NULL);
@@ -554,31 +643,46 @@ static void server_rows(Result *r, Pool *p, bool debug, bool active_only)
         }
 }
 
-static void show_servers(Loop *loop, PktBuf *b)
+static void show_servers(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     Result r;
     ListNode *dit, *pit;
-    res_begin(&r, b, socket_cols, SOCKET_STD_COLS);
-    FOR_EACH_POOL(loop, db, p, dit, pit) server_rows(&r, p, false, false);
+    res_begin(&r, b, cur, socket_cols, SOCKET_STD_COLS);
+    FOR_EACH_POOL(loop, db, p, dit, pit)
+    {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w > 0) server_rows(&r, p, false, false);
+    }
+out:
     res_end(&r, NULL);
 }
 
-static void show_sockets(Loop *loop, PktBuf *b, bool active_only)
+static void show_sockets(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
+    bool active_only = cur->arg;
     Result r;
-    ListNode *it, *dit, *pit;
-    res_begin(&r, b, socket_cols, NCOLS(socket_cols));
-    list_for_each(it, &loop->clients)
-    {
+    ListNode *dit, *pit;
+    res_begin(&r, b, cur, socket_cols, NCOLS(socket_cols));
+    for (ListNode *it = res_clients_from(&r, loop); cur->phase == 0 && it != &loop->clients.head;
+         it = it->next) {
         Client *c = list_entry(it, Client, all_node);
         if (c->state == CLIENT_CLOSING) continue;
         if (active_only && conn_avail(&c->conn) == 0 && !conn_has_queue(&c->conn)) continue;
+        if (!res_client(&r, c)) goto out;
         char label[32];
         snprintf(label, sizeof(label), "cl_%s",
                  c->state < CLIENT_LOGIN_WAIT ? "login" : client_state_label(c));
         client_row(&r, c, label, true);
     }
-    FOR_EACH_POOL(loop, db, p, dit, pit) server_rows(&r, p, true, active_only);
+    cur->phase = 1;
+    FOR_EACH_POOL(loop, db, p, dit, pit)
+    {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w > 0) server_rows(&r, p, true, active_only);
+    }
+out:
     res_end(&r, NULL);
 }
 
@@ -619,8 +723,9 @@ static void stat_values(const PoolStats *s, uint64_t *v)
 }
 
 /* which: 0 STATS, 1 STATS_TOTALS, 2 STATS_AVERAGES */
-static void show_stats(Loop *loop, PktBuf *b, int which)
+static void show_stats(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
+    int which = cur->arg;
     Col cols[RES_MAX_COLS];
     int n = 0;
     cols[n++] = (Col)S("database");
@@ -636,15 +741,18 @@ static void show_stats(Loop *loop, PktBuf *b, int which)
     }
     Result r;
     ListNode *it;
-    res_begin(&r, b, cols, n);
+    res_begin(&r, b, cur, cols, n);
     list_for_each(it, &loop->databases)
     {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
         Database *db = list_entry(it, Database, node);
-        PoolStats cur, avg;
+        PoolStats tot, avg;
         uint64_t vc[NSTAT], va[NSTAT];
-        stats_db_totals(db, &cur);
+        stats_db_totals(db, &tot);
         stats_db_averages(loop, db, &avg);
-        stat_values(&cur, vc);
+        stat_values(&tot, vc);
         stat_values(&avg, va);
         put_str(&r, db->name);
         for (int i = 0; i < NSTAT && which != 2; i++)
@@ -652,15 +760,16 @@ static void show_stats(Loop *loop, PktBuf *b, int which)
         for (int i = 0; i < NSTAT && which != 1; i++)
             put_int(&r, (long long)va[i]);
         if (which == 0) {
-            put_int(&r, (long long)cur.logins);
-            put_int(&r, (long long)cur.query_count);
+            put_int(&r, (long long)tot.logins);
+            put_int(&r, (long long)tot.query_count);
         }
         res_row_end(&r);
     }
+out:
     res_end(&r, NULL);
 }
 
-static void show_totals(Loop *loop, PktBuf *b)
+static void show_totals(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("name"), I8("value")};
     uint64_t tot[NSTAT] = {0}, avg[NSTAT] = {0};
@@ -668,11 +777,11 @@ static void show_totals(Loop *loop, PktBuf *b)
     list_for_each(it, &loop->databases)
     {
         Database *db = list_entry(it, Database, node);
-        PoolStats cur, a;
+        PoolStats t, a;
         uint64_t vc[NSTAT], va[NSTAT];
-        stats_db_totals(db, &cur);
+        stats_db_totals(db, &t);
         stats_db_averages(loop, db, &a);
-        stat_values(&cur, vc);
+        stat_values(&t, vc);
         stat_values(&a, va);
         for (int i = 0; i < NSTAT; i++) {
             tot[i] += vc[i];
@@ -680,7 +789,7 @@ static void show_totals(Loop *loop, PktBuf *b)
         }
     }
     Result r;
-    res_begin(&r, b, cols, 2);
+    res_begin(&r, b, cur, cols, 2);
     for (int i = 0; i < NSTAT; i++) {
         put_str(&r, stat_fields[i].total_name);
         put_int(&r, (long long)tot[i]);
@@ -694,7 +803,7 @@ static void show_totals(Loop *loop, PktBuf *b)
     res_end(&r, NULL);
 }
 
-static void show_latency(Loop *loop, PktBuf *b)
+static void show_latency(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {
         S("database"),      I8("query_count"), I8("query_p50_us"), I8("query_p95_us"),
@@ -704,9 +813,12 @@ static void show_latency(Loop *loop, PktBuf *b)
     };
     Result r;
     ListNode *it;
-    res_begin(&r, b, cols, NCOLS(cols));
+    res_begin(&r, b, cur, cols, NCOLS(cols));
     list_for_each(it, &loop->databases)
     {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
         Database *db = list_entry(it, Database, node);
         PoolLatency l;
         stats_db_latency(db, &l);
@@ -720,12 +832,13 @@ static void show_latency(Loop *loop, PktBuf *b)
         }
         res_row_end(&r);
     }
+out:
     res_end(&r, NULL);
 }
 
 /* ---- SHOW DATABASES / USERS / LISTS / MEM / FDS / STATE / CONFIG / DNS ---- */
 
-static void show_databases(Loop *loop, PktBuf *b)
+static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {
         S("name"),
@@ -747,26 +860,31 @@ static void show_databases(Loop *loop, PktBuf *b)
     Config *cfg = loop->cfg;
     Result r;
     ListNode *it;
-    res_begin(&r, b, cols, NCOLS(cols));
+    res_begin(&r, b, cur, cols, NCOLS(cols));
     /* the console */
-    put_str(&r, "pgbouncer");
-    put_str(&r, NULL);
-    put_int(&r, cfg->listen_port);
-    put_str(&r, "pgbouncer");
-    put_str(&r, "pgbouncer");
-    put_int(&r, 2);
-    put_int(&r, 0);
-    put_int(&r, 0);
-    put_int(&r, 0);
-    put_str(&r, "statement");
-    put_str(&r, NULL);
-    put_int(&r, 0);
-    put_int(&r, 0);
-    put_int(&r, 0);
-    put_int(&r, 0);
-    res_row_end(&r);
+    if (res_item(&r) > 0) {
+        put_str(&r, "pgbouncer");
+        put_str(&r, NULL);
+        put_int(&r, cfg->listen_port);
+        put_str(&r, "pgbouncer");
+        put_str(&r, "pgbouncer");
+        put_int(&r, 2);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        put_str(&r, "statement");
+        put_str(&r, NULL);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        res_row_end(&r);
+    }
     list_for_each(it, &loop->databases)
     {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
         Database *db = list_entry(it, Database, node);
         const DbConf *dc = config_find_db(cfg, db->name);
         usec_t lifetime =
@@ -791,10 +909,11 @@ static void show_databases(Loop *loop, PktBuf *b)
         put_int(&r, db->disabled);
         res_row_end(&r);
     }
+out:
     res_end(&r, NULL);
 }
 
-static void show_users(Loop *loop, PktBuf *b)
+static void show_users(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {
         S("name"),
@@ -807,9 +926,12 @@ static void show_users(Loop *loop, PktBuf *b)
     Config *cfg = loop->cfg;
     Result r;
     ListNode *it;
-    res_begin(&r, b, cols, NCOLS(cols));
+    res_begin(&r, b, cur, cols, NCOLS(cols));
     list_for_each(it, &loop->users)
     {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
         PoolUser *u = list_entry(it, PoolUser, node);
         const UserConf *uc = config_find_user(cfg, u->name);
         put_str(&r, u->name);
@@ -828,6 +950,7 @@ static void show_users(Loop *loop, PktBuf *b)
         put_int(&r, u->server_count);
         res_row_end(&r);
     }
+out:
     res_end(&r, NULL);
 }
 
@@ -867,11 +990,11 @@ static int count_dns_pending(Loop *loop)
     return n;
 }
 
-static void show_lists(Loop *loop, PktBuf *b)
+static void show_lists(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("list"), I4("items")};
     Result r;
-    res_begin(&r, b, cols, 2);
+    res_begin(&r, b, cur, cols, 2);
 #define LIST_ROW(name, v)                                                                          \
     do {                                                                                           \
         put_str(&r, name);                                                                         \
@@ -896,11 +1019,11 @@ static void show_lists(Loop *loop, PktBuf *b)
     res_end(&r, NULL);
 }
 
-static void show_mem(Loop *loop, PktBuf *b)
+static void show_mem(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("name"), I4("size"), I4("used"), I4("free"), I4("memtotal")};
     Result r;
-    res_begin(&r, b, cols, NCOLS(cols));
+    res_begin(&r, b, cur, cols, NCOLS(cols));
     put_str(&r, "client");
     put_int(&r, (long long)sizeof(Client));
     put_int(&r, loop->client_count);
@@ -923,7 +1046,7 @@ static void show_mem(Loop *loop, PktBuf *b)
 }
 
 /* SHOW FDS: the list only; pgfunnel does not hand sockets over (no online restart). */
-static void show_fds(Loop *loop, PktBuf *b)
+static void show_fds(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {
         I4("fd"),
@@ -944,11 +1067,12 @@ static void show_fds(Loop *loop, PktBuf *b)
     };
     Result r;
     ListNode *it, *dit, *pit;
-    res_begin(&r, b, cols, NCOLS(cols));
-    list_for_each(it, &loop->clients)
-    {
+    res_begin(&r, b, cur, cols, NCOLS(cols));
+    for (it = res_clients_from(&r, loop); cur->phase == 0 && it != &loop->clients.head;
+         it = it->next) {
         Client *c = list_entry(it, Client, all_node);
         if (c->state == CLIENT_CLOSING || c->admin) continue;
+        if (!res_client(&r, c)) goto out;
         put_int(&r, c->conn.fd);
         put_str(&r, "client");
         put_str(&r, c->user);
@@ -962,8 +1086,12 @@ static void show_fds(Loop *loop, PktBuf *b)
         put_str(&r, params_get(&c->params, "TimeZone"));
         res_row_end(&r); /* password and keys: NULL, never shown */
     }
+    cur->phase = 1;
     FOR_EACH_POOL(loop, db, p, dit, pit)
     {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
         List *lists[] = {&p->active, &p->idle, &p->connecting};
         for (int i = 0; i < 3; i++)
             list_for_each(it, lists[i])
@@ -983,15 +1111,16 @@ static void show_fds(Loop *loop, PktBuf *b)
                 res_row_end(&r);
             }
     }
+out:
     res_end(&r, NULL);
 }
 
-static void show_state(Loop *loop, PktBuf *b)
+static void show_state(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("key"), S("value")};
     bool paused = pool_control_paused_all(loop);
     Result r;
-    res_begin(&r, b, cols, 2);
+    res_begin(&r, b, cur, cols, 2);
     put_str(&r, "active");
     put_str(&r, paused ? "no" : "yes");
     res_row_end(&r);
@@ -1004,11 +1133,11 @@ static void show_state(Loop *loop, PktBuf *b)
     res_end(&r, NULL);
 }
 
-static void show_config(Loop *loop, PktBuf *b)
+static void show_config(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("key"), S("value"), S("default"), S("changeable")};
     Result r;
-    res_begin(&r, b, cols, 4);
+    res_begin(&r, b, cur, cols, 4);
     for (size_t i = 0; i < config_option_count(); i++) {
         const OptionDef *od = config_option_at(i);
         char v[512];
@@ -1022,15 +1151,18 @@ static void show_config(Loop *loop, PktBuf *b)
     res_end(&r, NULL);
 }
 
-static void show_dns_hosts(Loop *loop, PktBuf *b)
+static void show_dns_hosts(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("hostname"), I8("ttl"), S("addrs")};
     Result r;
     ListNode *it;
     usec_t now = time_now_usec();
-    res_begin(&r, b, cols, 3);
+    res_begin(&r, b, cur, cols, 3);
     list_for_each(it, &loop->databases)
     {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
         Database *db = list_entry(it, Database, node);
         if (!db->hostaddr || !db->host) continue;
         usec_t left = loop->cfg->dns_max_ttl - (now - db->resolved_at);
@@ -1039,14 +1171,16 @@ static void show_dns_hosts(Loop *loop, PktBuf *b)
         put_str(&r, db->hostaddr);
         res_row_end(&r);
     }
+out:
     res_end(&r, NULL);
 }
 
-static void show_dns_zones(PktBuf *b)
+static void show_dns_zones(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("zonename"), I8("serial"), I4("count")};
+    (void)loop;
     Result r;
-    res_begin(&r, b, cols, 3);
+    res_begin(&r, b, cur, cols, 3);
     res_end(&r, NULL);
 }
 
@@ -1123,8 +1257,9 @@ static int tokenize(const char *sql, Token *tok, int max)
 /* ---- command execution ---- */
 
 typedef enum {
-    ADMIN_DONE,    /* result appended, send ReadyForQuery */
-    ADMIN_WAITING, /* answer comes later (PAUSE / WAIT_CLOSE) */
+    ADMIN_DONE,      /* result appended, send ReadyForQuery */
+    ADMIN_WAITING,   /* answer comes later (PAUSE / WAIT_CLOSE) */
+    ADMIN_STREAMING, /* a SHOW continues in slices (Client.show) */
 } AdminRc;
 
 /*
@@ -1149,56 +1284,61 @@ static AdminRc admin_ok(PktBuf *b, const char *tag)
     return ADMIN_DONE;
 }
 
+/* The SHOW commands: name, builder, argument; FDS needs admin rights. */
+static const struct show_command {
+    const char *name;
+    ShowFn fn;
+    int arg;
+} show_commands[] = {
+    {"help", show_help, 0},
+    {"version", show_version, 0},
+    {"pools", show_pools, 0},
+    {"stats", show_stats, 0},
+    {"stats_totals", show_stats, 1},
+    {"stats_averages", show_stats, 2},
+    {"totals", show_totals, 0},
+    {"latency", show_latency, 0},
+    {"clients", show_clients, 0},
+    {"servers", show_servers, 0},
+    {"sockets", show_sockets, 0},
+    {"active_sockets", show_sockets, 1},
+    {"databases", show_databases, 0},
+    {"users", show_users, 0},
+    {"config", show_config, 0},
+    {"lists", show_lists, 0},
+    {"mem", show_mem, 0},
+    {"state", show_state, 0},
+    {"dns_hosts", show_dns_hosts, 0},
+    {"dns_zones", show_dns_zones, 0},
+    {"fds", show_fds, 0},
+};
+
+/* Build the next slice of a SHOW; true when it is complete (CommandComplete appended). */
+static bool admin_show_slice(Loop *loop, ShowCursor *cur, PktBuf *b)
+{
+    cur->budget = b->len + ADMIN_SLICE;
+    cur->more = false;
+    cur->fn(loop, b, cur);
+    return !cur->more;
+}
+
 static AdminRc admin_show(Client *c, const char *what, PktBuf *b)
 {
-    Loop *loop = c->loop;
-    if (!strcmp(what, "help"))
-        show_help(b);
-    else if (!strcmp(what, "version"))
-        show_version(b);
-    else if (!strcmp(what, "pools"))
-        show_pools(loop, b);
-    else if (!strcmp(what, "stats"))
-        show_stats(loop, b, 0);
-    else if (!strcmp(what, "stats_totals"))
-        show_stats(loop, b, 1);
-    else if (!strcmp(what, "stats_averages"))
-        show_stats(loop, b, 2);
-    else if (!strcmp(what, "totals"))
-        show_totals(loop, b);
-    else if (!strcmp(what, "latency"))
-        show_latency(loop, b);
-    else if (!strcmp(what, "clients"))
-        show_clients(loop, b);
-    else if (!strcmp(what, "servers"))
-        show_servers(loop, b);
-    else if (!strcmp(what, "sockets"))
-        show_sockets(loop, b, false);
-    else if (!strcmp(what, "active_sockets"))
-        show_sockets(loop, b, true);
-    else if (!strcmp(what, "databases"))
-        show_databases(loop, b);
-    else if (!strcmp(what, "users"))
-        show_users(loop, b);
-    else if (!strcmp(what, "config"))
-        show_config(loop, b);
-    else if (!strcmp(what, "lists"))
-        show_lists(loop, b);
-    else if (!strcmp(what, "mem"))
-        show_mem(loop, b);
-    else if (!strcmp(what, "state"))
-        show_state(loop, b);
-    else if (!strcmp(what, "dns_hosts"))
-        show_dns_hosts(loop, b);
-    else if (!strcmp(what, "dns_zones"))
-        show_dns_zones(b);
-    else if (!strcmp(what, "fds")) {
+    const struct show_command *sc = NULL;
+    for (size_t i = 0; i < sizeof(show_commands) / sizeof(show_commands[0]); i++)
+        if (!strcmp(what, show_commands[i].name)) sc = &show_commands[i];
+    if (!sc) return admin_error(b, "unknown SHOW command: %s (use SHOW HELP;)", what);
+    if (sc->fn == show_fds) {
         bool admin;
         if (!admin_access(c, &admin) || !admin) return admin_error(b, "admin access needed");
-        show_fds(loop, b);
-    } else
-        return admin_error(b, "unknown SHOW command: %s (use SHOW HELP;)", what);
-    return ADMIN_DONE;
+    }
+    ShowCursor cur = {.fn = sc->fn, .arg = sc->arg};
+    if (admin_show_slice(c->loop, &cur, b)) return ADMIN_DONE;
+    /* more rows than one slice: the rest follows in later callbacks (admin_process) */
+    c->show = malloc(sizeof(cur));
+    if (!c->show) return admin_error(b, "out of memory");
+    *c->show = cur;
+    return ADMIN_STREAMING;
 }
 
 static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag);
@@ -1354,12 +1494,37 @@ static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag)
     if (c->state == CLIENT_IDLE) admin_process(c);
 }
 
+void admin_client_free(Client *c)
+{
+    free(c->show);
+    c->show = NULL;
+}
+
 void admin_process(Client *c)
 {
     PktBuf b;
     pkt_init(&b);
     bool waiting = pool_control_is_waiting(c->loop, c->id);
+    bool sliced = false, hold = false;
     while (c->state == CLIENT_IDLE && !waiting) {
+        /* the relay's back-pressure: no more queries while answers are not read */
+        if (b.len + conn_queue_len(&c->conn) >= CLIENT_BACKLOG_MAX) {
+            hold = true;
+            break;
+        }
+        if (c->show) {
+            /* one slice per callback: other connections get their turn in between */
+            if (sliced) {
+                hold = true;
+                break;
+            }
+            sliced = true;
+            if (admin_show_slice(c->loop, c->show, &b)) {
+                admin_client_free(c);
+                pkt_ready(&b, 'I');
+            }
+            continue;
+        }
         uint32_t avail = conn_avail(&c->conn);
         if (avail < 5) break;
         uint8_t *p = conn_data(&c->conn);
@@ -1401,12 +1566,20 @@ void admin_process(Client *c)
         free(sql);
         if (rc == ADMIN_WAITING)
             waiting = true;
+        else if (rc == ADMIN_STREAMING)
+            sliced = true;
         else
             pkt_ready(&b, 'I');
     }
     admin_flush(c, &b);
     if (c->state != CLIENT_IDLE) return;
-    /* while a command waits, read on only to notice a disconnect */
-    conn_want_read(&c->conn, !waiting || conn_avail(&c->conn) == 0);
+    if (hold) {
+        /* client_on_write goes on once the socket takes more, at once if it is empty now */
+        client_hold(c);
+        conn_want_write(&c->conn, true);
+    } else {
+        /* while a command waits, read on only to notice a disconnect */
+        conn_want_read(&c->conn, !waiting || conn_avail(&c->conn) == 0);
+    }
     conn_release_buffer(&c->conn);
 }

@@ -19,5 +19,7 @@ bool admin_is_local_superuser(const Client *c);
 void admin_client_login(Client *c);
 /* Answer the queries buffered in the client's receive buffer. */
 void admin_process(Client *c);
+/* The client goes away: drop a SHOW it was being sent. */
+void admin_client_free(Client *c);
 
 #endif

@@ -52,12 +52,13 @@ const char *auth_backend_password(Loop *loop, const char *user);
 const char *auth_file_secret(Loop *loop, const char *user);
 
 /*
- * Check a password against the user's secret in auth_file, synchronously
- * (HTTP basic auth of the metrics endpoint).  Cheap for plaintext and md5
- * secrets; a SCRAM secret costs one PBKDF2 the first time, then the
- * accepted credentials are remembered.
+ * For HTTP basic auth of the metrics endpoint (http.c): whether a password
+ * matches a secret from auth_file_secret() (plaintext, md5 or SCRAM; loop
+ * thread values are valid until the next reload, so copy them for a
+ * worker).  The check is pure and thread-safe but a SCRAM secret costs a
+ * PBKDF2: run it on the worker pool.
  */
-bool auth_check_password(Loop *loop, const char *user, const char *password);
+bool auth_password_matches(const char *secret, const char *user, const char *password);
 
 typedef struct auth_stats {
     uint64_t ok, failed, jobs;

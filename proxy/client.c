@@ -115,6 +115,7 @@ static void client_free(void *arg)
     Client *c = arg;
     auth_client_free(c);
     passthrough_cred_free(c->pass_cred);
+    admin_client_free(c);
     if (c->pool) {
         ps_client_map_free(&c->ps, &c->pool->ps);
         pool_unref(c->pool);
@@ -141,6 +142,27 @@ void client_send_error(Client *c, const char *severity, const char *sqlstate, co
     if (!b.failed && conn_send(&c->conn, b.data, b.len) < 0) { /* noticed on next read */
     }
     pkt_free(&b);
+}
+
+bool client_backlogged(const Client *c)
+{
+    return conn_queue_len(&c->conn) >= CLIENT_BACKLOG_MAX ||
+           (c->server && ps_queue_backlogged(&c->server->psq));
+}
+
+void client_hold(Client *c)
+{
+    c->backlogged = true;
+    conn_want_read(&c->conn, false);
+}
+
+void client_wake(Client *c)
+{
+    if (!c->backlogged || c->state == CLIENT_CLOSING || client_backlogged(c)) return;
+    c->backlogged = false;
+    conn_want_read(&c->conn, true);
+    /* buffered input is processed by client_on_read, not inside the caller's callback */
+    if (conn_avail(&c->conn)) event_active(&c->conn.ev_read, EV_READ, 1);
 }
 
 /* Can the server go back to the pool as it is, without knowing more? */
@@ -493,6 +515,12 @@ static bool client_relay_messages(Client *c, Server **corked)
             int r = client_relay_special(c, &now);
             if (r < 0) return false;
             if (r == 0) break;
+            /*
+             * Answered locally: the client reads those first.  Only between
+             * messages: the rest of a half-forwarded Bind is what the server
+             * waits for before it answers anything.
+             */
+            if (c->fwd_left == 0 && client_backlogged(c)) break;
             continue;
         }
         char msg[64];
@@ -512,9 +540,11 @@ static void client_relay(Client *c)
         return;
     }
     if (!more || c->state == CLIENT_CLOSING) return;
-    /* backpressure: stop reading while the server has a backlog */
+    /* backpressure: stop reading while the server has a backlog, or the client itself */
     if (c->server && conn_has_queue(&c->server->conn))
         conn_want_read(&c->conn, false);
+    else if (client_backlogged(c))
+        client_hold(c);
     else
         conn_want_read(&c->conn, true);
     conn_release_buffer(&c->conn);
@@ -907,6 +937,10 @@ static void client_start_tls(Client *c)
 static void client_process_startup(Client *c)
 {
     for (;;) {
+        if (client_backlogged(c)) { /* SSLRequest after SSLRequest, never reading the 'N's */
+            client_hold(c);
+            return;
+        }
         uint32_t avail = conn_avail(&c->conn);
         if (avail < 4) return;
         uint8_t *p = conn_data(&c->conn);
@@ -1038,6 +1072,12 @@ static void client_on_write(evutil_socket_t fd, short ev, void *arg)
         return;
     }
     if (r == 0 && c->server) server_resume(c->server);
+    if (r == 0 && c->backlogged && c->state != CLIENT_CLOSING && !client_backlogged(c)) {
+        /* the client read what it was owed: go on with what it sent meanwhile */
+        c->backlogged = false;
+        conn_want_read(&c->conn, true);
+        client_process(c);
+    }
 }
 
 /* TCP options; the socket is already non-blocking and close-on-exec (accept4 in listener.c). */

@@ -63,9 +63,11 @@ struct client {
     bool extended_open;      /* extended-protocol messages sent since the last Sync */
     bool tls;                /* TLS established */
     bool tls_job;            /* a handshake step runs on a worker: it owns ssl and the fd */
+    bool backlogged;         /* not read until what the pooler owes it drains (client_hold) */
     struct ssl_st *ssl;      /* client TLS session (owned; freed with the client) */
     struct auth_state *auth; /* while authenticating */
     PassCred *pass_cred;     /* what the login proved, for pass-through (owned, wiped on free) */
+    struct admin_show *show; /* admin.c: a SHOW being sent in slices (owned) */
     uint32_t fwd_left;       /* bytes of the current message still to forward */
     int expected_rfq;        /* ReadyForQuery messages the server still owes */
     char tx_status;          /* last ReadyForQuery status seen: I, T, E */
@@ -119,6 +121,21 @@ void client_send_error(Client *c, const char *severity, const char *sqlstate, co
 void client_finish_login(Client *c);
 /* Continue processing buffered input (after a state change). */
 void client_process(Client *c);
+
+/*
+ * Back-pressure for what the pooler answers itself (console output, locally
+ * answered Parse/Close, errors): the relay stops reading a client whose
+ * server has a backlog; likewise a client is not read while the answers it
+ * has not read reach CLIENT_BACKLOG_MAX bytes, or answers due behind a
+ * server's reach PS_INJECT_MAX.  Memory per client stays bounded by that
+ * plus one receive buffer, however much it pipelines without reading.
+ */
+#define CLIENT_BACKLOG_MAX (256u * 1024)
+bool client_backlogged(const Client *c);
+/* Stop reading c until its backlog drains: client_on_write or client_wake resumes it. */
+void client_hold(Client *c);
+/* A held client's backlog may be gone: resume it from a fresh callback (safe anywhere). */
+void client_wake(Client *c);
 
 void client_set_state(Client *c, ClientState st);
 const char *client_state_name(ClientState st);

@@ -302,6 +302,13 @@ static void join_choices(const char *const *choices, char *buf, size_t len)
     }
 }
 
+/* A string option's value; a secret one is wiped before it is freed. */
+static void config_string_free(const OptionDef *opt, char *s)
+{
+    if (s != NULL && opt->secret) explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 static int online_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -327,7 +334,7 @@ int config_option_parse(Config *cfg, const OptionDef *opt, const char *value, ch
             snprintf(msg, msglen, "out of memory");
             return -1;
         }
-        free(*(char **)field);
+        config_string_free(opt, *(char **)field);
         *(char **)field = copy;
         return 0;
     case OPT_WORKERS:
@@ -454,7 +461,8 @@ void config_free(Config *cfg)
 {
     if (cfg == NULL) return;
     for (size_t i = 0; i < N_OPTIONS; i++) {
-        if (options[i].type == OPT_STRING) free(*(char **)opt_field(cfg, &options[i]));
+        if (options[i].type == OPT_STRING)
+            config_string_free(&options[i], *(char **)opt_field(cfg, &options[i]));
     }
     config_db_free_all(cfg);
     for (int i = 0; i < cfg->nwarnings; i++)

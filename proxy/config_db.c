@@ -204,6 +204,7 @@ static int conninfo_next(const char **pp, char **key, char **val, char *msg, siz
         for (;;) {
             if (*p == '\0') {
                 snprintf(msg, msglen, "unterminated quoted value for \"%s\"", *key);
+                explicit_bzero(v, n);
                 free(v);
                 goto fail_key;
             }
@@ -216,6 +217,7 @@ static int conninfo_next(const char **pp, char **key, char **val, char *msg, siz
         p++; /* the closing quote */
         if (*p != '\0' && *p != ' ' && *p != '\t') {
             snprintf(msg, msglen, "unexpected text after the quoted value of \"%s\"", *key);
+            explicit_bzero(v, n);
             free(v);
             goto fail_key;
         }
@@ -239,6 +241,14 @@ fail_key:
     return -1;
 }
 
+/* Free a string that may hold a password, wiping it first. */
+static void free_wiped(char *s)
+{
+    if (s == NULL) return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 /* Store one value into the entry at `base` as described by k. */
 static int conn_key_set(void *base, const ConnKey *k, const char *val, const char *what,
                         const char *name, char *msg, size_t msglen)
@@ -256,7 +266,7 @@ static int conn_key_set(void *base, const ConnKey *k, const char *val, const cha
             snprintf(msg, msglen, "out of memory");
             return -1;
         }
-        free(*(char **)(void *)field);
+        free_wiped(*(char **)(void *)field); /* password= given twice */
         *(char **)(void *)field = copy;
         return 0;
     case KEY_INT:
@@ -318,7 +328,7 @@ static int conninfo_apply(void *base, const ConnKey *keys, size_t nkeys, const c
             rc = conn_key_set(base, k, val, what, name, msg, msglen);
         }
         free(key);
-        free(val);
+        free_wiped(val);
         if (rc < 0) return -1;
     }
     if (rc < 0) {
@@ -334,7 +344,7 @@ static void db_conf_free(DbConf *db)
     free(db->dbname);
     free(db->host);
     free(db->user);
-    free(db->password);
+    free_wiped(db->password);
     free(db->auth_user);
     free(db->auth_query);
     free(db->auth_dbname);

@@ -50,11 +50,16 @@ typedef enum {
     SECTION_UNKNOWN, /* reported once at its header; its lines are skipped */
 } Section;
 
-/* One open file on the %include stack. */
+/*
+ * One open file on the %include stack.  Its stdio buffer is ours, so that
+ * the text of [databases] lines (password=...) is wiped when it is closed
+ * instead of lingering in freed memory.
+ */
 typedef struct load_file {
     FILE *fp;
     const char *path; /* points into cfg->files */
     int line;
+    char iobuf[BUFSIZ];
 } LoadFile;
 
 /* Where an option was last set, for messages of the cross-option checks. */
@@ -153,11 +158,26 @@ static int push_file(LoadState *st, const char *path, const char *shown)
         st->oom = true;
         return -1;
     }
+    setvbuf(fp, st->stack[st->depth].iobuf, _IOFBF, sizeof(st->stack[st->depth].iobuf));
     st->stack[st->depth].fp = fp;
     st->stack[st->depth].path = kept;
     st->stack[st->depth].line = 0;
     st->depth++;
     return 0;
+}
+
+static void load_file_close(LoadFile *lf)
+{
+    fclose(lf->fp);
+    explicit_bzero(lf->iobuf, sizeof(lf->iobuf));
+}
+
+/* The getline buffer held the last line read: wipe it too. */
+static void load_buf_free(LoadState *st)
+{
+    if (st->buf) explicit_bzero(st->buf, st->bufcap);
+    free(st->buf);
+    st->buf = NULL;
 }
 
 static char *trim(char *s)
@@ -238,7 +258,7 @@ static char *config_read_line(char *str, int num, void *stream)
 
         if (n < 0) {
             if (ferror(lf->fp)) load_error(st, lf->path, 0, "read error: %s", strerror(errno));
-            fclose(lf->fp);
+            load_file_close(lf);
             st->depth--;
             continue;
         }
@@ -333,6 +353,8 @@ static int config_handle_pair(void *user, const char *section, const char *name,
     case SECTION_DATABASES:
         if (config_db_add(cfg, name, value, st->file, st->line, msg, sizeof(msg)) < 0)
             load_error(st, st->file, st->line, "%s", msg);
+        /* the value may hold password=...: inih's line buffer is not read again */
+        explicit_bzero((char *)value, strlen(value));
         break;
     case SECTION_USERS:
         if (config_user_add(cfg, name, value, st->file, st->line, msg, sizeof(msg)) < 0)
@@ -448,9 +470,8 @@ Config *config_load(const char *path, char *err, size_t errlen)
 
     /* inih stops early only on allocation failure; close what it left open */
     while (st->depth > 0)
-        fclose(st->stack[--st->depth].fp);
-    free(st->buf);
-    st->buf = NULL;
+        load_file_close(&st->stack[--st->depth]);
+    load_buf_free(st);
 
     if (st->nerrors == 0 && !st->oom) config_validate(st);
     if (st->oom) load_error(st, path, 0, "out of memory");
@@ -461,7 +482,7 @@ Config *config_load(const char *path, char *err, size_t errlen)
 
 fail:
     errors_flush(st, err, errlen);
-    free(st->buf);
+    load_buf_free(st);
     free(st->set_at);
     free(st);
     config_free(cfg);

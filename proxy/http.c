@@ -1,19 +1,54 @@
 /*
- * http.c — /metrics, /healthz and /pools over evhttp (see http.h).
+ * http.c — /metrics, /healthz and /pools (see http.h).
  *
  * Metric names: pgfunnel_<what>[_unit][_total]; per pool labels database,
  * user, pool_mode; per database the label database.  Times are exported in
  * seconds (Prometheus convention) although SHOW STATS counts microseconds.
+ *
+ * DESIGN
+ *
+ * A small HTTP/1.x server of its own on a bufferevent per connection (not
+ * evhttp: libevent 2.1's evhttp can neither refuse a connection at accept,
+ * nor bound a request's total time, nor tell when a connection goes away),
+ * because the endpoint must not be a way to starve the pooler:
+ *
+ *  - at most HTTP_MAX_CONNECTIONS connections, and none that would leave
+ *    fewer than a quarter of RLIMIT_NOFILE free (the accepted descriptor's
+ *    number tells: descriptors are allocated lowest first); one more is
+ *    answered 503 and closed at once, so trickling connections cannot take
+ *    the descriptors PostgreSQL-port clients need;
+ *  - an absolute deadline per connection, not reset by traffic: the request
+ *    head within HTTP_HEAD_TIMEOUT, the answer within HTTP_TOTAL_TIMEOUT;
+ *  - one request per connection (Connection: close), a head of at most
+ *    HTTP_HEAD_MAX bytes, GET and HEAD only;
+ *  - /metrics and /pools grow with the number of pools and databases, so
+ *    they are produced in slices of about HTTP_SLICE bytes (chunked transfer
+ *    encoding), the next one only when the socket has taken the previous:
+ *    memory per scrape is one slice and the loop is never busy with one
+ *    scrape for long.  A cursor (HttpCursor) says where the next slice
+ *    starts; lists are resumed by position, so a pool that goes away while a
+ *    scrape runs may hide one other pool's line from that scrape;
+ *  - admin_http_auth: the password is checked on the worker pool with the
+ *    request suspended, at most auth_jobs_max checks at a time (more: 503),
+ *    and every result, success or failure, is remembered under SHA-256 of
+ *    (user, secret, password) in a small LRU: a repeated request costs a
+ *    hash on the loop, and a changed secret never matches an old entry.
  */
+#include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "client.h"
@@ -21,6 +56,7 @@
 #include "authq.h"
 #include "config.h"
 #include "http.h"
+#include "list.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
@@ -33,9 +69,38 @@
 /* A database counts as reachable when a login succeeded this recently. */
 #define HEALTH_FAILURE_WINDOW_USEC (60 * USEC_PER_SEC)
 
+#define HTTP_MAX_CONNECTIONS 32
+#define HTTP_HEAD_MAX        16384
+#define HTTP_HEAD_TIMEOUT    10 /* seconds from accept */
+#define HTTP_TOTAL_TIMEOUT   60 /* seconds from accept */
+#define HTTP_SLICE           (64 * 1024)
+#define HTTP_AUTH_MEMO       256 /* remembered password checks */
+
+typedef struct http_stats {
+    uint64_t accepted, refused, timeouts, requests;
+    uint64_t auth_checks, auth_memo_hits, auth_busy;
+} HttpStats;
+
+/* One remembered password check: key = SHA-256(user, secret, password). */
+typedef struct auth_memo {
+    uint8_t key[32];
+    bool used, ok;
+    uint64_t last_use;
+} AuthMemo;
+
+/* Owned by the Loop (loop->http) from http_start() to http_stop(). */
 typedef struct http_server {
-    struct evhttp *http;
     Loop *loop;
+    struct evconnlistener *listener;
+    struct event *ev_resume; /* accept back-off after EMFILE */
+    List conns;              /* HttpConn.node */
+    uint32_t next_id;
+    int fd_limit;      /* accepted descriptors at or above this are refused */
+    int auth_jobs;     /* password checks on the workers now */
+    int auth_jobs_max; /* more are answered 503 */
+    uint64_t memo_clock;
+    AuthMemo memo[HTTP_AUTH_MEMO];
+    HttpStats stats;
 } HttpServer;
 
 /* ---- helpers ---- */
@@ -221,35 +286,135 @@ static const DbCounter db_counters[] = {
     {"pgfunnel_binds_total", "Bind messages (not tracked yet: 0)", 10, 1},
 };
 
-static void put_histogram(struct evbuffer *out, const char *name, const char *help, Loop *loop,
-                          int which)
+/*
+ * Where the next slice of a long answer starts: the family (a metric with
+ * its HELP/TYPE, or a part of the JSON), whether its header is written and
+ * how many of its items (pools or databases) are.
+ */
+typedef struct http_cursor {
+    int family;
+    bool header;
+    uint64_t done;
+} HttpCursor;
+
+/* Write the items a family has not written yet until the slice is full; true when all are. */
+typedef void (*PoolSampleFn)(struct evbuffer *out, const Pool *p, int which, usec_t now,
+                             bool first);
+typedef void (*DbSampleFn)(struct evbuffer *out, Database *db, int which);
+
+static bool slice_full(struct evbuffer *out)
+{
+    return evbuffer_get_length(out) >= HTTP_SLICE;
+}
+
+static bool put_pools(Loop *loop, struct evbuffer *out, HttpCursor *cur, PoolSampleFn fn, int which,
+                      usec_t now)
+{
+    ListNode *dit, *pit;
+    uint64_t i = 0;
+    list_for_each(dit, &loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        list_for_each(pit, &db->pools)
+        {
+            if (i++ < cur->done) continue;
+            if (slice_full(out)) return false;
+            fn(out, list_entry(pit, Pool, db_node), which, now, i == 1);
+            cur->done = i;
+        }
+    }
+    return true;
+}
+
+static bool put_dbs(Loop *loop, struct evbuffer *out, HttpCursor *cur, DbSampleFn fn, int which)
 {
     ListNode *it;
-    help_type(out, name, "histogram", help);
+    uint64_t i = 0;
     list_for_each(it, &loop->databases)
     {
-        Database *db = list_entry(it, Database, node);
-        PoolLatency l;
-        stats_db_latency(db, &l);
-        const StatsHist *h = which == 0 ? &l.query : which == 1 ? &l.xact : &l.wait;
-        uint64_t cum = 0;
-        for (int i = 0; i < STATS_HIST_BUCKETS; i++) {
-            cum += h->buckets[i];
-            evbuffer_add_printf(out, "%s_bucket{database=\"", name);
-            put_label(out, db->name);
-            if (i < STATS_HIST_BOUNDS)
-                evbuffer_add_printf(out, "\",le=\"%g\"} %llu\n", (double)stats_hist_bounds[i] / 1e6,
-                                    (unsigned long long)cum);
-            else
-                evbuffer_add_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-        }
-        evbuffer_add_printf(out, "%s_sum{database=\"", name);
-        put_label(out, db->name);
-        evbuffer_add_printf(out, "\"} %.17g\n", (double)h->sum / 1e6);
-        evbuffer_add_printf(out, "%s_count{database=\"", name);
-        put_label(out, db->name);
-        evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)h->count);
+        if (i++ < cur->done) continue;
+        if (slice_full(out)) return false;
+        fn(out, list_entry(it, Database, node), which);
+        cur->done = i;
     }
+    return true;
+}
+
+/* ---- /metrics ---- */
+
+#define N_POOL_METRICS ((int)(sizeof(pool_metrics) / sizeof(pool_metrics[0])))
+#define N_DB_COUNTERS  ((int)(sizeof(db_counters) / sizeof(db_counters[0])))
+
+static void pool_metric_sample(struct evbuffer *out, const Pool *p, int which, usec_t now,
+                               bool first)
+{
+    (void)first;
+    pool_sample(out, pool_metrics[which].name, p, pool_metrics[which].get(p, now));
+}
+
+static void db_counter_sample(struct evbuffer *out, Database *db, int which)
+{
+    PoolStats s;
+    double v[11];
+    stats_db_totals(db, &s);
+    db_counter_values(&s, v);
+    db_sample(out, db_counters[which].name, db,
+              v[db_counters[which].field] * db_counters[which].scale);
+}
+
+static const char *const hist_names[3][2] = {
+    {"pgfunnel_query_duration_seconds",
+     "Query time: first message of a query to its ReadyForQuery"},
+    {"pgfunnel_transaction_duration_seconds", "Transaction time"},
+    {"pgfunnel_client_wait_duration_seconds", "Time a client waited for a server"},
+};
+
+static void db_histogram_sample(struct evbuffer *out, Database *db, int which)
+{
+    const char *name = hist_names[which][0];
+    PoolLatency l;
+    stats_db_latency(db, &l);
+    const StatsHist *h = which == 0 ? &l.query : which == 1 ? &l.xact : &l.wait;
+    uint64_t cum = 0;
+    for (int i = 0; i < STATS_HIST_BUCKETS; i++) {
+        cum += h->buckets[i];
+        evbuffer_add_printf(out, "%s_bucket{database=\"", name);
+        put_label(out, db->name);
+        if (i < STATS_HIST_BOUNDS)
+            evbuffer_add_printf(out, "\",le=\"%g\"} %llu\n", (double)stats_hist_bounds[i] / 1e6,
+                                (unsigned long long)cum);
+        else
+            evbuffer_add_printf(out, "\",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+    }
+    evbuffer_add_printf(out, "%s_sum{database=\"", name);
+    put_label(out, db->name);
+    evbuffer_add_printf(out, "\"} %.17g\n", (double)h->sum / 1e6);
+    evbuffer_add_printf(out, "%s_count{database=\"", name);
+    put_label(out, db->name);
+    evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)h->count);
+}
+
+/* SHOW DATABASES */
+static const char *const db_gauges[][2] = {
+    {"pgfunnel_database_current_connections", "Server connections of the database"},
+    {"pgfunnel_database_max_connections", "max_db_connections (0 = unlimited)"},
+    {"pgfunnel_database_paused", "1 while the database is paused"},
+    {"pgfunnel_database_disabled", "1 while the database is disabled"},
+    {"pgfunnel_database_pools", "Pools of the database"},
+};
+#define N_DB_GAUGES ((int)(sizeof(db_gauges) / sizeof(db_gauges[0])))
+
+static void db_gauge_sample(struct evbuffer *out, Database *db, int which)
+{
+    Config *cfg = db->loop->cfg;
+    const DbConf *dc = which == 1 ? config_find_db(cfg, db->name) : NULL;
+    double v = which == 0   ? db->server_count
+               : which == 1 ? (dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
+                                                                          : cfg->max_db_connections)
+               : which == 2 ? db->paused
+               : which == 3 ? db->disabled
+                            : db->pools.count;
+    db_sample(out, db_gauges[which][0], db, v);
 }
 
 static void gauge1(struct evbuffer *out, const char *name, const char *type, const char *help,
@@ -259,12 +424,8 @@ static void gauge1(struct evbuffer *out, const char *name, const char *type, con
     evbuffer_add_printf(out, "%s %.17g\n", name, v);
 }
 
-static void metrics(Loop *loop, struct evbuffer *out)
+static void metrics_head(Loop *loop, struct evbuffer *out, usec_t now)
 {
-    ListNode *dit, *pit;
-    usec_t now = time_now_usec();
-    Config *cfg = loop->cfg;
-
     help_type(out, "pgfunnel_info", "gauge", "Version of the running pgfunnel");
     evbuffer_add_printf(out, "pgfunnel_info{version=\"%s\"} 1\n", PGFUNNEL_VERSION);
     gauge1(out, "pgfunnel_uptime_seconds", "gauge", "Seconds since start",
@@ -273,66 +434,13 @@ static void metrics(Loop *loop, struct evbuffer *out)
            pool_control_paused_all(loop));
     gauge1(out, "pgfunnel_shutting_down", "gauge", "1 once a shutdown began",
            loop->shutdown != SHUTDOWN_NONE);
+}
 
-    /* SHOW POOLS */
-    for (size_t m = 0; m < sizeof(pool_metrics) / sizeof(pool_metrics[0]); m++) {
-        help_type(out, pool_metrics[m].name, "gauge", pool_metrics[m].help);
-        list_for_each(dit, &loop->databases)
-        {
-            Database *db = list_entry(dit, Database, node);
-            list_for_each(pit, &db->pools)
-            {
-                Pool *p = list_entry(pit, Pool, db_node);
-                pool_sample(out, pool_metrics[m].name, p, pool_metrics[m].get(p, now));
-            }
-        }
-    }
-
-    /* SHOW STATS: counters per database */
-    for (size_t m = 0; m < sizeof(db_counters) / sizeof(db_counters[0]); m++) {
-        help_type(out, db_counters[m].name, "counter", db_counters[m].help);
-        list_for_each(dit, &loop->databases)
-        {
-            Database *db = list_entry(dit, Database, node);
-            PoolStats s;
-            double v[11];
-            stats_db_totals(db, &s);
-            db_counter_values(&s, v);
-            db_sample(out, db_counters[m].name, db, v[db_counters[m].field] * db_counters[m].scale);
-        }
-    }
-    put_histogram(out, "pgfunnel_query_duration_seconds",
-                  "Query time: first message of a query to its ReadyForQuery", loop, 0);
-    put_histogram(out, "pgfunnel_transaction_duration_seconds", "Transaction time", loop, 1);
-    put_histogram(out, "pgfunnel_client_wait_duration_seconds", "Time a client waited for a server",
-                  loop, 2);
-
-    /* SHOW DATABASES */
-    static const char *const dbg[][2] = {
-        {"pgfunnel_database_current_connections", "Server connections of the database"},
-        {"pgfunnel_database_max_connections", "max_db_connections (0 = unlimited)"},
-        {"pgfunnel_database_paused", "1 while the database is paused"},
-        {"pgfunnel_database_disabled", "1 while the database is disabled"},
-        {"pgfunnel_database_pools", "Pools of the database"},
-    };
-    for (int m = 0; m < 5; m++) {
-        help_type(out, dbg[m][0], "gauge", dbg[m][1]);
-        list_for_each(dit, &loop->databases)
-        {
-            Database *db = list_entry(dit, Database, node);
-            const DbConf *dc = config_find_db(cfg, db->name);
-            double v = m == 0 ? db->server_count
-                       : m == 1
-                           ? (dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
-                                                                         : cfg->max_db_connections)
-                       : m == 2 ? db->paused
-                       : m == 3 ? db->disabled
-                                : db->pools.count;
-            db_sample(out, dbg[m][0], db, v);
-        }
-    }
-
-    /* SHOW LISTS */
+/* SHOW LISTS, process and loop health, the HTTP endpoint itself. */
+static void metrics_tail(Loop *loop, struct evbuffer *out)
+{
+    Config *cfg = loop->cfg;
+    ListNode *dit;
     int pools = 0, login = 0;
     list_for_each(dit, &loop->databases) pools += list_entry(dit, Database, node)->pools.count;
     list_for_each(dit, &loop->clients)
@@ -351,7 +459,6 @@ static void metrics(Loop *loop, struct evbuffer *out)
     gauge1(out, "pgfunnel_max_client_connections", "gauge", "max_client_conn",
            cfg->max_client_conn);
 
-    /* process and loop health */
     LoopStats *ls = &loop->stats;
     gauge1(out, "pgfunnel_clients_accepted_total", "counter", "Client connections accepted",
            (double)ls->clients_accepted);
@@ -418,6 +525,67 @@ static void metrics(Loop *loop, struct evbuffer *out)
            "Log lines dropped because the log queue was full", (double)log_dropped_count());
     gauge1(out, "pgfunnel_log_lines_written_total", "counter", "Log lines written",
            (double)log_written_count());
+
+    HttpServer *hs = loop->http;
+    HttpStats *st = &hs->stats;
+    gauge1(out, "pgfunnel_http_connections", "gauge", "HTTP connections open", hs->conns.count);
+    gauge1(out, "pgfunnel_http_requests_total", "counter", "HTTP requests read",
+           (double)st->requests);
+    gauge1(out, "pgfunnel_http_connections_refused_total", "counter",
+           "HTTP connections closed at once: connection cap or file descriptors running out",
+           (double)st->refused);
+    gauge1(out, "pgfunnel_http_timeouts_total", "counter",
+           "HTTP connections closed at their deadline", (double)st->timeouts);
+    gauge1(out, "pgfunnel_http_auth_checks_total", "counter",
+           "admin_http_auth passwords checked on the worker pool", (double)st->auth_checks);
+    gauge1(out, "pgfunnel_http_auth_cache_hits_total", "counter",
+           "admin_http_auth answers from remembered checks (successes and failures)",
+           (double)st->auth_memo_hits);
+    gauge1(out, "pgfunnel_http_auth_busy_total", "counter",
+           "Requests answered 503 because too many password checks were running",
+           (double)st->auth_busy);
+}
+
+/*
+ * The families of /metrics in order: the head, the per-pool gauges, the
+ * per-database counters, histograms and gauges, the tail.  One slice; true
+ * when the last family is written.
+ */
+static bool metrics_slice(Loop *loop, struct evbuffer *out, HttpCursor *cur)
+{
+    usec_t now = time_now_usec();
+    for (;;) {
+        int f = cur->family;
+        bool finished = true;
+        if (f == 0) {
+            metrics_head(loop, out, now);
+        } else if ((f -= 1) < N_POOL_METRICS) {
+            if (!cur->header) help_type(out, pool_metrics[f].name, "gauge", pool_metrics[f].help);
+            cur->header = true;
+            finished = put_pools(loop, out, cur, pool_metric_sample, f, now);
+        } else if ((f -= N_POOL_METRICS) < N_DB_COUNTERS) {
+            if (!cur->header) help_type(out, db_counters[f].name, "counter", db_counters[f].help);
+            cur->header = true;
+            finished = put_dbs(loop, out, cur, db_counter_sample, f);
+        } else if ((f -= N_DB_COUNTERS) < 3) {
+            if (!cur->header) help_type(out, hist_names[f][0], "histogram", hist_names[f][1]);
+            cur->header = true;
+            finished = put_dbs(loop, out, cur, db_histogram_sample, f);
+        } else if ((f -= 3) < N_DB_GAUGES) {
+            if (!cur->header) help_type(out, db_gauges[f][0], "gauge", db_gauges[f][1]);
+            cur->header = true;
+            finished = put_dbs(loop, out, cur, db_gauge_sample, f);
+        } else if (f == N_DB_GAUGES) {
+            metrics_tail(loop, out);
+        } else {
+            return true;
+        }
+        if (!finished) return false;
+        cur->family++;
+        cur->header = false;
+        cur->done = 0;
+        if (slice_full(out)) return false;
+    }
 }
 
 /* ---- /healthz ---- */
@@ -452,6 +620,7 @@ static DbHealth db_health(Loop *loop, const char *name, const char **why)
     return tried ? DB_OK : DB_UNTESTED;
 }
 
+/* Small: one entry per configured database, written whole. */
 static int healthz(Loop *loop, struct evbuffer *out)
 {
     bool ok = true;
@@ -491,105 +660,555 @@ static int healthz(Loop *loop, struct evbuffer *out)
 
 /* ---- /pools ---- */
 
-static void pools_json(Loop *loop, struct evbuffer *out)
+static void pool_json(struct evbuffer *out, const Pool *p, int which, usec_t now, bool first)
 {
-    ListNode *dit, *pit;
-    usec_t now = time_now_usec();
-    bool first = true;
-    evbuffer_add_printf(out, "{\"pools\":[");
-    list_for_each(dit, &loop->databases)
-    {
-        Database *db = list_entry(dit, Database, node);
-        list_for_each(pit, &db->pools)
-        {
-            Pool *p = list_entry(pit, Pool, db_node);
-            evbuffer_add_printf(out, "%s{\"database\":", first ? "" : ",");
-            put_json_str(out, db->name);
-            evbuffer_add_printf(out, ",\"user\":");
-            put_json_str(out, p->username);
-            evbuffer_add_printf(out, ",\"pool_mode\":\"%s\"", config_pool_mode_name(p->mode));
-            for (size_t m = 0; m < sizeof(pool_metrics) / sizeof(pool_metrics[0]); m++)
-                evbuffer_add_printf(out, ",\"%s\":%.17g",
-                                    pool_metrics[m].name + strlen("pgfunnel_pool_"),
-                                    pool_metrics[m].get(p, now));
-            evbuffer_add_printf(out,
-                                ",\"paused\":%s,\"disabled\":%s,\"xact_count\":%llu,"
-                                "\"query_count\":%llu,\"query_p50_us\":%.0f,\"query_p99_us\":%.0f}",
-                                db->paused ? "true" : "false", db->disabled ? "true" : "false",
-                                (unsigned long long)p->stats.xact_count,
-                                (unsigned long long)p->stats.query_count,
-                                stats_hist_quantile(&p->latency.query, 0.5),
-                                stats_hist_quantile(&p->latency.query, 0.99));
-            first = false;
-        }
-    }
-    evbuffer_add_printf(out, "]}\n");
+    const Database *db = p->db;
+    (void)which;
+    evbuffer_add_printf(out, "%s{\"database\":", first ? "" : ",");
+    put_json_str(out, db->name);
+    evbuffer_add_printf(out, ",\"user\":");
+    put_json_str(out, p->username);
+    evbuffer_add_printf(out, ",\"pool_mode\":\"%s\"", config_pool_mode_name(p->mode));
+    for (int m = 0; m < N_POOL_METRICS; m++)
+        evbuffer_add_printf(out, ",\"%s\":%.17g", pool_metrics[m].name + strlen("pgfunnel_pool_"),
+                            pool_metrics[m].get(p, now));
+    evbuffer_add_printf(
+        out,
+        ",\"paused\":%s,\"disabled\":%s,\"xact_count\":%llu,"
+        "\"query_count\":%llu,\"query_p50_us\":%.0f,\"query_p99_us\":%.0f}",
+        db->paused ? "true" : "false", db->disabled ? "true" : "false",
+        (unsigned long long)p->stats.xact_count, (unsigned long long)p->stats.query_count,
+        stats_hist_quantile(&p->latency.query, 0.5), stats_hist_quantile(&p->latency.query, 0.99));
 }
 
-/* ---- request handling ---- */
-
-/* admin_http_auth: Basic credentials of a user in admin_users, checked against auth_file. */
-static bool http_authorized(Loop *loop, struct evhttp_request *req)
+static bool pools_slice(Loop *loop, struct evbuffer *out, HttpCursor *cur)
 {
-    if (!loop->cfg->admin_http_auth) return true;
-    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    if (!h || strncasecmp(h, "Basic ", 6) != 0) return false;
-    const char *b64 = h + 6;
-    size_t n = strlen(b64);
-    if (n == 0 || n > 1024 || n % 4) return false;
+    if (cur->family == 0) {
+        evbuffer_add_printf(out, "{\"pools\":[");
+        cur->family = 1;
+    }
+    if (!put_pools(loop, out, cur, pool_json, 0, time_now_usec())) return false;
+    evbuffer_add_printf(out, "]}\n");
+    return true;
+}
+
+/* ---- connections ---- */
+
+typedef enum {
+    HC_HEAD, /* reading the request head */
+    HC_AUTH, /* a worker checks the password; the request waits */
+    HC_BODY, /* a long answer is being produced slice by slice */
+    HC_DONE, /* the whole answer is queued: closed once it is written */
+} HttpPhase;
+
+typedef bool (*SliceFn)(Loop *loop, struct evbuffer *out, HttpCursor *cur);
+
+/* One HTTP connection, owned by the HttpServer (hs->conns) until http_conn_free(). */
+typedef struct http_conn {
+    ListNode node;
+    HttpServer *hs;
+    uint32_t id; /* worker completions find the connection by id */
+    struct bufferevent *bev;
+    struct event *deadline;
+    usec_t accepted_at;
+    HttpPhase phase;
+    bool head_only; /* HEAD request */
+    bool http10;    /* no chunked encoding: the body ends when the connection does */
+    char path[64];  /* the route, once the request head is read */
+    SliceFn slice;  /* HC_BODY: what produces the next slice */
+    HttpCursor cur;
+} HttpConn;
+
+/* The request head, parsed; holds credentials, so it is wiped after use. */
+typedef struct http_request {
+    bool head_only, http10, has_auth;
+    char path[64];
+    char user[256];
+    char password[512];
+} HttpRequest;
+
+static void http_conn_free(HttpConn *hc)
+{
+    HttpServer *hs = hc->hs;
+    list_remove(&hs->conns, &hc->node);
+    event_free(hc->deadline);
+    bufferevent_free(hc->bev); /* closes the socket */
+    free(hc);
+}
+
+static HttpConn *http_conn_find(HttpServer *hs, uint32_t id)
+{
+    ListNode *it;
+    list_for_each(it, &hs->conns)
+    {
+        HttpConn *hc = list_entry(it, HttpConn, node);
+        if (hc->id == id) return hc;
+    }
+    return NULL;
+}
+
+/* A complete short answer; the connection closes once it is written. */
+static void http_reply(HttpConn *hc, int code, const char *reason, const char *ctype,
+                       const char *extra, struct evbuffer *body)
+{
+    struct evbuffer *out = bufferevent_get_output(hc->bev);
+    size_t len = body ? evbuffer_get_length(body) : 0;
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Connection: close\r\n%s\r\n",
+                        code, reason, ctype ? ctype : "text/plain; charset=utf-8", len,
+                        extra ? extra : "");
+    if (body && !hc->head_only) evbuffer_add_buffer(out, body);
+    hc->phase = HC_DONE;
+    bufferevent_enable(hc->bev, EV_WRITE);
+}
+
+static void http_reply_text(HttpConn *hc, int code, const char *reason, const char *extra,
+                            const char *text)
+{
+    struct evbuffer *body = evbuffer_new();
+    if (body) evbuffer_add(body, text, strlen(text));
+    http_reply(hc, code, reason, NULL, extra, body);
+    if (body) evbuffer_free(body);
+}
+
+/* Produce the next slice of a long answer as one chunk (the last one ends the body). */
+static void http_body_slice(HttpConn *hc)
+{
+    struct evbuffer *out = bufferevent_get_output(hc->bev);
+    struct evbuffer *slice = evbuffer_new();
+    if (!slice) {
+        http_conn_free(hc);
+        return;
+    }
+    bool done = hc->slice(hc->hs->loop, slice, &hc->cur);
+    size_t len = evbuffer_get_length(slice);
+    if (len > 0 && !hc->http10) evbuffer_add_printf(out, "%zx\r\n", len);
+    evbuffer_add_buffer(out, slice);
+    if (len > 0 && !hc->http10) evbuffer_add(out, "\r\n", 2);
+    evbuffer_free(slice);
+    if (done) {
+        if (!hc->http10) evbuffer_add(out, "0\r\n\r\n", 5);
+        hc->phase = HC_DONE;
+    }
+}
+
+/* Start a long answer; the write callback asks for each further slice. */
+static void http_reply_stream(HttpConn *hc, const char *ctype, SliceFn fn)
+{
+    struct evbuffer *out = bufferevent_get_output(hc->bev);
+    evbuffer_add_printf(out, "HTTP/1.%d 200 OK\r\nContent-Type: %s\r\n%sConnection: close\r\n\r\n",
+                        hc->http10 ? 0 : 1, ctype,
+                        hc->http10 ? "" : "Transfer-Encoding: chunked\r\n");
+    bufferevent_enable(hc->bev, EV_WRITE);
+    if (hc->head_only) {
+        hc->phase = HC_DONE;
+        return;
+    }
+    hc->slice = fn;
+    memset(&hc->cur, 0, sizeof(hc->cur));
+    hc->phase = HC_BODY;
+    http_body_slice(hc);
+}
+
+static void http_route(HttpConn *hc)
+{
+    Loop *loop = hc->hs->loop;
+    if (strcmp(hc->path, "/metrics") == 0) {
+        http_reply_stream(hc, "text/plain; version=0.0.4; charset=utf-8", metrics_slice);
+    } else if (strcmp(hc->path, "/healthz") == 0) {
+        struct evbuffer *body = evbuffer_new();
+        if (!body) {
+            http_conn_free(hc);
+            return;
+        }
+        int code = healthz(loop, body);
+        http_reply(hc, code, code == 200 ? "OK" : "Service Unavailable", "application/json", NULL,
+                   body);
+        evbuffer_free(body);
+    } else if (strcmp(hc->path, "/pools") == 0) {
+        http_reply_stream(hc, "application/json", pools_slice);
+    } else {
+        http_reply_text(hc, 404, "Not Found", NULL,
+                        "not found: try /metrics, /healthz or /pools\n");
+    }
+}
+
+/* ---- admin_http_auth ---- */
+
+typedef struct http_auth_job {
+    WorkqJob job;
+    Loop *loop; /* the server may be stopped before the completion runs */
+    uint32_t conn_id;
+    uint8_t key[32];
+    bool has_key; /* remember the result under key */
+    char *user, *secret, *password;
+    bool ok;
+} HttpAuthJob;
+
+static void http_free_wiped(char *s)
+{
+    if (!s) return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+static void http_auth_job_free(HttpAuthJob *j)
+{
+    free(j->user);
+    http_free_wiped(j->secret);
+    http_free_wiped(j->password);
+    OPENSSL_cleanse(j, sizeof(*j));
+    free(j);
+}
+
+/* SHA-256 of user, secret and password (each with its NUL); false if OpenSSL failed. */
+static bool memo_key(const char *user, const char *secret, const char *password, uint8_t key[32])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned int len = 32;
+    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(ctx, user, strlen(user) + 1) == 1 &&
+              EVP_DigestUpdate(ctx, secret, strlen(secret) + 1) == 1 &&
+              EVP_DigestUpdate(ctx, password, strlen(password) + 1) == 1 &&
+              EVP_DigestFinal_ex(ctx, key, &len) == 1;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
+static AuthMemo *memo_find(HttpServer *hs, const uint8_t key[32])
+{
+    for (int i = 0; i < HTTP_AUTH_MEMO; i++)
+        if (hs->memo[i].used && CRYPTO_memcmp(hs->memo[i].key, key, 32) == 0) return &hs->memo[i];
+    return NULL;
+}
+
+/*
+ * Remember a result in a free entry, else in place of the least recently
+ * used failure (a flood of wrong passwords never pushes out the right one),
+ * else of the least recently used entry.
+ */
+static void memo_put(HttpServer *hs, const uint8_t key[32], bool ok)
+{
+    AuthMemo *m = memo_find(hs, key), *fail = NULL, *any = NULL;
+    for (int i = 0; !m && i < HTTP_AUTH_MEMO; i++) {
+        AuthMemo *e = &hs->memo[i];
+        if (!e->used) m = e;
+        if (!e->ok && (!fail || e->last_use < fail->last_use)) fail = e;
+        if (!any || e->last_use < any->last_use) any = e;
+    }
+    if (!m) m = fail ? fail : any;
+    memcpy(m->key, key, 32);
+    m->used = true;
+    m->ok = ok;
+    m->last_use = ++hs->memo_clock;
+}
+
+static void http_auth_work(WorkqJob *wj)
+{
+    HttpAuthJob *j = (HttpAuthJob *)wj;
+    j->ok = auth_password_matches(j->secret, j->user, j->password);
+}
+
+static void http_unauthorized(HttpConn *hc)
+{
+    http_reply_text(hc, 401, "Unauthorized", "WWW-Authenticate: Basic realm=\"pgfunnel\"\r\n",
+                    "authentication required\n");
+}
+
+static void http_auth_done(WorkqJob *wj, int status)
+{
+    HttpAuthJob *j = (HttpAuthJob *)wj;
+    HttpServer *hs = j->loop->http;
+    if (hs) {
+        hs->auth_jobs--;
+        if (status == 0 && j->has_key) memo_put(hs, j->key, j->ok);
+        HttpConn *hc = http_conn_find(hs, j->conn_id);
+        if (hc && hc->phase == HC_AUTH) {
+            if (status == 0 && j->ok)
+                http_route(hc);
+            else
+                http_unauthorized(hc);
+        }
+    }
+    http_auth_job_free(j);
+}
+
+/*
+ * admin_http_auth: Basic credentials of a user in admin_users, checked
+ * against its auth_file secret.  Answers now (remembered result, or no such
+ * user) or later (a worker checks), then routes the request.
+ */
+static void http_authorize(HttpConn *hc, const HttpRequest *rq)
+{
+    HttpServer *hs = hc->hs;
+    Loop *loop = hs->loop;
+    const char *secret = NULL;
+    if (rq->has_auth && rq->user[0] && config_list_contains(loop->cfg->admin_users, rq->user))
+        secret = auth_file_secret(loop, rq->user);
+    if (!secret) {
+        http_unauthorized(hc);
+        return;
+    }
+    uint8_t key[32];
+    bool has_key = memo_key(rq->user, secret, rq->password, key);
+    AuthMemo *m = has_key ? memo_find(hs, key) : NULL;
+    if (m) {
+        hs->stats.auth_memo_hits++;
+        m->last_use = ++hs->memo_clock;
+        if (m->ok)
+            http_route(hc);
+        else
+            http_unauthorized(hc);
+        return;
+    }
+    if (hs->auth_jobs >= hs->auth_jobs_max) {
+        hs->stats.auth_busy++;
+        http_reply_text(hc, 503, "Service Unavailable", "Retry-After: 1\r\n",
+                        "too many password checks running, retry\n");
+        return;
+    }
+    HttpAuthJob *j = calloc(1, sizeof(*j));
+    if (j) {
+        j->loop = loop;
+        j->conn_id = hc->id;
+        memcpy(j->key, key, sizeof(key));
+        j->has_key = has_key;
+        j->user = strdup(rq->user);
+        j->secret = strdup(secret);
+        j->password = strdup(rq->password);
+    }
+    if (!j || !j->user || !j->secret || !j->password ||
+        workq_submit(loop->workq, &j->job, http_auth_work, http_auth_done) < 0) {
+        if (j) http_auth_job_free(j);
+        http_reply_text(hc, 503, "Service Unavailable", "Retry-After: 1\r\n",
+                        "cannot check the password now, retry\n");
+        return;
+    }
+    hs->auth_jobs++;
+    hs->stats.auth_checks++;
+    hc->phase = HC_AUTH;
+}
+
+/* ---- request heads ---- */
+
+/* "Basic base64(user:password)" into rq->user / rq->password. */
+static void http_parse_basic(const char *v, size_t n, HttpRequest *rq)
+{
     unsigned char dec[800];
-    int len = EVP_DecodeBlock(dec, (const unsigned char *)b64, (int)n);
-    if (len <= 0) return false;
-    while (len > 0 && b64[n - 1] == '=') { /* EVP_DecodeBlock counts padding as zeros */
+    while (n > 0 && (*v == ' ' || *v == '\t')) {
+        v++;
+        n--;
+    }
+    if (n < 6 || strncasecmp(v, "Basic ", 6) != 0) return;
+    v += 6;
+    n -= 6;
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n > 1024 || n % 4) return;
+    int len = EVP_DecodeBlock(dec, (const unsigned char *)v, (int)n);
+    if (len <= 0) return;
+    while (len > 0 && n > 0 && v[n - 1] == '=') { /* EVP_DecodeBlock counts padding as zeros */
         len--;
         n--;
     }
     dec[len] = 0;
-    char *colon = strchr((char *)dec, ':');
-    if (!colon) return false;
-    *colon = 0;
-    bool ok = dec[0] && config_list_contains(loop->cfg->admin_users, (char *)dec) &&
-              auth_check_password(loop, (char *)dec, colon + 1);
+    char *colon = memchr(dec, ':', (size_t)len);
+    if (colon && (size_t)(colon - (char *)dec) < sizeof(rq->user) &&
+        strlen(colon + 1) < sizeof(rq->password) && strlen((char *)dec) == (size_t)len) {
+        *colon = 0;
+        strcpy(rq->user, (char *)dec);
+        strcpy(rq->password, colon + 1);
+        rq->has_auth = true;
+    }
     OPENSSL_cleanse(dec, sizeof(dec));
-    return ok;
 }
 
-static void http_on_request(struct evhttp_request *req, void *arg)
+/* Parse a request head (len bytes, ending in an empty line).  0, or the status to answer. */
+static int http_parse_head(const char *head, size_t len, HttpRequest *rq)
+{
+    const char *end = head + len, *eol = memchr(head, '\n', len);
+    if (!eol) return 400;
+    /* request line: METHOD SP target SP HTTP/1.x */
+    const char *sp1 = memchr(head, ' ', (size_t)(eol - head));
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1)) : NULL;
+    if (!sp1 || !sp2) return 400;
+    const char *ver = sp2 + 1;
+    size_t vlen = (size_t)(eol - ver);
+    if (vlen > 0 && ver[vlen - 1] == '\r') vlen--;
+    if (vlen != 8 || strncmp(ver, "HTTP/1.", 7) != 0) return 505;
+    rq->http10 = ver[7] == '0';
+    size_t mlen = (size_t)(sp1 - head);
+    if (mlen == 4 && memcmp(head, "HEAD", 4) == 0)
+        rq->head_only = true;
+    else if (mlen != 3 || memcmp(head, "GET", 3) != 0)
+        return 405;
+    const char *target = sp1 + 1;
+    size_t tlen = (size_t)(sp2 - target);
+    const char *q = memchr(target, '?', tlen);
+    if (q) tlen = (size_t)(q - target);
+    if (tlen >= sizeof(rq->path)) tlen = sizeof(rq->path) - 1; /* no route is that long */
+    memcpy(rq->path, target, tlen);
+    rq->path[tlen] = 0;
+    /* headers: only Authorization matters */
+    for (const char *line = eol + 1; line < end; line = eol + 1) {
+        eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol) break;
+        size_t n = (size_t)(eol - line);
+        if (n >= 14 && strncasecmp(line, "Authorization:", 14) == 0) {
+            if (n > 0 && line[n - 1] == '\r') n--;
+            http_parse_basic(line + 14, n - 14, rq);
+        }
+    }
+    return 0;
+}
+
+static void http_on_deadline(evutil_socket_t fd, short ev, void *arg)
+{
+    HttpConn *hc = arg;
+    (void)fd;
+    (void)ev;
+    hc->hs->stats.timeouts++;
+    log_debug("HTTP connection closed at its deadline (%s)",
+              hc->phase == HC_HEAD ? "request not complete" : "answer not taken");
+    http_conn_free(hc);
+}
+
+static void http_on_read(struct bufferevent *bev, void *arg)
+{
+    HttpConn *hc = arg;
+    HttpServer *hs = hc->hs;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    if (hc->phase != HC_HEAD) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    struct evbuffer_ptr p = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+    size_t hlen = p.pos >= 0 ? (size_t)p.pos + 4 : 0;
+    if (!hlen) {
+        p = evbuffer_search(in, "\n\n", 2, NULL); /* bare LF, as curl never sends but nc does */
+        hlen = p.pos >= 0 ? (size_t)p.pos + 2 : 0;
+    }
+    if (!hlen || hlen > HTTP_HEAD_MAX) {
+        if (evbuffer_get_length(in) >= HTTP_HEAD_MAX) {
+            bufferevent_disable(bev, EV_READ);
+            http_reply_text(hc, 431, "Request Header Fields Too Large", NULL,
+                            "request head too large\n");
+        }
+        return;
+    }
+    HttpRequest rq;
+    memset(&rq, 0, sizeof(rq));
+    char *head = (char *)evbuffer_pullup(in, (ev_ssize_t)hlen);
+    int code = head ? http_parse_head(head, hlen, &rq) : 400;
+    /* the head may carry credentials: wipe them from the buffer before it is freed */
+    if (head) OPENSSL_cleanse(head, hlen);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    /* one request per connection: nothing more is read, the answer ends it */
+    bufferevent_disable(bev, EV_READ);
+    hs->stats.requests++;
+    usec_t left = hc->accepted_at + HTTP_TOTAL_TIMEOUT * USEC_PER_SEC - time_now_usec();
+    struct timeval tv = {(time_t)(left / USEC_PER_SEC), (suseconds_t)(left % USEC_PER_SEC)};
+    evtimer_add(hc->deadline, &tv);
+    hc->head_only = rq.head_only;
+    hc->http10 = rq.http10;
+    snprintf(hc->path, sizeof(hc->path), "%s", rq.path);
+    if (code == 405)
+        http_reply_text(hc, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
+                        "GET or HEAD only\n");
+    else if (code == 505)
+        http_reply_text(hc, 505, "HTTP Version Not Supported", NULL, "HTTP/1.0 or 1.1 only\n");
+    else if (code)
+        http_reply_text(hc, 400, "Bad Request", NULL, "bad request\n");
+    else if (hs->loop->cfg->admin_http_auth)
+        http_authorize(hc, &rq);
+    else
+        http_route(hc);
+    OPENSSL_cleanse(&rq, sizeof(rq));
+}
+
+static void http_on_write(struct bufferevent *bev, void *arg)
+{
+    HttpConn *hc = arg;
+    /* called when the output has drained: the next slice, or the end */
+    if (hc->phase == HC_BODY)
+        http_body_slice(hc);
+    else if (hc->phase == HC_DONE && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        http_conn_free(hc);
+}
+
+static void http_on_event(struct bufferevent *bev, short what, void *arg)
+{
+    HttpConn *hc = arg;
+    (void)bev;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) http_conn_free(hc);
+}
+
+static void http_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int socklen, void *arg)
 {
     HttpServer *hs = arg;
     Loop *loop = hs->loop;
-    struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
-    struct evbuffer *out = evbuffer_new();
-    if (!out) {
-        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+    (void)l;
+    (void)sa;
+    (void)socklen;
+    if (hs->conns.count >= HTTP_MAX_CONNECTIONS || fd >= hs->fd_limit) {
+        /* refused at once: descriptors are for PostgreSQL clients and servers first */
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                   "Connection: close\r\n\r\n";
+        hs->stats.refused++;
+        if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) { /* best effort */
+        }
+        close(fd);
         return;
     }
-    if (!http_authorized(loop, req)) {
-        evhttp_add_header(oh, "WWW-Authenticate", "Basic realm=\"pgfunnel\"");
-        evbuffer_add_printf(out, "authentication required\n");
-        evhttp_send_reply(req, 401, "Unauthorized", out);
-        evbuffer_free(out);
+    HttpConn *hc = calloc(1, sizeof(*hc));
+    if (hc) {
+        hc->bev = bufferevent_socket_new(loop->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        hc->deadline = evtimer_new(loop->base, http_on_deadline, hc);
+    }
+    if (!hc || !hc->bev || !hc->deadline) {
+        if (hc && hc->bev)
+            bufferevent_free(hc->bev);
+        else
+            close(fd);
+        if (hc && hc->deadline) event_free(hc->deadline);
+        free(hc);
         return;
     }
-    if (!path) path = "/";
-    if (strcmp(path, "/metrics") == 0) {
-        metrics(loop, out);
-        evhttp_add_header(oh, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-        evhttp_send_reply(req, HTTP_OK, "OK", out);
-    } else if (strcmp(path, "/healthz") == 0) {
-        int code = healthz(loop, out);
-        evhttp_add_header(oh, "Content-Type", "application/json");
-        evhttp_send_reply(req, code, code == 200 ? "OK" : "Service Unavailable", out);
-    } else if (strcmp(path, "/pools") == 0) {
-        pools_json(loop, out);
-        evhttp_add_header(oh, "Content-Type", "application/json");
-        evhttp_send_reply(req, HTTP_OK, "OK", out);
-    } else {
-        evbuffer_add_printf(out, "not found: try /metrics, /healthz or /pools\n");
-        evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", out);
+    hc->hs = hs;
+    hc->id = ++hs->next_id;
+    hc->accepted_at = time_now_usec();
+    hc->phase = HC_HEAD;
+    list_append(&hs->conns, &hc->node);
+    hs->stats.accepted++;
+    struct timeval tv = {HTTP_HEAD_TIMEOUT, 0};
+    evtimer_add(hc->deadline, &tv);
+    bufferevent_setcb(hc->bev, http_on_read, http_on_write, http_on_event, hc);
+    /* stop reading at the head limit: a flood of bytes is not buffered */
+    bufferevent_setwatermark(hc->bev, EV_READ, 0, HTTP_HEAD_MAX);
+    bufferevent_enable(hc->bev, EV_READ);
+}
+
+static void http_on_resume(evutil_socket_t fd, short ev, void *arg)
+{
+    HttpServer *hs = arg;
+    (void)fd;
+    (void)ev;
+    evconnlistener_enable(hs->listener);
+}
+
+static void http_on_accept_error(struct evconnlistener *l, void *arg)
+{
+    HttpServer *hs = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    hs->loop->stats.accept_errors++;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* out of descriptors: back off instead of spinning on a ready socket */
+        evconnlistener_disable(l);
+        struct timeval tv = {1, 0};
+        evtimer_add(hs->ev_resume, &tv);
     }
-    evbuffer_free(out);
 }
 
 int http_start(Loop *loop, char *err, size_t errlen)
@@ -598,29 +1217,51 @@ int http_start(Loop *loop, char *err, size_t errlen)
     if (cfg->admin_http_port <= 0) return 0;
     const char *addr =
         cfg->admin_http_addr && *cfg->admin_http_addr ? cfg->admin_http_addr : "127.0.0.1";
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", cfg->admin_http_port);
     HttpServer *hs = calloc(1, sizeof(*hs));
-    if (!hs) goto fail;
-    hs->loop = loop;
-    hs->http = evhttp_new(loop->base);
-    if (!hs->http) goto fail;
-    evhttp_set_allowed_methods(hs->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-    evhttp_set_max_headers_size(hs->http, 16384);
-    evhttp_set_max_body_size(hs->http, 0);
-    evhttp_set_timeout(hs->http, 10);
-    evhttp_set_gencb(hs->http, http_on_request, hs);
-    if (!evhttp_bind_socket_with_handle(hs->http, addr, (ev_uint16_t)cfg->admin_http_port)) {
-        snprintf(err, errlen, "cannot listen on HTTP %s:%d", addr, cfg->admin_http_port);
-        evhttp_free(hs->http);
-        free(hs);
+    if (!hs) {
+        snprintf(err, errlen, "cannot start the HTTP endpoint: out of memory");
         return -1;
     }
+    hs->loop = loop;
+    list_init(&hs->conns);
+    hs->auth_jobs_max = cfg->workers > 1 ? cfg->workers / 2 : 1;
+    /* keep a quarter of the descriptors (at least 16) out of the endpoint's reach */
+    struct rlimit rl;
+    long limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+                         rl.rlim_cur < (rlim_t)1 << 30
+                     ? (long)rl.rlim_cur
+                     : 1L << 30;
+    long reserve = limit / 4 > 16 ? limit / 4 : 16;
+    hs->fd_limit = (int)(limit - reserve);
+    hs->ev_resume = evtimer_new(loop->base, http_on_resume, hs);
+    if (!hs->ev_resume || getaddrinfo(addr, port, &hints, &res) != 0 || !res) {
+        snprintf(err, errlen, "cannot listen on HTTP %s:%d", addr, cfg->admin_http_port);
+        goto fail;
+    }
+    hs->listener =
+        evconnlistener_new_bind(loop->base, http_on_accept, hs,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+                                128, res->ai_addr, (int)res->ai_addrlen);
+    freeaddrinfo(res);
+    if (!hs->listener) {
+        snprintf(err, errlen, "cannot listen on HTTP %s:%d: %s", addr, cfg->admin_http_port,
+                 strerror(errno));
+        goto fail;
+    }
+    evconnlistener_set_error_cb(hs->listener, http_on_accept_error);
     loop->http = hs;
     log_info("HTTP admin endpoint on http://%s:%d/ (metrics, healthz, pools)", addr,
              cfg->admin_http_port);
     return 0;
 fail:
-    if (hs) free(hs);
-    snprintf(err, errlen, "cannot start the HTTP endpoint: out of memory");
+    if (hs->ev_resume) event_free(hs->ev_resume);
+    free(hs);
     return -1;
 }
 
@@ -628,7 +1269,11 @@ void http_stop(Loop *loop)
 {
     HttpServer *hs = loop->http;
     if (!hs) return;
-    evhttp_free(hs->http);
+    while (!list_empty(&hs->conns))
+        http_conn_free(list_entry(list_first(&hs->conns), HttpConn, node));
+    evconnlistener_free(hs->listener);
+    event_free(hs->ev_resume);
+    OPENSSL_cleanse(hs->memo, sizeof(hs->memo));
     free(hs);
-    loop->http = NULL;
+    loop->http = NULL; /* password checks still running find no server */
 }

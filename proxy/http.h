@@ -1,16 +1,16 @@
 /*
- * http.h — the HTTP admin endpoint (libevent evhttp) on
+ * http.h — the HTTP admin endpoint (its own small HTTP/1.x server) on
  * admin_http_addr:admin_http_port (0 = off, localhost by default):
  *   GET /metrics   Prometheus text exposition format 0.0.4
  *   GET /healthz   200 or 503, with a JSON body saying why
  *   GET /pools     SHOW POOLS and per-database counters as JSON
  *
- * It runs on the loop thread, like everything that reads pools: handlers
- * only walk the in-memory lists (O(pools)), never block, and build the whole
- * answer in one evbuffer.  With admin_http_auth = 1 a request needs HTTP
- * basic auth with a user in admin_users; the password is not checked yet
- * (no password store exists) and becomes a real check when authentication
- * lands — until then keep the endpoint on localhost.
+ * It runs on the loop thread, like everything that reads pools.  Long
+ * answers (/metrics, /pools) are produced in slices as the socket drains,
+ * connections are capped and get an absolute deadline, and with
+ * admin_http_auth = 1 a request needs HTTP basic auth with a user in
+ * admin_users whose password matches its auth_file secret, checked on the
+ * worker pool and remembered (see the DESIGN note in http.c).
  */
 #ifndef PGFUNNEL_HTTP_H
 #define PGFUNNEL_HTTP_H

@@ -293,6 +293,56 @@ static void lb_put_json(LineBuf *b, const char *str, size_t n)
     }
 }
 
+/*
+ * Append s to a text-format line with every byte that could end the line,
+ * rewrite the terminal or pass for something else escaped: control
+ * characters as \n \r \t or \xHH (DEL too), a backslash as \\ (so an
+ * escape in the output is never ambiguous) and bytes that are not valid
+ * UTF-8 as \xHH.  User and database names, application names and SQL
+ * echoed in errors come from clients: without this a name containing a
+ * newline would forge a whole log line.  A valid UTF-8 sequence is copied
+ * whole or not at all, so truncation never splits one.
+ */
+static void lb_put_text(LineBuf *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    char esc[8];
+
+    for (size_t i = 0; i < n && !b->trunc;) {
+        unsigned char c = s[i];
+        size_t len = 1;
+        if (c >= 0x20 && c < 0x7F && c != '\\') {
+            size_t run = 1; /* the usual case: a run of plain ASCII */
+            while (i + run < n && s[i + run] >= 0x20 && s[i + run] < 0x7F && s[i + run] != '\\')
+                run++;
+            if (run > b->cap - b->len) { /* fill the line, then it is cut */
+                lb_put(b, str + i, b->cap - b->len);
+                b->trunc = true;
+                return;
+            }
+            lb_put(b, str + i, run);
+            i += run;
+            continue;
+        }
+        if (c == '\\') {
+            lb_put(b, "\\\\", 2);
+        } else if (c == '\n') {
+            lb_put(b, "\\n", 2);
+        } else if (c == '\r') {
+            lb_put(b, "\\r", 2);
+        } else if (c == '\t') {
+            lb_put(b, "\\t", 2);
+        } else if (c >= 0x80 && (len = utf8_seq_len(s + i, n - i)) > 0) {
+            lb_put(b, str + i, len);
+        } else {
+            len = 1;
+            snprintf(esc, sizeof(esc), "\\x%02x", c);
+            lb_put(b, esc, 4);
+        }
+        i += len;
+    }
+}
+
 /* "2026-11-26 05:30:35.123 UTC" */
 static void log_timestamp(char *out, size_t outlen)
 {
@@ -361,15 +411,13 @@ static LogLine *log_format_line(int format, int level, const char *prefix, const
         lb_puts(&b, log_level_name(level));
         lb_puts(&b, " ");
         if (prefix) {
-            lb_puts(&b, prefix);
+            lb_put_text(&b, prefix, strlen(prefix));
             lb_puts(&b, ": ");
         }
-        size_t room = b.cap - b.len;
-        if (!b.trunc && msglen > room) {
-            msglen = utf8_trim_tail(msg, room);
-            msg_trunc = true;
-        }
-        lb_put(&b, msg, msglen);
+        /* one call, one line: a trailing newline (libpq's messages have one) is dropped */
+        while (msglen > 0 && (msg[msglen - 1] == '\n' || msg[msglen - 1] == '\r'))
+            msglen--;
+        lb_put_text(&b, msg, msglen);
         if (b.trunc || msg_trunc) {
             memcpy(out + b.len, LOG_TRUNC_MARK, LOG_TRUNC_MARK_LEN);
             b.len += LOG_TRUNC_MARK_LEN;

@@ -10,6 +10,8 @@
  *
  * Formats: text  "2026-11-26 05:30:35.123 UTC [pid] LOG C-17 app@db 10.0.0.5:4312: message"
  *          json  {"ts":"...","pid":N,"level":"LOG","conn":"C-17 ...","msg":"..."}
+ * Text lines escape control characters, backslashes and invalid UTF-8
+ * (\n, \xHH, \\): client-supplied names and SQL cannot forge a line.
  * Secrets never reach this module: callers must not pass passwords.
  */
 #ifndef PGFUNNEL_LOG_H

@@ -242,6 +242,7 @@ static int ps_queue_push(PsQueue *q, uint8_t kind, uint8_t flags, PsStmt *stmt, 
     p->stmt = stmt;
     p->client_name = client_name;
     q->count++;
+    if (flags & PS_INJECT) q->injected++;
     return 0;
 }
 
@@ -255,6 +256,7 @@ static void ps_queue_push_front(PsQueue *q, uint8_t kind, uint8_t flags, char *c
     p->stmt = NULL;
     p->client_name = client_name;
     q->count++;
+    if (flags & PS_INJECT) q->injected++; /* ps_queue_pop counts it down */
 }
 
 static PsPending *ps_queue_head(PsQueue *q)
@@ -265,6 +267,7 @@ static PsPending *ps_queue_head(PsQueue *q)
 static void ps_queue_pop(PsQueue *q, PsRegistry *r)
 {
     PsPending *p = &q->v[q->head];
+    if (p->flags & PS_INJECT) q->injected--;
     ps_unref(r, p->stmt);
     free(p->client_name);
     q->head = (q->head + 1) % q->cap;
@@ -371,6 +374,11 @@ static int ps_inject(Client *c, uint8_t kind, PsStmt *st, const char *name)
         return -1;
     }
     if (s->psq.count == 1) s->ps_inject_pending = true; /* after the message being relayed */
+    if (s->psq.injected == PS_INJECT_MAX) {
+        /* a Flush makes the server send the answers these wait for (see prepared.h) */
+        static const uint8_t flush[5] = {'H', 0, 0, 0, 4};
+        if (server_send(s, flush, sizeof(flush)) < 0) return -1;
+    }
     return 0;
 }
 

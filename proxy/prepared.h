@@ -71,7 +71,20 @@ typedef struct ps_pending {
 typedef struct ps_queue {
     PsPending *v;
     uint32_t head, count, cap;
+    uint32_t injected; /* PS_INJECT entries among them */
 } PsQueue;
+
+/*
+ * Local answers that wait behind a server answer cost memory the client's
+ * out-queue does not show.  At this many the pooler sends the server a
+ * Flush (so what it holds back until Sync comes now) and stops reading the
+ * client until some are answered (client_backlogged()).
+ */
+#define PS_INJECT_MAX 256
+static inline bool ps_queue_backlogged(const PsQueue *q)
+{
+    return q->injected >= PS_INJECT_MAX;
+}
 
 void ps_registry_free(PsRegistry *r);
 void ps_client_map_free(PsClientMap *m, PsRegistry *r);

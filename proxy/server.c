@@ -498,6 +498,8 @@ static bool server_relay(Server *s)
     if (s->state == SERVER_CLOSING) return false;
     /* backpressure: the client has a backlog, stop reading the server */
     conn_want_read(&s->conn, !(s->client && conn_has_queue(&s->client->conn)));
+    /* local answers were due behind this server's: the client may be read again */
+    if (s->client && s->client->backlogged) client_wake(s->client);
     conn_release_buffer(&s->conn);
     return true;
 }
@@ -756,8 +758,8 @@ static void server_login_refused(Server *s, const char *sqlstate, const char *ms
 static void server_login_failed(Server *s, const char *text)
 {
     char sqlstate[6], msg[512];
-    bool final = proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg)) &&
-                 strcmp(sqlstate, "57P03") != 0;
+    bool final =
+        proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg)) && strcmp(sqlstate, "57P03") != 0;
     if (strstr(text, "no password supplied")) {
         final = true;
         /*

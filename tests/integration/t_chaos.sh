@@ -360,8 +360,7 @@ test_client_gone_mid_scram() {
     assert_eq scramuser "$(_scram_ok)" "SCRAM login works"
     _admin_pw() { PGPASSWORD=pw _admin "$@"; }
     _list() { _admin_pw "show lists" | awk -v k="$1" '$1 == k { print $2 }'; }
-    BASE_STATE=$(_state)
-    echo "baseline: $BASE_STATE"
+    _baseline # a few samples: psql's own connection closes after psql returns
     for i in $(seq 1 20); do
         _connect
         _send "$RAW_FD" "$(_startup_hex scramuser pgfunnel_test)"

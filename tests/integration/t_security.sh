@@ -7,6 +7,8 @@
 # uncached auth_query, auth_query errors, SASLprep.
 
 FLOOD=$REPO_ROOT/tools/startup_flood.py
+# ASan keeps freed memory in a quarantine; keep it small so RSS means live memory
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
 
 _userlist() { # USER SECRET … → $TEST_TMP/userlist.txt
     : >"$TEST_TMP/userlist.txt"

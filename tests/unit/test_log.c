@@ -202,6 +202,33 @@ static void test_json(void **state)
     free(s);
 }
 
+/* Text lines: whatever a client put into a name or a query cannot start a new line. */
+static void test_text_escaping(void **state)
+{
+    char line[1024];
+
+    (void)state;
+    configure(LOG_FORMAT_TEXT, 0, 0);
+    log_write(LOG_LEVEL_LOG,
+              "C-1 evil\n2026-01-01 00:00:00.000 UTC [1] LOG C-2 x@y 1.2.3.4:5@db 1.2.3.4:5",
+              "login attempt: ok\r\nforged\t\x1b[31m back\\slash \x7f \xff caf\xc3\xa9\n");
+    log_info("plain");
+    log_shutdown();
+
+    char *s = slurp(logpath);
+    assert_int_equal(count_lines(s), 2);
+    nth_line(s, 0, line, sizeof(line));
+    assert_true(matches("^" TS_RE " \\[[0-9]+\\] LOG C-1 evil\\\\n2026", line));
+    assert_non_null(strstr(line,
+                           "1.2.3.4:5@db 1.2.3.4:5: login attempt: ok\\r\\nforged\\t\\x1b[31m "
+                           "back\\\\slash \\x7f \\xff caf\xc3\xa9"));
+    /* the trailing newline of the message is dropped, not escaped */
+    assert_string_equal(line + strlen(line) - 5, "caf\xc3\xa9");
+    nth_line(s, 1, line, sizeof(line));
+    assert_true(matches("^" TS_RE " \\[[0-9]+\\] LOG plain$", line));
+    free(s);
+}
+
 static int evaluated;
 static int side_effect(void)
 {
@@ -432,6 +459,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sync_stderr, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_text_order, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_json, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_text_escaping, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_level_filter, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_reopen, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_change_logfile, setup_dir, teardown_dir),
