@@ -12,7 +12,8 @@ BIN     ?= pgfunnel
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
            -Wshadow -Wpointer-arith -Wundef
-PKGS    := libevent_core libevent_extra libevent_pthreads libevent_openssl libpq inih openssl libidn
+PKGS    := libevent_core libevent_extra libevent_pthreads libevent_openssl libpq inih openssl libidn \
+           libsystemd
 DEPS_OK := $(BUILD)/.deps-ok
 
 # pkg-config is queried lazily so that `make deps` can run before it exists.

@@ -4,6 +4,156 @@
 # (stops accepting, finishes its clients) and exits.  No connection may be
 # refused or dropped across it.
 
+# _successor — start `pgfunnel --takeover $PF_INI` in the background; SUCC_PID
+_successor() {
+    local n=$((${SUCC_N:-0} + 1))
+    SUCC_N=$n
+    env --default-signal=INT,QUIT,TERM,HUP "$PGFUNNEL_BIN" --takeover "$PF_INI" \
+        >"$TEST_TMP/successor$n.stdout" 2>"$TEST_TMP/successor$n.stderr" </dev/null &
+    SUCC_PID=$!
+    echo "$SUCC_PID" >>"$TEST_TMP/pgfunnel.pids"
+}
+
+# _pgbench_ok FILE WHAT — pgbench's output in FILE shows no failure and some work
+_pgbench_ok() {
+    local out
+    out=$(cat "$1")
+    assert_not_contains "$out" "error" "$2"
+    assert_contains "$out" "number of failed transactions: 0 (0.000%)" "$2"
+    grep -qE 'actually processed: [1-9][0-9]*' <<<"$out" || fail "$2: nothing processed: $out"
+}
+
+# Two upgrades in a row (the control socket is handed on too) while pgbench
+# opens a new connection for every transaction, over TCP and over the unix
+# socket: not one connection may fail.
+# timeout: 60
+test_takeover_under_pgbench_connect_loses_nothing() {
+    local pid1 pid2 pid3 rc tcp unix sock
+    echo "SELECT 1;" >"$TEST_TMP/select1.sql"
+    pf_start "log_connections = 0" "log_disconnections = 0"
+    pid1=$PF_PID
+    sock=$TEST_TMP/.s.PGSQL.$PF_PORT
+    pgbench -n -C -f "$TEST_TMP/select1.sql" -c 4 -j 2 -T 6 -h 127.0.0.1 -p "$PF_PORT" postgres \
+        >"$TEST_TMP/tcp.out" 2>&1 &
+    tcp=$!
+    pgbench -n -C -f "$TEST_TMP/select1.sql" -c 2 -j 1 -T 6 -h "$TEST_TMP" -p "$PF_PORT" postgres \
+        >"$TEST_TMP/unix.out" 2>&1 &
+    unix=$!
+    sleep 1.5
+
+    _successor
+    pid2=$SUCC_PID
+    wait_until 10 grep -q "pid $pid2 took over the listening sockets: draining" "$PF_LOG"
+    rc=0
+    wait "$pid1" || rc=$?
+    assert_eq 0 "$rc" "exit status of the first process"
+    test -S "$sock" || fail "the first process removed the unix socket its successor serves"
+    sleep 1
+
+    _successor
+    pid3=$SUCC_PID
+    rc=0
+    wait "$pid2" || rc=$?
+    assert_eq 0 "$rc" "exit status of the second process"
+    assert_contains "$(cat "$PF_LOG")" "pid $pid3 took over the listening sockets: draining"
+
+    rc=0
+    wait "$tcp" || rc=$?
+    assert_eq 0 "$rc" "pgbench over TCP: $(grep error "$TEST_TMP/tcp.out" | head -n 3)"
+    rc=0
+    wait "$unix" || rc=$?
+    assert_eq 0 "$rc" "pgbench over the unix socket: $(grep error "$TEST_TMP/unix.out" | head -n 3)"
+    _pgbench_ok "$TEST_TMP/tcp.out" "pgbench -C over TCP"
+    _pgbench_ok "$TEST_TMP/unix.out" "pgbench -C over the unix socket"
+
+    # the pidfile names the process now serving; the socket file is its own
+    assert_eq "$pid3" "$(tr -d '[:space:]' <"$PF_PIDFILE")" "pidfile"
+    test -S "$sock" || fail "unix socket file missing after the upgrades"
+    PF_PID=$pid3
+    rc=0
+    pf_stop INT || rc=$?
+    assert_eq 0 "$rc" "exit status of the third process"
+    test ! -e "$sock" || fail "the last process left its unix socket file behind"
+    test ! -e "$PF_PIDFILE" || fail "the last process left its pidfile behind"
+}
+
+# The predecessor keeps serving the clients it has until they leave; new
+# connections meanwhile go to the successor.
+# timeout: 40
+test_takeover_predecessor_finishes_its_clients() {
+    local pid1 pid2 rc session
+    echo "SELECT 1;" >"$TEST_TMP/select1.sql"
+    pf_start
+    pid1=$PF_PID
+    # one connection running transactions for 4 s
+    pgbench -n -f "$TEST_TMP/select1.sql" -c 1 -j 1 -T 4 -h 127.0.0.1 -p "$PF_PORT" postgres \
+        >"$TEST_TMP/session.out" 2>&1 &
+    session=$!
+    wait_until 5 grep -q "login attempt" "$PF_LOG"
+
+    _successor
+    pid2=$SUCC_PID
+    wait_until 10 grep -q "pid $pid2 took over the listening sockets: draining, 1 clients left" \
+        "$PF_LOG"
+    sleep 1
+    kill -0 "$pid1" 2>/dev/null || fail "the predecessor exited while its client was connected"
+    assert_eq 1 "$(pf_psql -c 'SELECT 1')" "a new connection during the drain"
+    assert_eq 1 "$("$PG_BINDIR/psql" -X -At -h "$TEST_TMP" -p "$PF_PORT" -U postgres -d postgres \
+        -c 'SELECT 1')" "a new connection over the unix socket during the drain"
+
+    rc=0
+    wait "$session" || rc=$?
+    assert_eq 0 "$rc" "the predecessor's client: $(tail -n 3 "$TEST_TMP/session.out")"
+    _pgbench_ok "$TEST_TMP/session.out" "the predecessor's client"
+    rc=0
+    wait "$pid1" || rc=$?
+    assert_eq 0 "$rc" "exit status of the predecessor"
+    PF_PID=$pid2
+    assert_eq 1 "$(pf_psql -c 'SELECT 1')"
+    pf_stop INT
+}
+
+# A successor that fails to start (here: the HTTP port, which is not handed
+# over, is still taken) changes nothing: the running process keeps its
+# sockets, socket file and pidfile, and stops normally later.
+# timeout: 40
+test_takeover_failed_start_leaves_predecessor_in_charge() {
+    local http rc out sock
+    http=$(free_port)
+    pf_start "admin_http_port = $http"
+    sock=$TEST_TMP/.s.PGSQL.$PF_PORT
+    rc=0
+    out=$(timeout 20 "$PGFUNNEL_BIN" --takeover "$PF_INI" 2>&1 </dev/null) || rc=$?
+    assert_ne 0 "$rc" "exit status of the failed successor"
+    assert_ne 124 "$rc" "the failed successor did not exit"
+    assert_contains "$out" "cannot listen on HTTP"
+    wait_until 5 grep -q "went away before it was ready; carrying on" "$PF_LOG"
+
+    pf_alive || fail "the running process exited"
+    assert_eq 1 "$(pf_psql -c 'SELECT 1')" "TCP after the failed takeover"
+    test -S "$sock" || fail "the failed successor removed the unix socket file"
+    assert_eq 1 "$("$PG_BINDIR/psql" -X -At -h "$TEST_TMP" -p "$PF_PORT" -U postgres -d postgres \
+        -c 'SELECT 1')" "unix socket after the failed takeover"
+    assert_eq "$PF_PID" "$(tr -d '[:space:]' <"$PF_PIDFILE")" "pidfile"
+    assert_contains "$(curl -s "http://127.0.0.1:$http/healthz")" "ok" "HTTP endpoint"
+
+    rc=0
+    pf_stop INT || rc=$?
+    assert_eq 0 "$rc" "exit status"
+    test ! -e "$sock" || fail "unix socket file left behind"
+    test ! -e "$PF_PIDFILE" || fail "pidfile left behind"
+}
+
+# --takeover with nothing to take over from is a normal start.
+test_takeover_without_predecessor_starts_afresh() {
+    pf_write_ini
+    pf_launch --takeover
+    wait_until 10 port_open "$PF_PORT"
+    assert_contains "$(pf_logs)" "no pgfunnel runs on port $PF_PORT; starting afresh"
+    assert_eq 1 "$(pf_psql -c 'SELECT 1')"
+    pf_stop INT
+}
+
 # SIGTERM stops accepting but serves every client already accepted, also one
 # whose startup packet arrives after the signal: in an upgrade the
 # predecessor has such clients when it starts draining.
