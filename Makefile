@@ -35,7 +35,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
 .PHONY: all deps check unit integration sanitize tsan format format-check demo bench clean fuzz \
-        fuzz-build fuzz-bins fuzz-ci
+        fuzz-build fuzz-bins fuzz-ci man-page
 
 all: $(BIN)
 
@@ -128,6 +128,10 @@ format:
 	clang-format -i $(FORMAT_FILES)
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
+
+# man/pgfunnel.ini.5 is generated from the option table (test_man keeps it in sync).
+man-page: $(BIN)
+	./$(BIN) --man-ini > man/pgfunnel.ini.5
 
 demo: all $(TOOL_BINS)
 	@bash tools/demo.sh

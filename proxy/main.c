@@ -79,6 +79,7 @@ static void usage(FILE *out)
             "      --takeover     take over the listening sockets of the pgfunnel running\n"
             "                     with this configuration; it drains once we are ready\n"
             "      --sample-config  print a commented sample configuration\n"
+            "      --man-ini      print the pgfunnel.ini(5) manual page\n"
             "  -V, --version      print the version and exit\n"
             "  -h, --help         this help\n\n"
             "Signals: HUP reload, INT safe shutdown, TERM wait for clients, QUIT immediate,\n"
@@ -98,6 +99,7 @@ static int parse_args(int argc, char **argv, Options *o)
         {"check", no_argument, NULL, 'C'},
         {"sample-config", no_argument, NULL, 'S'},
         {"takeover", no_argument, NULL, 'T'}, /* handover.c */
+        {"man-ini", no_argument, NULL, 'M'},  /* man/pgfunnel.ini.5 */
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -127,6 +129,9 @@ static int parse_args(int argc, char **argv, Options *o)
             exit(0);
         case 'S':
             config_write_sample(stdout);
+            exit(0);
+        case 'M':
+            config_write_man(stdout);
             exit(0);
         case 'h':
             usage(stdout);
