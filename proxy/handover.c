@@ -24,9 +24,11 @@
  *
  * When the successor is ready it writes one byte, 'R', on the connection
  * (handover_commit).  The predecessor then goes quiet towards the supervisor
- * (the successor has told systemd it is the main process now) and shuts down
- * as on SIGTERM: it closes its copies of the listening sockets, leaves the
- * socket file to the successor, and exits when its last client has left.  If
+ * (the successor has told systemd it is the main process now), closes its
+ * HTTP endpoint (evhttp's socket is not passed on: the successor binds the
+ * port as soon as it is free, main.c) and shuts down as on SIGTERM: it
+ * closes its copies of the listening sockets, leaves the socket file to the
+ * successor, and exits when its last client has left.  If
  * the connection closes without that byte, the successor failed and the
  * predecessor carries on as if nothing had happened.
  *
@@ -48,6 +50,7 @@
 
 #include "config.h"
 #include "handover.h"
+#include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -296,6 +299,8 @@ static void handover_on_conn(evutil_socket_t fd, short ev, void *arg)
     log_info("pid %d took over the listening sockets: draining, %d clients left",
              (int)hs->successor, loop->client_count);
     notify_retire();
+    /* the HTTP port is not passed on: free it for the successor, which binds it now */
+    http_stop(loop);
     loop_begin_shutdown(loop, SHUTDOWN_WAIT_CLIENTS);
 }
 

@@ -63,7 +63,9 @@ typedef struct process {
     struct event *sig[6];
     bool pidfile_written;
     char *pidfile;
-    Handover *inherit; /* --takeover: the predecessor's sockets until start-up is done */
+    Handover *inherit;     /* --takeover: the predecessor's sockets until start-up is done */
+    struct event *ev_http; /* --takeover: binds the HTTP port once the predecessor let go */
+    int http_tries;
 } Process;
 
 static void usage(FILE *out)
@@ -226,6 +228,32 @@ static int process_reload_cb(Loop *loop, void *arg)
 {
     (void)loop;
     return process_reload_notified(arg);
+}
+
+/* ---- HTTP port of a successor ---- */
+
+#define HTTP_RETRY_USEC 100000 /* the predecessor frees the port within milliseconds */
+#define HTTP_RETRY_MAX  100
+
+/*
+ * The HTTP port is not handed over (evhttp binds its own socket): the
+ * predecessor closes it when the successor commits, and the successor binds
+ * it then, retrying for a while.  A few milliseconds without /metrics; no
+ * PostgreSQL client notices.
+ */
+static void process_on_http_retry(evutil_socket_t fd, short ev, void *arg)
+{
+    Process *pr = arg;
+    char err[256];
+    struct timeval tv = {0, HTTP_RETRY_USEC};
+    (void)fd;
+    (void)ev;
+    if (http_start(pr->loop, err, sizeof(err)) == 0) return;
+    if (++pr->http_tries < HTTP_RETRY_MAX) {
+        evtimer_add(pr->ev_http, &tv);
+        return;
+    }
+    log_error("%s; the HTTP endpoint stays off until the next start", err);
 }
 
 /* ---- signals ---- */
@@ -445,7 +473,14 @@ int main(int argc, char **argv)
         log_fatal("cannot start the statistics or control timers");
         goto out_loop;
     }
-    if (http_start(pr.loop, err, sizeof(err)) < 0) {
+    if (pr.inherit && cfg->admin_http_port > 0) {
+        /* after the commit below: the predecessor holds the port until then */
+        pr.ev_http = evtimer_new(pr.loop->base, process_on_http_retry, &pr);
+        if (!pr.ev_http) {
+            log_fatal("cannot create the HTTP start timer");
+            goto out_loop;
+        }
+    } else if (http_start(pr.loop, err, sizeof(err)) < 0) {
         log_fatal("%s", err);
         goto out_loop;
     }
@@ -475,6 +510,7 @@ int main(int argc, char **argv)
         handover_commit(pr.inherit);
         pr.inherit = NULL;
         listener_takeover_done(pr.loop);
+        if (pr.ev_http) event_active(pr.ev_http, EV_TIMEOUT, 0);
     }
     if (ready_fd >= 0) {
         if (write(ready_fd, "0", 1) != 1) { /* the parent is gone; nothing to tell */
@@ -487,6 +523,7 @@ int main(int argc, char **argv)
     rc = 0;
 out_loop:
     handover_abort(pr.inherit); /* start-up failed: the predecessor carries on */
+    if (pr.ev_http) event_free(pr.ev_http);
     for (int i = 0; i < 6; i++)
         if (pr.sig[i]) event_free(pr.sig[i]);
     listener_close_all(pr.loop);

@@ -113,20 +113,22 @@ test_takeover_predecessor_finishes_its_clients() {
     pf_stop INT
 }
 
-# A successor that fails to start (here: the HTTP port, which is not handed
-# over, is still taken) changes nothing: the running process keeps its
-# sockets, socket file and pidfile, and stops normally later.
+# A successor that fails to start (here: its configuration names a user that
+# does not exist, which it finds out after receiving the sockets) changes
+# nothing: the running process keeps its sockets, socket file and pidfile,
+# and stops normally later.
 # timeout: 40
 test_takeover_failed_start_leaves_predecessor_in_charge() {
-    local http rc out sock
-    http=$(free_port)
-    pf_start "admin_http_port = $http"
+    local rc out sock bad=$TEST_TMP/successor.ini
+    pf_start
     sock=$TEST_TMP/.s.PGSQL.$PF_PORT
+    { cat "$PF_INI"; echo "user = pgfunnel_no_such_user"; } >"$bad"
     rc=0
-    out=$(timeout 20 "$PGFUNNEL_BIN" --takeover "$PF_INI" 2>&1 </dev/null) || rc=$?
+    out=$(timeout 20 "$PGFUNNEL_BIN" --takeover "$bad" 2>&1 </dev/null) || rc=$?
     assert_ne 0 "$rc" "exit status of the failed successor"
     assert_ne 124 "$rc" "the failed successor did not exit"
-    assert_contains "$out" "cannot listen on HTTP"
+    assert_contains "$out" "taking over from pid $PF_PID"
+    assert_contains "$out" "pgfunnel_no_such_user"
     wait_until 5 grep -q "went away before it was ready; carrying on" "$PF_LOG"
 
     pf_alive || fail "the running process exited"
@@ -135,13 +137,33 @@ test_takeover_failed_start_leaves_predecessor_in_charge() {
     assert_eq 1 "$("$PG_BINDIR/psql" -X -At -h "$TEST_TMP" -p "$PF_PORT" -U postgres -d postgres \
         -c 'SELECT 1')" "unix socket after the failed takeover"
     assert_eq "$PF_PID" "$(tr -d '[:space:]' <"$PF_PIDFILE")" "pidfile"
-    assert_contains "$(curl -s "http://127.0.0.1:$http/healthz")" "ok" "HTTP endpoint"
 
     rc=0
     pf_stop INT || rc=$?
     assert_eq 0 "$rc" "exit status"
     test ! -e "$sock" || fail "unix socket file left behind"
     test ! -e "$PF_PIDFILE" || fail "pidfile left behind"
+}
+
+# The HTTP port is not passed on: the predecessor lets go of it at the
+# commit and the successor binds it then.
+# timeout: 40
+test_takeover_moves_the_http_endpoint() {
+    local http succ rc
+    command -v curl >/dev/null 2>&1 || skip "curl is not installed"
+    http=$(free_port)
+    pf_start "admin_http_port = $http"
+    assert_contains "$(curl -s "http://127.0.0.1:$http/healthz")" '"status":"ok"' "before"
+    _successor
+    succ=$SUCC_PID
+    rc=0
+    wait "$PF_PID" || rc=$?
+    assert_eq 0 "$rc" "exit status of the predecessor"
+    wait_until 5 bash -c "curl -sf http://127.0.0.1:$http/healthz | grep -q '\"status\":\"ok\"'"
+    assert_contains "$(curl -s "http://127.0.0.1:$http/metrics")" "pgfunnel_" "metrics after"
+    assert_contains "$(cat "$PF_LOG")" "[$succ] LOG HTTP admin endpoint on"
+    PF_PID=$succ
+    pf_stop INT
 }
 
 # --takeover with nothing to take over from is a normal start.
@@ -205,4 +227,44 @@ PY
     rc=0
     pf_stop TERM || rc=$?
     assert_eq 0 "$rc" "exit status"
+}
+
+# The unit's ExecReload, run as systemd runs it (MAINPID set, $$ → $):
+# with the binary unchanged it is a SIGHUP; once the binary on disk was
+# replaced (as dpkg replaces it: a new file renamed over the old one) it
+# starts the new one with --takeover, and the old process drains and exits.
+# timeout: 60
+test_unit_reload_hups_then_takes_over_after_binary_replaced() {
+    local p=$TEST_TMP/p out cmd ini newpid rc
+    out=$(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$REPO_ROOT" BIN="$PGFUNNEL_BIN" \
+        -o "$PGFUNNEL_BIN" install PREFIX="$p" 2>&1) || fail "make install: $out"
+    ini=$p/etc/pgfunnel/pgfunnel.ini
+    pf_write_ini
+    cp "$PF_INI" "$ini"
+    PF_INI=$ini
+    PGFUNNEL_BIN=$p/bin/pgfunnel pf_launch
+    wait_until 10 port_open "$PF_PORT"
+    cmd=$(sed -n 's/^ExecReload=//p' "$p/lib/systemd/system/pgfunnel.service" | sed 's/\$\$/$/g')
+    [ -n "$cmd" ] || fail "no ExecReload in the unit"
+
+    MAINPID=$PF_PID eval "$cmd" || fail "ExecReload (SIGHUP case) failed"
+    wait_until 5 grep -q "configuration reloaded" "$PF_LOG"
+    pf_alive || fail "the process exited after a plain reload"
+
+    cp "$p/bin/pgfunnel" "$p/bin/pgfunnel.new"
+    mv "$p/bin/pgfunnel.new" "$p/bin/pgfunnel"
+    rc=0
+    MAINPID=$PF_PID eval "$cmd" || rc=$?
+    assert_eq 0 "$rc" "ExecReload after the binary was replaced"
+    wait_until 10 grep -q "took over the listening sockets: draining" "$PF_LOG"
+    rc=0
+    wait "$PF_PID" || rc=$?
+    assert_eq 0 "$rc" "exit status of the replaced process"
+    newpid=$(tr -d '[:space:]' <"$PF_PIDFILE")
+    echo "$newpid" >>"$TEST_TMP/pgfunnel.pids"
+    assert_ne "$PF_PID" "$newpid" "pidfile after the takeover"
+    assert_contains "$(tr '\0' ' ' <"/proc/$newpid/cmdline")" "--takeover"
+    assert_eq 1 "$(pf_psql -c 'SELECT 1')" "a connection after the takeover"
+    kill -INT "$newpid"
+    wait_until 15 bash -c "! kill -0 $newpid 2>/dev/null"
 }
