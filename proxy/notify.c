@@ -6,12 +6,13 @@
  * Whom to tell is a property of the process, not of a loop: NOTIFY_SOCKET
  * and WATCHDOG_USEC come from the environment systemd starts us with, so the
  * few facts about them live in one file-level struct, read once by
- * notify_init().  What is reported comes from the loop: a timer on it
- * (notify_start) pings the watchdog every half interval, as
- * sd_watchdog_enabled(3) recommends, and refreshes STATUS at most once a
- * second.  A timer on the loop, not a thread, because the point of the
- * watchdog is to notice a loop that no longer turns.  (With several loops,
- * each would have to prove it turns before the process pings.)
+ * notify_init().  What is reported comes from the loop: one timer on it
+ * (notify_start) fires every second, or every half watchdog interval when
+ * that is shorter (sd_watchdog_enabled(3) asks for at least that often); it
+ * pings the watchdog each time and refreshes STATUS at most once a second.
+ * A timer on the loop, not a thread, because the point of the watchdog is
+ * to notice a loop that no longer turns.  (With several loops, each would
+ * have to prove it turns before the process pings.)
  *
  * sd_notify() sends one datagram on a fresh socket; systemd reads them at
  * once, so the send does not wait in practice.
