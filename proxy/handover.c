@@ -39,6 +39,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,12 +133,12 @@ static bool sockaddr_same(const struct sockaddr *a, socklen_t alen, const struct
     }
 }
 
-/* The peer of a unix socket runs as our user or as root. */
-static int handover_peer_ok(int fd, struct ucred *cr)
+/* The peer of a unix socket runs as our user, as root, or as also_uid. */
+static int handover_peer_ok(int fd, uid_t also_uid, struct ucred *cr)
 {
     socklen_t len = sizeof(*cr);
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0) return -errno;
-    return cr->uid == geteuid() || cr->uid == 0 ? 0 : -EPERM;
+    return cr->uid == geteuid() || cr->uid == 0 || cr->uid == also_uid ? 0 : -EPERM;
 }
 
 /* ------------------------------------------------------------------------
@@ -152,8 +153,11 @@ static void handover_free(Handover *h)
     free(h);
 }
 
-int handover_fetch(const Config *cfg, Handover **out, char *err, size_t errlen)
+int handover_fetch(const Config *cfg, const char *user, Handover **out, char *err, size_t errlen)
 {
+    /* started as root with -u/user=: the predecessor runs as that user */
+    struct passwd *pw = user ? getpwnam(user) : NULL;
+    uid_t also_uid = pw ? pw->pw_uid : (uid_t)-1;
     struct sockaddr_un sun;
     socklen_t slen = handover_address(cfg, &sun);
     struct timeval tv = {HANDOVER_TIMEOUT_SEC, 0};
@@ -174,7 +178,7 @@ int handover_fetch(const Config *cfg, Handover **out, char *err, size_t errlen)
         snprintf(err, errlen, "takeover: cannot reach the running pgfunnel: %s", strerror(e));
         return -1;
     }
-    int rc = handover_peer_ok(fd, &cr);
+    int rc = handover_peer_ok(fd, also_uid, &cr);
     if (rc < 0) {
         snprintf(err, errlen, "takeover: the process offering port %d runs as uid %d, not as us",
                  cfg->listen_port, rc == -EPERM ? (int)cr.uid : -1);
@@ -318,7 +322,7 @@ static void handover_on_accept(struct evconnlistener *evl, evutil_socket_t fd, s
     struct ucred cr = {0};
     (void)sa;
     (void)socklen;
-    int rc = handover_peer_ok(fd, &cr);
+    int rc = handover_peer_ok(fd, (uid_t)-1, &cr);
     if (rc < 0) {
         log_warning("takeover request from pid %d refused: %s", (int)cr.pid,
                     rc == -EPERM ? "it runs as another user" : strerror(-rc));

@@ -22,10 +22,12 @@ typedef struct handover Handover;
 
 /*
  * Ask the pgfunnel running with this configuration's port and unix socket
- * directory for its sockets.  *out = NULL and 0 when none is running; -1 with
- * err filled when one answered but the exchange failed.
+ * directory for its sockets.  It must run as our user, root, or user (the
+ * one we switch to, or NULL).  *out = NULL and 0 when none is running; -1
+ * with err filled when one answered but the exchange failed.
  */
-int handover_fetch(const Config *cfg, Handover **out, char *err, size_t errlen) WUR;
+int handover_fetch(const Config *cfg, const char *user, Handover **out, char *err,
+                   size_t errlen) WUR;
 
 /* An inherited listening socket bound to addr (TCP or unix), or -1; the caller owns it. */
 int handover_take(Handover *h, const struct sockaddr *addr, socklen_t len);

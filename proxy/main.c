@@ -447,9 +447,10 @@ int main(int argc, char **argv)
         log_fatal("%s", err);
         goto out_loop;
     }
+    const char *user = pr.opt.user ? pr.opt.user : (cfg->user && *cfg->user ? cfg->user : NULL);
     notify_init();
     if (pr.opt.takeover) {
-        if (handover_fetch(cfg, &pr.inherit, err, sizeof(err)) < 0) {
+        if (handover_fetch(cfg, user, &pr.inherit, err, sizeof(err)) < 0) {
             log_fatal("%s", err);
             goto out_loop;
         }
@@ -462,7 +463,6 @@ int main(int argc, char **argv)
         log_fatal("%s", err);
         goto out_loop;
     }
-    const char *user = pr.opt.user ? pr.opt.user : (cfg->user && *cfg->user ? cfg->user : NULL);
     if (user && switch_user(user, err, sizeof(err)) < 0) {
         log_fatal("%s", err);
         goto out_loop;

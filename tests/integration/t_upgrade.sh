@@ -129,6 +129,8 @@ test_takeover_failed_start_leaves_predecessor_in_charge() {
     assert_ne 124 "$rc" "the failed successor did not exit"
     assert_contains "$out" "taking over from pid $PF_PID"
     assert_contains "$out" "pgfunnel_no_such_user"
+    assert_not_contains "$out" "Sanitizer" "the failed successor's stderr"
+    assert_not_contains "$out" "runtime error" "the failed successor's stderr"
     wait_until 5 grep -q "went away before it was ready; carrying on" "$PF_LOG"
 
     pf_alive || fail "the running process exited"
@@ -156,6 +158,7 @@ test_takeover_moves_the_http_endpoint() {
     assert_contains "$(curl -s "http://127.0.0.1:$http/healthz")" '"status":"ok"' "before"
     _successor
     succ=$SUCC_PID
+    wait_until 10 grep -q "pid $succ took over the listening sockets" "$PF_LOG"
     rc=0
     wait "$PF_PID" || rc=$?
     assert_eq 0 "$rc" "exit status of the predecessor"
@@ -267,4 +270,31 @@ test_unit_reload_hups_then_takes_over_after_binary_replaced() {
     assert_eq 1 "$(pf_psql -c 'SELECT 1')" "a connection after the takeover"
     kill -INT "$newpid"
     wait_until 15 bash -c "! kill -0 $newpid 2>/dev/null"
+}
+
+# Started as root with `user =`, a successor takes over from a predecessor
+# that already runs as that user (and only then switches to it itself).
+# timeout: 40
+test_takeover_as_root_from_a_process_that_switched_user() {
+    local run=$TEST_TMP/run rc newpid
+    [ "$(id -u)" = 0 ] || skip "needs root"
+    id nobody >/dev/null 2>&1 || skip "no user nobody"
+    mkdir -m 1777 "$run"
+    pf_write_ini "user = nobody" "pidfile = $run/pgfunnel.pid"
+    PF_PIDFILE=$run/pgfunnel.pid
+    pf_launch
+    wait_until 10 port_open "$PF_PORT"
+    wait_until 5 test -s "$PF_PIDFILE"
+    assert_eq nobody "$(ps -o user= -p "$PF_PID" | tr -d ' ')" "the predecessor's user"
+    _successor
+    wait_until 10 grep -q "pid $SUCC_PID took over the listening sockets" "$PF_LOG"
+    rc=0
+    wait "$PF_PID" || rc=$?
+    assert_eq 0 "$rc" "exit status of the predecessor"
+    newpid=$(tr -d '[:space:]' <"$PF_PIDFILE")
+    assert_eq "$SUCC_PID" "$newpid" "pidfile"
+    assert_eq nobody "$(ps -o user= -p "$SUCC_PID" | tr -d ' ')" "the successor's user"
+    assert_eq 1 "$(pf_psql -c 'SELECT 1')"
+    PF_PID=$SUCC_PID
+    pf_stop INT
 }
