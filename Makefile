@@ -12,13 +12,14 @@ BIN     ?= pgfunnel
 CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
            -Wshadow -Wpointer-arith -Wundef
-PKGS    := libevent_core libevent_extra libevent_pthreads libevent_openssl libpq inih openssl libidn
+PKGS    := libevent_core libevent_extra libevent_pthreads libevent_openssl libpq inih openssl libidn \
+           libsystemd
 DEPS_OK := $(BUILD)/.deps-ok
 
 # pkg-config is queried lazily so that `make deps` can run before it exists.
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS = -std=gnu11 $(WARN) $(CFLAGS) -D_GNU_SOURCE -Iproxy $(PKG_CFLAGS) -MMD -MP
+ALL_CFLAGS = -std=gnu11 $(WARN) $(CPPFLAGS) $(CFLAGS) -D_GNU_SOURCE -Iproxy $(PKG_CFLAGS) -MMD -MP
 ALL_LIBS   = $(PKG_LIBS) -lpthread $(LDLIBS)
 
 SRCS      := $(wildcard proxy/*.c)
@@ -34,7 +35,7 @@ FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
 .PHONY: all deps check unit integration sanitize tsan format format-check demo bench clean fuzz \
-        fuzz-build fuzz-bins fuzz-ci
+        fuzz-build fuzz-bins fuzz-ci man-page install uninstall deb
 
 all: $(BIN)
 
@@ -45,7 +46,7 @@ $(DEPS_OK):
 
 $(BIN): $(OBJS) | $(DEPS_OK)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -o $@ $(OBJS) $(ALL_LIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(ALL_LIBS)
 
 $(BUILD)/proxy/%.o: proxy/%.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
@@ -128,6 +129,99 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
 
+# ---- install: the usual GNU layout under PREFIX, staged under DESTDIR ----
+# make install [PREFIX=/usr/local] [DESTDIR=/tmp/stage]; make uninstall with the same.
+# The installed configuration is the sample with the service's paths set
+# (INI_SERVICE_EDITS); an existing one is never overwritten.  The Debian
+# package sets PREFIX=/usr SYSCONFDIR=/etc BINDIR=/usr/sbin SYSTEMDUNITDIR=/lib/systemd/system.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+DATAROOTDIR    ?= $(PREFIX)/share
+MANDIR         ?= $(DATAROOTDIR)/man
+DOCDIR         ?= $(DATAROOTDIR)/doc/pgfunnel
+SQLDIR         ?= $(DATAROOTDIR)/pgfunnel/sql
+SYSCONFDIR     ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+RUNSTATEDIR    ?= /run
+LOGDIR         ?= /var/log/pgfunnel
+INSTALL        ?= install
+CONFDIR         = $(SYSCONFDIR)/pgfunnel
+INI_SERVICE_EDITS = \
+	-e '1i ;; Installed for the pgfunnel service: paths set for it, md5 logins from userlist.txt.' \
+	-e 's|^unix_socket_dir = /tmp$$|unix_socket_dir = $(RUNSTATEDIR)/pgfunnel|' \
+	-e 's|^;logfile =$$|logfile = $(LOGDIR)/pgfunnel.log|' \
+	-e 's|^;pidfile =$$|pidfile = $(RUNSTATEDIR)/pgfunnel/pgfunnel.pid|' \
+	-e 's|^auth_type = trust$$|auth_type = md5|' \
+	-e 's|^;auth_file =$$|auth_file = $(CONFDIR)/userlist.txt|'
+UNIT_EDITS = -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+INSTALLED_FILES = $(BINDIR)/pgfunnel $(MANDIR)/man1/pgfunnel.1 $(MANDIR)/man5/pgfunnel.ini.5 \
+	$(SQLDIR)/auth_query.sql $(DOCDIR)/README.md $(DOCDIR)/admin.md \
+	$(DOCDIR)/examples/pgfunnel.ini $(DOCDIR)/examples/pgbouncer-compat.ini \
+	$(SYSTEMDUNITDIR)/pgfunnel.service $(SYSCONFDIR)/logrotate.d/pgfunnel
+
+install: $(BIN)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+	    $(DESTDIR)$(SQLDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSTEMDUNITDIR) \
+	    $(DESTDIR)$(SYSCONFDIR)/logrotate.d $(DESTDIR)$(CONFDIR)
+	$(INSTALL) -m 755 $(BIN) $(DESTDIR)$(BINDIR)/pgfunnel
+	$(INSTALL) -m 644 man/pgfunnel.1 $(DESTDIR)$(MANDIR)/man1/pgfunnel.1
+	$(INSTALL) -m 644 man/pgfunnel.ini.5 $(DESTDIR)$(MANDIR)/man5/pgfunnel.ini.5
+	$(INSTALL) -m 644 sql/auth_query.sql $(DESTDIR)$(SQLDIR)/auth_query.sql
+	$(INSTALL) -m 644 README.md docs/admin.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 644 conf/pgfunnel.ini conf/pgbouncer-compat.ini $(DESTDIR)$(DOCDIR)/examples/
+	sed $(UNIT_EDITS) conf/pgfunnel.service > $(DESTDIR)$(SYSTEMDUNITDIR)/pgfunnel.service
+	chmod 644 $(DESTDIR)$(SYSTEMDUNITDIR)/pgfunnel.service
+	sed -e 's|@LOGDIR@|$(LOGDIR)|g' conf/pgfunnel.logrotate > $(DESTDIR)$(SYSCONFDIR)/logrotate.d/pgfunnel
+	chmod 644 $(DESTDIR)$(SYSCONFDIR)/logrotate.d/pgfunnel
+	@# configuration: never overwrite what an administrator may have edited
+	@if [ -e $(DESTDIR)$(CONFDIR)/pgfunnel.ini ]; then \
+	    echo "keeping the existing $(DESTDIR)$(CONFDIR)/pgfunnel.ini"; \
+	else \
+	    echo "sed ... conf/pgfunnel.ini > $(DESTDIR)$(CONFDIR)/pgfunnel.ini"; \
+	    sed $(INI_SERVICE_EDITS) conf/pgfunnel.ini > $(DESTDIR)$(CONFDIR)/pgfunnel.ini && \
+	    chmod 640 $(DESTDIR)$(CONFDIR)/pgfunnel.ini; \
+	fi
+	@if [ -e $(DESTDIR)$(CONFDIR)/userlist.txt ]; then \
+	    echo "keeping the existing $(DESTDIR)$(CONFDIR)/userlist.txt"; \
+	else \
+	    $(INSTALL) -m 640 conf/userlist.txt $(DESTDIR)$(CONFDIR)/userlist.txt; \
+	fi
+
+# Removes what install put there; the configuration only while it is unchanged.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED_FILES))
+	@if sed $(INI_SERVICE_EDITS) conf/pgfunnel.ini | cmp -s - $(DESTDIR)$(CONFDIR)/pgfunnel.ini; then \
+	    rm -f $(DESTDIR)$(CONFDIR)/pgfunnel.ini; \
+	elif [ -e $(DESTDIR)$(CONFDIR)/pgfunnel.ini ]; then \
+	    echo "keeping the edited $(DESTDIR)$(CONFDIR)/pgfunnel.ini"; fi
+	@if cmp -s conf/userlist.txt $(DESTDIR)$(CONFDIR)/userlist.txt; then \
+	    rm -f $(DESTDIR)$(CONFDIR)/userlist.txt; \
+	elif [ -e $(DESTDIR)$(CONFDIR)/userlist.txt ]; then \
+	    echo "keeping the edited $(DESTDIR)$(CONFDIR)/userlist.txt"; fi
+	-rmdir $(DESTDIR)$(CONFDIR) $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(SQLDIR) $(DESTDIR)$(DATAROOTDIR)/pgfunnel 2>/dev/null
+
+# ---- make deb: a Debian package (debian/), built from a copy of the sources in
+# DEB_OUT so that dpkg-buildpackage leaves this tree alone; the .deb lands in DEB_OUT.
+# The package build runs no tests (nocheck): make check runs them.
+VERSION   := $(shell sed -n 's/^\#define PGFUNNEL_VERSION *"\(.*\)"/\1/p' proxy/version.h)
+DEB_OUT   ?= build-deb
+DEB_FILES := Makefile README.md proxy conf man sql docs debian tools/deps.sh tests/unit tests/run-unit.sh
+deb:
+	rm -rf $(DEB_OUT)/pgfunnel-$(VERSION)
+	mkdir -p $(DEB_OUT)/pgfunnel-$(VERSION)
+	tar -cf - $(DEB_FILES) | tar -xf - -C $(DEB_OUT)/pgfunnel-$(VERSION)
+	@# a clean package build: no variables or flags of this make leak into it
+	cd $(DEB_OUT)/pgfunnel-$(VERSION) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+	    DEB_BUILD_OPTIONS="nocheck noddebs parallel=$$(nproc)" DEB_BUILD_PROFILES=nocheck \
+	    dpkg-buildpackage -b -uc -us
+	rm -rf $(DEB_OUT)/pgfunnel-$(VERSION)
+	@ls $(DEB_OUT)/pgfunnel_$(VERSION)_*.deb
+
+# man/pgfunnel.ini.5 is generated from the option table (test_man keeps it in sync).
+man-page: $(BIN)
+	./$(BIN) --man-ini > man/pgfunnel.ini.5
+
 demo: all $(TOOL_BINS)
 	@bash tools/demo.sh
 
@@ -135,6 +229,6 @@ bench: all $(TOOL_BINS)
 	@bash tools/bench/run.sh
 
 clean:
-	rm -rf build build-asan build-tsan build-fuzz $(BIN)
+	rm -rf build build-asan build-tsan build-fuzz build-deb $(BIN)
 
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(ITEST_BINS:=.d) $(FUZZ_BINS:=.d)

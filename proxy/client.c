@@ -735,7 +735,7 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         client_close(c, "53300", "no more connections allowed (max_client_conn)");
         return;
     }
-    if (c->loop->shutdown != SHUTDOWN_NONE) {
+    if (c->loop->shutdown != SHUTDOWN_NONE && c->loop->shutdown != SHUTDOWN_WAIT_CLIENTS) {
         client_close(c, "57P01", "pgfunnel is shutting down");
         return;
     }

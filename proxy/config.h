@@ -261,6 +261,8 @@ const UserConf *config_find_user(const Config *cfg, const char *name);
 
 /* Write the commented sample configuration (all options with defaults and docs). */
 void config_write_sample(FILE *out);
+/* Write the pgfunnel.ini(5) manual page (config_man.c), from the same table. */
+void config_write_man(FILE *out);
 
 /* Names of pool modes / auth types / sslmodes, for messages and SHOW output. */
 const char *config_pool_mode_name(int mode);

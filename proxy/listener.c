@@ -16,6 +16,7 @@
 
 #include "client.h"
 #include "config.h"
+#include "handover.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -80,7 +81,44 @@ static Listener *listener_add(Loop *loop, int fd, bool unix_socket, const char *
     return l;
 }
 
-static int listener_open_tcp(Loop *loop, const char *host, char *err, size_t errlen)
+/* Remember which socket file is ours: only that one is removed at close. */
+static int listener_set_path(Listener *l, const char *path)
+{
+    struct stat st;
+    if (!(l->path = strdup(path))) return -1;
+    if (stat(path, &st) == 0) {
+        l->path_dev = st.st_dev;
+        l->path_ino = st.st_ino;
+    }
+    return 0;
+}
+
+/*
+ * A socket taken over from the predecessor (--takeover): already bound and
+ * listening, shared with it until it has drained.  listen() again only
+ * applies this configuration's backlog.
+ */
+static int listener_adopt(Loop *loop, int fd, const char *path, const char *name, char *err,
+                          size_t errlen)
+{
+    if (listen(fd, loop->cfg->listen_backlog) < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", name, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    Listener *l = listener_add(loop, fd, path != NULL, name);
+    if (!l || (path && listener_set_path(l, path) < 0)) {
+        snprintf(err, errlen, "cannot listen on %s: out of memory", name);
+        if (!l) close(fd);
+        return -1;
+    }
+    l->adopted = true;
+    log_info("listening on %s%s (taken over)", path ? "unix:" : "", name);
+    return 0;
+}
+
+static int listener_open_tcp(Loop *loop, Handover *inherit, const char *host, char *err,
+                             size_t errlen)
 {
     Config *cfg = loop->cfg;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -101,7 +139,16 @@ static int listener_open_tcp(Loop *loop, const char *host, char *err, size_t err
         getnameinfo(ai->ai_addr, ai->ai_addrlen, hbuf, sizeof(hbuf), NULL, 0, NI_NUMERICHOST);
         snprintf(name, sizeof(name), "%s%s%s:%d", ai->ai_family == AF_INET6 ? "[" : "", hbuf,
                  ai->ai_family == AF_INET6 ? "]" : "", cfg->listen_port);
-        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = handover_take(inherit, ai->ai_addr, ai->ai_addrlen);
+        if (fd >= 0) {
+            if (listener_adopt(loop, fd, NULL, name, err, errlen) < 0) {
+                freeaddrinfo(res);
+                return -1;
+            }
+            opened++;
+            continue;
+        }
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) continue;
         int on = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
@@ -133,7 +180,7 @@ static int listener_open_tcp(Loop *loop, const char *host, char *err, size_t err
     return 0;
 }
 
-static int listener_open_unix(Loop *loop, char *err, size_t errlen)
+static int listener_open_unix(Loop *loop, Handover *inherit, char *err, size_t errlen)
 {
     Config *cfg = loop->cfg;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -143,7 +190,9 @@ static int listener_open_unix(Loop *loop, char *err, size_t errlen)
         snprintf(err, errlen, "unix_socket_dir path too long: %s", cfg->unix_socket_dir);
         return -1;
     }
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = handover_take(inherit, (struct sockaddr *)&sun, sizeof(sun));
+    if (fd >= 0) return listener_adopt(loop, fd, sun.sun_path, sun.sun_path, err, errlen);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket(): %s", strerror(errno));
         return -1;
@@ -173,7 +222,7 @@ static int listener_open_unix(Loop *loop, char *err, size_t errlen)
             log_warning("chown %s: %s", sun.sun_path, strerror(errno));
     }
     Listener *l = listener_add(loop, fd, true, sun.sun_path);
-    if (!l || !(l->path = strdup(sun.sun_path))) {
+    if (!l || listener_set_path(l, sun.sun_path) < 0) {
         snprintf(err, errlen, "cannot listen on %s: out of memory", sun.sun_path);
         if (!l) close(fd);
         return -1;
@@ -182,21 +231,22 @@ static int listener_open_unix(Loop *loop, char *err, size_t errlen)
     return 0;
 }
 
-int listener_open_all(Loop *loop, char *err, size_t errlen)
+int listener_open_all(Loop *loop, Handover *inherit, char *err, size_t errlen)
 {
     Config *cfg = loop->cfg;
     if (cfg->listen_addr && *cfg->listen_addr) {
         char *list = strdup(cfg->listen_addr), *save = NULL;
         if (!list) return -1;
         for (char *tok = strtok_r(list, ", \t", &save); tok; tok = strtok_r(NULL, ", \t", &save)) {
-            if (listener_open_tcp(loop, tok, err, errlen) < 0) {
+            if (listener_open_tcp(loop, inherit, tok, err, errlen) < 0) {
                 free(list);
                 return -1;
             }
         }
         free(list);
     }
-    if (cfg->unix_socket_dir && *cfg->unix_socket_dir && listener_open_unix(loop, err, errlen) < 0)
+    if (cfg->unix_socket_dir && *cfg->unix_socket_dir &&
+        listener_open_unix(loop, inherit, err, errlen) < 0)
         return -1;
     if (list_empty(&loop->listeners)) {
         snprintf(err, errlen, "nothing to listen on: set listen_addr or unix_socket_dir");
@@ -218,13 +268,35 @@ void listener_pause_all(Loop *loop, bool pause)
     }
 }
 
+void listener_takeover_done(Loop *loop)
+{
+    ListNode *it;
+    list_for_each(it, &loop->listeners)
+    {
+        list_entry(it, Listener, node)->adopted = false;
+    }
+}
+
+/*
+ * The socket file is ours to remove unless a successor serves it now (it
+ * holds the same socket, so the file is the same), we took it over but
+ * failed to start (the predecessor still serves it), or it is not the file
+ * we bound any more (somebody replaced it).
+ */
+static bool listener_path_ours(const Listener *l)
+{
+    struct stat st;
+    if (l->adopted || handover_sockets_shared(l->loop)) return false;
+    return stat(l->path, &st) == 0 && st.st_dev == l->path_dev && st.st_ino == l->path_ino;
+}
+
 void listener_close_all(Loop *loop)
 {
     while (!list_empty(&loop->listeners)) {
         Listener *l = list_entry(list_first(&loop->listeners), Listener, node);
         list_remove(&loop->listeners, &l->node);
         evconnlistener_free(l->evl);
-        if (l->path) unlink(l->path);
+        if (l->path && listener_path_ours(l)) unlink(l->path);
         free(l->path);
         free(l);
     }

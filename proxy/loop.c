@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 #include "pool.h"
 #include "server.h"
 #include "workq.h"
@@ -210,6 +211,7 @@ void loop_begin_shutdown(Loop *loop, ShutdownMode mode)
      * backlog), and the unix socket file goes away.
      */
     listener_close_all(loop);
+    notify_stopping(loop);
     log_info("shutdown requested (%s)", mode == SHUTDOWN_WAIT_SERVERS   ? "wait for servers"
                                         : mode == SHUTDOWN_WAIT_CLIENTS ? "wait for clients"
                                                                         : "immediate");

@@ -94,6 +94,10 @@ struct loop {
     struct stats_state *stats_state; /* stats.c: stats_period timer */
     struct pool_control *control;    /* pool_control.c: PAUSE/WAIT_CLOSE waiters */
     struct http_server *http;        /* http.c: admin_http_port */
+
+    /* operations side (NULL when not in use) */
+    struct notify_state *notify;      /* notify.c: watchdog and STATUS timer (a supervisor) */
+    struct handover_server *handover; /* handover.c: the control socket for --takeover */
     /* RELOAD from the console runs the SIGHUP path (set by main.c): 0 or -1 */
     int (*reload)(Loop *loop, void *arg);
     void *reload_arg;

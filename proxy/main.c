@@ -11,6 +11,12 @@
  *   SIGUSR1 / SIGUSR2 PAUSE / RESUME of every database (pool_control.c)
  * RELOAD from the admin console runs the same process_reload() through the
  * loop->reload callback.
+ *
+ * Under a supervisor (NOTIFY_SOCKET, notify.c) the process says READY once
+ * everything listens, RELOADING/READY around each reload and STOPPING when a
+ * shutdown begins.  --takeover (handover.c) starts a successor on the
+ * running process's listening sockets; the predecessor drains once the
+ * successor is ready.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,10 +36,12 @@
 
 #include "auth.h"
 #include "config.h"
+#include "handover.h"
 #include "http.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 #include "pool.h"
 #include "pool_control.h"
 #include "stats.h"
@@ -44,6 +52,7 @@ typedef struct options {
     bool quiet;
     int verbose;
     bool check;
+    bool takeover; /* --takeover: start on the running pgfunnel's sockets */
     const char *user;
     const char *config;
 } Options;
@@ -54,6 +63,9 @@ typedef struct process {
     struct event *sig[6];
     bool pidfile_written;
     char *pidfile;
+    Handover *inherit;     /* --takeover: the predecessor's sockets until start-up is done */
+    struct event *ev_http; /* --takeover: binds the HTTP port once the predecessor let go */
+    int http_tries;
 } Process;
 
 static void usage(FILE *out)
@@ -66,7 +78,10 @@ static void usage(FILE *out)
             "  -v, --verbose      more logging (repeat for more)\n"
             "  -u, --user=USER    switch to USER after opening the sockets\n"
             "      --check        validate the configuration and exit\n"
+            "      --takeover     take over the listening sockets of the pgfunnel running\n"
+            "                     with this configuration; it drains once we are ready\n"
             "      --sample-config  print a commented sample configuration\n"
+            "      --man-ini      print the pgfunnel.ini(5) manual page\n"
             "  -V, --version      print the version and exit\n"
             "  -h, --help         this help\n\n"
             "Signals: HUP reload, INT safe shutdown, TERM wait for clients, QUIT immediate,\n"
@@ -85,6 +100,8 @@ static int parse_args(int argc, char **argv, Options *o)
         {"help", no_argument, NULL, 'h'},
         {"check", no_argument, NULL, 'C'},
         {"sample-config", no_argument, NULL, 'S'},
+        {"takeover", no_argument, NULL, 'T'}, /* handover.c */
+        {"man-ini", no_argument, NULL, 'M'},  /* man/pgfunnel.ini.5 */
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -105,12 +122,18 @@ static int parse_args(int argc, char **argv, Options *o)
         case 'C':
             o->check = true;
             break;
+        case 'T':
+            o->takeover = true;
+            break;
         case 'V':
             printf("%s\nlibevent %s, libpq %d, %s\n", PGFUNNEL_VERSION_STRING, event_get_version(),
                    PQlibVersion(), OpenSSL_version(OPENSSL_VERSION));
             exit(0);
         case 'S':
             config_write_sample(stdout);
+            exit(0);
+        case 'M':
+            config_write_man(stdout);
             exit(0);
         case 'h':
             usage(stdout);
@@ -191,11 +214,46 @@ static int process_reload(Process *pr)
     return 0;
 }
 
+/* A reload as the supervisor sees it: RELOADING, the reload, READY again (also after a failure). */
+static int process_reload_notified(Process *pr)
+{
+    notify_reloading();
+    int rc = process_reload(pr);
+    notify_ready(pr->loop);
+    return rc;
+}
+
 /* loop->reload: the admin console's RELOAD takes the SIGHUP path. */
 static int process_reload_cb(Loop *loop, void *arg)
 {
     (void)loop;
-    return process_reload(arg);
+    return process_reload_notified(arg);
+}
+
+/* ---- HTTP port of a successor ---- */
+
+#define HTTP_RETRY_USEC 100000 /* the predecessor frees the port within milliseconds */
+#define HTTP_RETRY_MAX  100
+
+/*
+ * The HTTP port is not handed over (evhttp binds its own socket): the
+ * predecessor closes it when the successor commits, and the successor binds
+ * it then, retrying for a while.  A few milliseconds without /metrics; no
+ * PostgreSQL client notices.
+ */
+static void process_on_http_retry(evutil_socket_t fd, short ev, void *arg)
+{
+    Process *pr = arg;
+    char err[256];
+    struct timeval tv = {0, HTTP_RETRY_USEC};
+    (void)fd;
+    (void)ev;
+    if (http_start(pr->loop, err, sizeof(err)) == 0) return;
+    if (++pr->http_tries < HTTP_RETRY_MAX) {
+        evtimer_add(pr->ev_http, &tv);
+        return;
+    }
+    log_error("%s; the HTTP endpoint stays off until the next start", err);
 }
 
 /* ---- signals ---- */
@@ -208,7 +266,7 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
     case SIGHUP:
         log_info("got SIGHUP: reloading the configuration and reopening the log");
         log_reopen();
-        if (process_reload(pr) < 0) { /* logged; the old configuration stays */
+        if (process_reload_notified(pr) < 0) { /* logged; the old configuration stays */
         }
         break;
     case SIGINT:
@@ -251,13 +309,26 @@ static int setup_signals(Process *pr)
 
 /* ---- pidfile, user, daemon ---- */
 
-static int pidfile_write(Process *pr, const char *path, char *err, size_t len)
+/* The pid in the pidfile, 0 if none can be read. */
+static long pidfile_read(const char *path)
+{
+    long pid = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+    fclose(f);
+    return pid;
+}
+
+/* A successor (predecessor != 0) replaces its predecessor's pid in the file. */
+static int pidfile_write(Process *pr, const char *path, pid_t predecessor, char *err, size_t len)
 {
     char buf[32];
     FILE *f = fopen(path, "r");
     if (f) {
         long pid = 0;
-        if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && pid != getpid() && kill((pid_t)pid, 0) == 0) {
+        if (fscanf(f, "%ld", &pid) == 1 && pid > 0 && pid != getpid() && pid != predecessor &&
+            kill((pid_t)pid, 0) == 0) {
             fclose(f);
             snprintf(err, len, "pidfile %s: pgfunnel is already running as pid %ld", path, pid);
             return -1;
@@ -376,16 +447,23 @@ int main(int argc, char **argv)
         log_fatal("%s", err);
         goto out_loop;
     }
-    if (listener_open_all(pr.loop, err, sizeof(err)) < 0) {
-        log_fatal("%s", err);
-        goto out_loop;
-    }
     const char *user = pr.opt.user ? pr.opt.user : (cfg->user && *cfg->user ? cfg->user : NULL);
-    if (user && switch_user(user, err, sizeof(err)) < 0) {
+    notify_init();
+    if (pr.opt.takeover) {
+        if (handover_fetch(cfg, user, &pr.inherit, err, sizeof(err)) < 0) {
+            log_fatal("%s", err);
+            goto out_loop;
+        }
+        if (pr.inherit)
+            log_info("taking over from pid %d", (int)handover_predecessor(pr.inherit));
+        else
+            log_info("--takeover: no pgfunnel runs on port %d; starting afresh", cfg->listen_port);
+    }
+    if (listener_open_all(pr.loop, pr.inherit, err, sizeof(err)) < 0) {
         log_fatal("%s", err);
         goto out_loop;
     }
-    if (cfg->pidfile && *cfg->pidfile && pidfile_write(&pr, cfg->pidfile, err, sizeof(err)) < 0) {
+    if (user && switch_user(user, err, sizeof(err)) < 0) {
         log_fatal("%s", err);
         goto out_loop;
     }
@@ -395,7 +473,14 @@ int main(int argc, char **argv)
         log_fatal("cannot start the statistics or control timers");
         goto out_loop;
     }
-    if (http_start(pr.loop, err, sizeof(err)) < 0) {
+    if (pr.inherit && cfg->admin_http_port > 0) {
+        /* after the commit below: the predecessor holds the port until then */
+        pr.ev_http = evtimer_new(pr.loop->base, process_on_http_retry, &pr);
+        if (!pr.ev_http) {
+            log_fatal("cannot create the HTTP start timer");
+            goto out_loop;
+        }
+    } else if (http_start(pr.loop, err, sizeof(err)) < 0) {
         log_fatal("%s", err);
         goto out_loop;
     }
@@ -403,8 +488,30 @@ int main(int argc, char **argv)
         log_fatal("cannot install signal handlers");
         goto out_loop;
     }
+    if (notify_start(pr.loop) < 0) {
+        log_fatal("cannot start the supervisor notification timer");
+        goto out_loop;
+    }
+    /*
+     * Last, so that a start-up failure leaves the file alone: a successor
+     * replaces its predecessor's pid there, and must not remove it if it fails.
+     */
+    if (cfg->pidfile && *cfg->pidfile &&
+        pidfile_write(&pr, cfg->pidfile, handover_predecessor(pr.inherit), err, sizeof(err)) < 0) {
+        log_fatal("%s", err);
+        goto out_loop;
+    }
+    handover_serve(pr.loop, pr.inherit);
     log_info("%s started (pid %d, %d workers)", PGFUNNEL_VERSION_STRING, (int)getpid(),
              cfg->workers);
+    /* the supervisor first learns we are the main process, then the predecessor drains */
+    notify_ready(pr.loop);
+    if (pr.inherit) {
+        handover_commit(pr.inherit);
+        pr.inherit = NULL;
+        listener_takeover_done(pr.loop);
+        if (pr.ev_http) event_active(pr.ev_http, EV_TIMEOUT, 0);
+    }
     if (ready_fd >= 0) {
         if (write(ready_fd, "0", 1) != 1) { /* the parent is gone; nothing to tell */
         }
@@ -415,9 +522,13 @@ int main(int argc, char **argv)
     log_info("shutting down");
     rc = 0;
 out_loop:
+    handover_abort(pr.inherit); /* start-up failed: the predecessor carries on */
+    if (pr.ev_http) event_free(pr.ev_http);
     for (int i = 0; i < 6; i++)
         if (pr.sig[i]) event_free(pr.sig[i]);
     listener_close_all(pr.loop);
+    handover_stop(pr.loop);
+    notify_stop(pr.loop);
     http_stop(pr.loop);
     pool_control_stop(pr.loop);
     stats_stop(pr.loop);
@@ -425,7 +536,8 @@ out_loop:
     loop_destroy(pr.loop);
     config_free(cfg);
 out:
-    if (pr.pidfile_written) unlink(pr.pidfile);
+    /* a successor has written its own pid there */
+    if (pr.pidfile_written && pidfile_read(pr.pidfile) == (long)getpid()) unlink(pr.pidfile);
     free(pr.pidfile);
     if (ready_fd >= 0) close(ready_fd);
     log_shutdown();
