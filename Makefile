@@ -34,7 +34,7 @@ TOOL_BINS := $(TOOL_SRCS:tools/%.c=$(BUILD)/tools/%)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/tests/fuzz/%)
 
-.PHONY: all deps check unit integration sanitize tsan format format-check demo bench clean fuzz \
+.PHONY: all deps check unit integration integration-loops sanitize tsan format format-check demo bench clean fuzz \
         fuzz-build fuzz-bins fuzz-ci man-page install uninstall deb
 
 all: $(BIN)
@@ -88,16 +88,34 @@ check: all
 	@$(MAKE) --no-print-directory fuzz-ci
 
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+# The suite runs with event_loops = 1 (the default); these files run a second
+# time with 4 loops (t_loops.sh always uses 4).
+LOOPS_TESTS := t_pooling|t_prepared|t_admin|t_timeouts|t_failures|t_chaos|t_cancel|t_pool_maint
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/pgfunnel \
 	    CFLAGS="$(SAN_FLAGS)" LDLIBS="-fsanitize=address,undefined" all unit integration
+	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/pgfunnel \
+	    CFLAGS="$(SAN_FLAGS)" LDLIBS="-fsanitize=address,undefined" integration-loops
 
+# The integration files of LOOPS_TESTS with event_loops = 4.
+integration-loops: $(BIN) $(ITEST_BINS) $(TOOL_BINS)
+	@PF_EVENT_LOOPS=4 PGFUNNEL_BIN=$(abspath $(BIN)) ITEST_DIR=$(abspath $(BUILD)/tests/integration) \
+	 TOOLS_DIR=$(abspath $(BUILD)/tools) bash tests/integration/run.sh '^($(LOOPS_TESTS))\.sh:'
+
+# ThreadSanitizer: the worker pool, log and loop-set unit tests, then the daemon with
+# 4 event loops under pgbench, console commands and reloads (t_loops.sh).
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build-tsan BIN=build-tsan/pgfunnel \
 	    CFLAGS="-O1 -g -fsanitize=thread" LDLIBS="-fsanitize=thread" \
-	    build-tsan/tests/unit/test_workq build-tsan/tests/unit/test_log
+	    build-tsan/tests/unit/test_workq build-tsan/tests/unit/test_log \
+	    build-tsan/tests/unit/test_loops build-tsan/pgfunnel \
+	    $(TOOL_SRCS:tools/%.c=build-tsan/tools/%)
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/test_workq
 	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/test_log
+	TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/unit/test_loops
+	@TSAN_OPTIONS="halt_on_error=0 $${TSAN_OPTIONS:-}" PF_EVENT_LOOPS=4 \
+	 PGFUNNEL_BIN=$(abspath build-tsan/pgfunnel) TOOLS_DIR=$(abspath build-tsan/tools) \
+	 TEST_TIMEOUT=180 bash tests/integration/run.sh '^t_loops\.sh:'
 
 # ---- fuzzing: clang's libFuzzer with ASan+UBSan over every parser of untrusted
 # bytes (tests/fuzz/README.md).  The proxy objects get coverage instrumentation

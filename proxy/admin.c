@@ -49,6 +49,8 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "snapshot.h"
+#include "loops.h"
 #include "pool.h"
 #include "pool_control.h"
 #include "proto.h"
@@ -219,20 +221,54 @@ static int res_item(Result *r)
     return 1;
 }
 
-/* The first client not sent yet. */
-static ListNode *res_clients_from(const Result *r, Loop *loop)
+/*
+ * Clients of every loop, in id order: ids carry their loop's index in the
+ * top bits and grow along each loop's list, so "after the last id sent" is
+ * a position over all loops.  The other loops are frozen meanwhile
+ * (admin_show_slice).
+ */
+typedef struct client_iter {
+    LoopSet *set;
+    int li;
+    ListNode *it;
+} ClientIter;
+
+static void client_iter_init(ClientIter *ci, const Result *r, Loop *loop)
 {
     uint32_t last = r->cur->last_client;
-    ListNode *it;
-    if (last == 0) return loop->clients.head.next;
-    Client *c = loop_client_find(loop, last);
-    if (c && c->state != CLIENT_CLOSING) return c->all_node.next;
-    /* it went away: ids grow along the list */
-    list_for_each(it, &loop->clients)
-    {
-        if (list_entry(it, Client, all_node)->id > last) break;
+    ci->set = loop->set;
+    ci->li = last ? (int)LOOP_ID_INDEX(last) : 0;
+    if (ci->li >= ci->set->n) {
+        ci->it = NULL;
+        return;
     }
-    return it;
+    Loop *l = ci->set->loops[ci->li];
+    ci->it = l->clients.head.next;
+    if (last == 0) return;
+    Client *c = loop_client_find(l, last);
+    if (c && c->state != CLIENT_CLOSING) {
+        ci->it = c->all_node.next;
+        return;
+    }
+    /* it went away: ids grow along the list */
+    list_for_each(ci->it, &l->clients)
+    {
+        if (list_entry(ci->it, Client, all_node)->id > last) break;
+    }
+}
+
+static Client *client_iter_next(ClientIter *ci)
+{
+    while (ci->li < ci->set->n) {
+        Loop *l = ci->set->loops[ci->li];
+        if (ci->it && ci->it != &l->clients.head) {
+            Client *c = list_entry(ci->it, Client, all_node);
+            ci->it = ci->it->next;
+            return c;
+        }
+        if (++ci->li < ci->set->n) ci->it = ci->set->loops[ci->li]->clients.head.next;
+    }
+    return NULL;
 }
 
 /* Room for this client's row in the slice?  Then it counts as sent. */
@@ -307,31 +343,37 @@ static void res_end(Result *r, const char *tag)
 
 /* ---- iteration helpers ---- */
 
+/*
+ * Every loop's objects; the other loops are frozen while a slice is built
+ * (admin_show_slice).  FOR_EACH_POOL visits each loop's part of each pool
+ * (rows per server); the _ONCE forms visit a pool or database once, on the
+ * first loop that has it, for rows that sum all loops.
+ */
+#define FOR_EACH_LOOP(loop, L, li)                                                                 \
+    for (int li = 0; li < (loop)->set->n; li++)                                                    \
+        for (Loop *L = (loop)->set->loops[li]; L; L = NULL)
+#define FOR_EACH_DB(loop, db, dit)                                                                 \
+    FOR_EACH_LOOP(loop, L_, li_)                                                                   \
+    list_for_each(dit, &L_->databases) for (Database *db = list_entry(dit, Database, node); db;    \
+                                            db = NULL)
+#define FOR_EACH_DB_ONCE(loop, db, dit) FOR_EACH_DB(loop, db, dit) if (pool_first_database(db))
 #define FOR_EACH_POOL(loop, db, p, dit, pit)                                                       \
-    list_for_each(dit, &(loop)->databases) for (Database *db = list_entry(dit, Database, node);    \
-                                                db; db = NULL)                                     \
-        list_for_each(pit, &db->pools) for (Pool *p = list_entry(pit, Pool, db_node); p; p = NULL)
+    FOR_EACH_DB(loop, db, dit)                                                                     \
+    list_for_each(pit, &db->pools) for (Pool *p = list_entry(pit, Pool, db_node); p; p = NULL)
+#define FOR_EACH_POOL_ONCE(loop, db, p, dit, pit)                                                  \
+    FOR_EACH_POOL(loop, db, p, dit, pit) if (pool_first_shard(p))
 
 static int count_admin_clients(Loop *loop)
 {
     ListNode *it;
     int n = 0;
-    list_for_each(it, &loop->clients)
+    FOR_EACH_LOOP(loop, L, li)
     {
-        Client *c = list_entry(it, Client, all_node);
-        if (c->admin && c->state == CLIENT_IDLE) n++;
-    }
-    return n;
-}
-
-static int count_internal(const Pool *p, InternalKind kind)
-{
-    ListNode *it;
-    int n = 0;
-    list_for_each(it, &p->connecting)
-    {
-        Server *s = list_entry(it, Server, pool_node);
-        if (s->state == SERVER_INTERNAL && (s->internal == kind || kind == INTERNAL_NONE)) n++;
+        list_for_each(it, &L->clients)
+        {
+            Client *c = list_entry(it, Client, all_node);
+            if (c->admin && c->state == CLIENT_IDLE) n++;
+        }
     }
     return n;
 }
@@ -357,6 +399,7 @@ static void show_help(Loop *loop, PktBuf *b, ShowCursor *cur)
         "\tSHOW DNS_HOSTS|DNS_ZONES\n"
         "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
         "\tSHOW LATENCY        (pgfunnel: p50/p95/p99 of query, transaction, wait time)\n"
+        "\tSHOW LOOPS          (pgfunnel: clients, servers, lag and CPU of each event loop)\n"
         "\tSET key = arg\n"
         "\tRELOAD\n"
         "\tPAUSE [<db>]\n"
@@ -422,30 +465,28 @@ static void show_pools(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_str(&r, "statement");
         res_row_end(&r);
     }
-    FOR_EACH_POOL(loop, db, p, dit, pit)
+    FOR_EACH_POOL_ONCE(loop, db, p, dit, pit)
     {
         int w = res_item(&r);
         if (w < 0) goto out;
         if (w == 0) continue;
-        usec_t maxwait = 0;
-        if (!list_empty(&p->waiting))
-            maxwait = now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start;
+        PoolCounts pc;
+        pool_counts_all(p, now, &pc);
         put_str(&r, db->name);
         put_str(&r, p->username);
-        put_int(&r, p->active_clients.count + p->idle_clients.count);
-        put_int(&r, p->waiting.count + p->login_wait.count);
+        put_int(&r, pc.cl_active);
+        put_int(&r, pc.cl_waiting);
         put_int(&r, 0);
         put_int(&r, 0);
-        put_int(&r, p->active.count);
+        put_int(&r, pc.sv_active);
         put_int(&r, 0);
         put_int(&r, 0);
-        put_int(&r, p->idle.count);
-        put_int(&r, count_internal(p, INTERNAL_RESET) + count_internal(p, INTERNAL_SETPARAMS));
-        put_int(&r, count_internal(p, INTERNAL_CHECK));
-        put_int(&r, p->connecting.count - count_internal(p, INTERNAL_RESET) -
-                        count_internal(p, INTERNAL_SETPARAMS) - count_internal(p, INTERNAL_CHECK));
-        put_int(&r, maxwait / USEC_PER_SEC);
-        put_int(&r, maxwait % USEC_PER_SEC);
+        put_int(&r, pc.sv_idle);
+        put_int(&r, pc.sv_used);
+        put_int(&r, pc.sv_tested);
+        put_int(&r, pc.sv_login);
+        put_int(&r, pc.maxwait / USEC_PER_SEC);
+        put_int(&r, pc.maxwait % USEC_PER_SEC);
         put_str(&r, config_pool_mode_name(p->mode));
         res_row_end(&r);
     }
@@ -585,7 +626,7 @@ static void server_row(Result *r, Pool *p, Server *s, const char *state, bool de
     put_time(r, s->last_used ? s->last_used : s->created);
     put_int(r, 0);
     put_int(r, 0);
-    put_int(r, s->generation != p->db->generation);
+    put_int(r, s->generation != pool_generation(p));
     put_fmt(r, "%p", (void *)s);
     if (s->client)
         put_fmt(r, "%p", (void *)s->client);
@@ -618,8 +659,9 @@ static void show_clients(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     Result r;
     res_begin(&r, b, cur, socket_cols, SOCKET_STD_COLS);
-    for (ListNode *it = res_clients_from(&r, loop); it != &loop->clients.head; it = it->next) {
-        Client *c = list_entry(it, Client, all_node);
+    ClientIter ci;
+    client_iter_init(&ci, &r, loop);
+    for (Client *c; (c = client_iter_next(&ci));) {
         if (c->state < CLIENT_LOGIN_WAIT || c->state == CLIENT_CLOSING) continue;
         if (!res_client(&r, c)) break;
         client_row(&r, c, client_state_label(c), false);
@@ -664,9 +706,9 @@ static void show_sockets(Loop *loop, PktBuf *b, ShowCursor *cur)
     Result r;
     ListNode *dit, *pit;
     res_begin(&r, b, cur, socket_cols, NCOLS(socket_cols));
-    for (ListNode *it = res_clients_from(&r, loop); cur->phase == 0 && it != &loop->clients.head;
-         it = it->next) {
-        Client *c = list_entry(it, Client, all_node);
+    ClientIter ci;
+    client_iter_init(&ci, &r, loop);
+    for (Client *c; cur->phase == 0 && (c = client_iter_next(&ci));) {
         if (c->state == CLIENT_CLOSING) continue;
         if (active_only && conn_avail(&c->conn) == 0 && !conn_has_queue(&c->conn)) continue;
         if (!res_client(&r, c)) goto out;
@@ -742,12 +784,11 @@ static void show_stats(Loop *loop, PktBuf *b, ShowCursor *cur)
     Result r;
     ListNode *it;
     res_begin(&r, b, cur, cols, n);
-    list_for_each(it, &loop->databases)
+    FOR_EACH_DB_ONCE(loop, db, it)
     {
         int w = res_item(&r);
         if (w < 0) goto out;
         if (w == 0) continue;
-        Database *db = list_entry(it, Database, node);
         PoolStats tot, avg;
         uint64_t vc[NSTAT], va[NSTAT];
         stats_db_totals(db, &tot);
@@ -774,9 +815,8 @@ static void show_totals(Loop *loop, PktBuf *b, ShowCursor *cur)
     static const Col cols[] = {S("name"), I8("value")};
     uint64_t tot[NSTAT] = {0}, avg[NSTAT] = {0};
     ListNode *it;
-    list_for_each(it, &loop->databases)
+    FOR_EACH_DB_ONCE(loop, db, it)
     {
-        Database *db = list_entry(it, Database, node);
         PoolStats t, a;
         uint64_t vc[NSTAT], va[NSTAT];
         stats_db_totals(db, &t);
@@ -814,12 +854,11 @@ static void show_latency(Loop *loop, PktBuf *b, ShowCursor *cur)
     Result r;
     ListNode *it;
     res_begin(&r, b, cur, cols, NCOLS(cols));
-    list_for_each(it, &loop->databases)
+    FOR_EACH_DB_ONCE(loop, db, it)
     {
         int w = res_item(&r);
         if (w < 0) goto out;
         if (w == 0) continue;
-        Database *db = list_entry(it, Database, node);
         PoolLatency l;
         stats_db_latency(db, &l);
         put_str(&r, db->name);
@@ -880,12 +919,11 @@ static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_int(&r, 0);
         res_row_end(&r);
     }
-    list_for_each(it, &loop->databases)
+    FOR_EACH_DB_ONCE(loop, db, it)
     {
         int w = res_item(&r);
         if (w < 0) goto out;
         if (w == 0) continue;
-        Database *db = list_entry(it, Database, node);
         const DbConf *dc = config_find_db(cfg, db->name);
         usec_t lifetime =
             dc && dc->server_lifetime != CONF_UNSET ? dc->server_lifetime : cfg->server_lifetime;
@@ -904,7 +942,7 @@ static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_str(&r, NULL);
         put_int(&r, dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
                                                                : cfg->max_db_connections);
-        put_int(&r, db->server_count);
+        put_int(&r, pool_database_servers(db));
         put_int(&r, db->paused);
         put_int(&r, db->disabled);
         res_row_end(&r);
@@ -927,12 +965,14 @@ static void show_users(Loop *loop, PktBuf *b, ShowCursor *cur)
     Result r;
     ListNode *it;
     res_begin(&r, b, cur, cols, NCOLS(cols));
-    list_for_each(it, &loop->users)
+    FOR_EACH_LOOP(loop, L, li)
+    list_for_each(it, &L->users)
     {
+        PoolUser *u = list_entry(it, PoolUser, node);
+        if (!pool_first_user(u)) continue;
         int w = res_item(&r);
         if (w < 0) goto out;
         if (w == 0) continue;
-        PoolUser *u = list_entry(it, PoolUser, node);
         const UserConf *uc = config_find_user(cfg, u->name);
         put_str(&r, u->name);
         if (uc && uc->pool_size != CONF_UNSET)
@@ -947,7 +987,7 @@ static void show_users(Loop *loop, PktBuf *b, ShowCursor *cur)
                 uc && uc->pool_mode != CONF_UNSET ? config_pool_mode_name(uc->pool_mode) : NULL);
         put_int(&r, uc && uc->max_user_connections != CONF_UNSET ? uc->max_user_connections
                                                                  : cfg->max_user_connections);
-        put_int(&r, u->server_count);
+        put_int(&r, pool_user_servers_all(u));
         res_row_end(&r);
     }
 out:
@@ -956,17 +996,43 @@ out:
 
 static int count_pools(Loop *loop)
 {
-    ListNode *it;
+    ListNode *dit, *pit;
     int n = 0;
-    list_for_each(it, &loop->databases) n += list_entry(it, Database, node)->pools.count;
+    FOR_EACH_POOL_ONCE(loop, db, p, dit, pit) n++;
     return n;
 }
+
+static int count_databases(Loop *loop)
+{
+    ListNode *it;
+    int n = 0;
+    FOR_EACH_DB_ONCE(loop, db, it) n++;
+    return n;
+}
+
+static int count_users(Loop *loop)
+{
+    ListNode *it;
+    int n = 0;
+    FOR_EACH_LOOP(loop, L, li)
+    list_for_each(it, &L->users) n += pool_first_user(list_entry(it, PoolUser, node));
+    return n;
+}
+
+/* Sum of a per-loop field over every loop. */
+#define SUM_LOOPS(loop, field)                                                                     \
+    ({                                                                                             \
+        long long sum_ = 0;                                                                        \
+        FOR_EACH_LOOP(loop, L_, li_) sum_ += L_->field;                                            \
+        sum_;                                                                                      \
+    })
 
 static int count_login_clients(Loop *loop)
 {
     ListNode *it;
     int n = 0;
-    list_for_each(it, &loop->clients)
+    FOR_EACH_LOOP(loop, L, li)
+    list_for_each(it, &L->clients)
     {
         Client *c = list_entry(it, Client, all_node);
         if (c->state < CLIENT_LOGIN_WAIT) n++;
@@ -978,7 +1044,7 @@ static int count_dns_names(Loop *loop)
 {
     ListNode *it;
     int n = 0;
-    list_for_each(it, &loop->databases) n += list_entry(it, Database, node)->hostaddr != NULL;
+    FOR_EACH_DB_ONCE(loop, db, it) n += db->hostaddr != NULL;
     return n;
 }
 
@@ -986,7 +1052,7 @@ static int count_dns_pending(Loop *loop)
 {
     ListNode *it;
     int n = 0;
-    list_for_each(it, &loop->databases) n += list_entry(it, Database, node)->resolving;
+    FOR_EACH_DB(loop, db, it) n += db->resolving;
     return n;
 }
 
@@ -1001,16 +1067,16 @@ static void show_lists(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_int(&r, v);                                                                            \
         res_row_end(&r);                                                                           \
     } while (0)
-    LIST_ROW("databases", loop->databases.count);
-    LIST_ROW("users", loop->users.count);
+    LIST_ROW("databases", count_databases(loop));
+    LIST_ROW("users", count_users(loop));
     LIST_ROW("peers", 0);
     LIST_ROW("pools", count_pools(loop));
     LIST_ROW("peer_pools", 0);
     LIST_ROW("free_clients", 0);
-    LIST_ROW("used_clients", loop->client_count);
+    LIST_ROW("used_clients", SUM_LOOPS(loop, client_count));
     LIST_ROW("login_clients", count_login_clients(loop));
     LIST_ROW("free_servers", 0);
-    LIST_ROW("used_servers", loop->server_count);
+    LIST_ROW("used_servers", SUM_LOOPS(loop, server_count));
     LIST_ROW("dns_names", count_dns_names(loop));
     LIST_ROW("dns_zones", 0);
     LIST_ROW("dns_queries", count_dns_pending(loop));
@@ -1024,24 +1090,58 @@ static void show_mem(Loop *loop, PktBuf *b, ShowCursor *cur)
     static const Col cols[] = {S("name"), I4("size"), I4("used"), I4("free"), I4("memtotal")};
     Result r;
     res_begin(&r, b, cur, cols, NCOLS(cols));
+    long long clients = SUM_LOOPS(loop, client_count), servers = SUM_LOOPS(loop, server_count);
+    long long bufs_used = SUM_LOOPS(loop, buf_in_use), bufs_free = SUM_LOOPS(loop, buf_free_count);
     put_str(&r, "client");
     put_int(&r, (long long)sizeof(Client));
-    put_int(&r, loop->client_count);
+    put_int(&r, clients);
     put_int(&r, 0);
-    put_int(&r, (long long)sizeof(Client) * loop->client_count);
+    put_int(&r, (long long)sizeof(Client) * clients);
     res_row_end(&r);
     put_str(&r, "server");
     put_int(&r, (long long)sizeof(Server));
-    put_int(&r, loop->server_count);
+    put_int(&r, servers);
     put_int(&r, 0);
-    put_int(&r, (long long)sizeof(Server) * loop->server_count);
+    put_int(&r, (long long)sizeof(Server) * servers);
     res_row_end(&r);
     put_str(&r, "pkt_buf");
     put_int(&r, loop->buf_size);
-    put_int(&r, loop->buf_in_use);
-    put_int(&r, loop->buf_free_count);
-    put_int(&r, (long long)loop->buf_size * (loop->buf_in_use + loop->buf_free_count));
+    put_int(&r, bufs_used);
+    put_int(&r, bufs_free);
+    put_int(&r, (long long)loop->buf_size * (bufs_used + bufs_free));
     res_row_end(&r);
+    res_end(&r, NULL);
+}
+
+/*
+ * SHOW LOOPS (pgfunnel): one row per event loop, so an operator sees how
+ * evenly the clients are dealt and whether one loop lags or burns CPU.
+ * The same numbers are on /metrics (pgfunnel_event_loop_*).
+ */
+static void show_loops(Loop *loop, PktBuf *b, ShowCursor *cur)
+{
+    static const Col cols[] = {I4("loop"),       I4("clients"),    I8("accepted"), I4("servers"),
+                               I4("cl_waiting"), I8("lag_max_us"), I8("cpu_us")};
+    Result r;
+    res_begin(&r, b, cur, cols, NCOLS(cols));
+    FOR_EACH_LOOP(loop, L, li)
+    {
+        ListNode *dit, *pit;
+        int waiting = 0;
+        list_for_each(dit, &L->databases)
+        {
+            Database *db = list_entry(dit, Database, node);
+            list_for_each(pit, &db->pools) waiting += list_entry(pit, Pool, db_node)->waiting.count;
+        }
+        put_int(&r, L->index);
+        put_int(&r, L->client_count);
+        put_int(&r, (long long)L->stats.clients_accepted);
+        put_int(&r, L->server_count);
+        put_int(&r, waiting);
+        put_int(&r, (long long)L->stats.lag_max);
+        put_int(&r, (long long)(loop_cpu_seconds(L) * 1e6));
+        res_row_end(&r);
+    }
     res_end(&r, NULL);
 }
 
@@ -1068,9 +1168,9 @@ static void show_fds(Loop *loop, PktBuf *b, ShowCursor *cur)
     Result r;
     ListNode *it, *dit, *pit;
     res_begin(&r, b, cur, cols, NCOLS(cols));
-    for (it = res_clients_from(&r, loop); cur->phase == 0 && it != &loop->clients.head;
-         it = it->next) {
-        Client *c = list_entry(it, Client, all_node);
+    ClientIter ci;
+    client_iter_init(&ci, &r, loop);
+    for (Client *c; cur->phase == 0 && (c = client_iter_next(&ci));) {
         if (c->state == CLIENT_CLOSING || c->admin) continue;
         if (!res_client(&r, c)) goto out;
         put_int(&r, c->conn.fd);
@@ -1158,12 +1258,11 @@ static void show_dns_hosts(Loop *loop, PktBuf *b, ShowCursor *cur)
     ListNode *it;
     usec_t now = time_now_usec();
     res_begin(&r, b, cur, cols, 3);
-    list_for_each(it, &loop->databases)
+    FOR_EACH_DB_ONCE(loop, db, it)
     {
         int w = res_item(&r);
         if (w < 0) goto out;
         if (w == 0) continue;
-        Database *db = list_entry(it, Database, node);
         if (!db->hostaddr || !db->host) continue;
         usec_t left = loop->cfg->dns_max_ttl - (now - db->resolved_at);
         put_str(&r, db->host);
@@ -1258,7 +1357,7 @@ static int tokenize(const char *sql, Token *tok, int max)
 
 typedef enum {
     ADMIN_DONE,      /* result appended, send ReadyForQuery */
-    ADMIN_WAITING,   /* answer comes later (PAUSE / WAIT_CLOSE) */
+    ADMIN_WAITING,   /* answer comes later: admin_wait_finished (control commands, SET, RELOAD) */
     ADMIN_STREAMING, /* a SHOW continues in slices (Client.show) */
 } AdminRc;
 
@@ -1311,14 +1410,18 @@ static const struct show_command {
     {"dns_hosts", show_dns_hosts, 0},
     {"dns_zones", show_dns_zones, 0},
     {"fds", show_fds, 0},
+    {"loops", show_loops, 0},
 };
 
 /* Build the next slice of a SHOW; true when it is complete (CommandComplete appended). */
+/* One slice of a SHOW, with the other loops frozen so their lists can be read (loops.h). */
 static bool admin_show_slice(Loop *loop, ShowCursor *cur, PktBuf *b)
 {
     cur->budget = b->len + ADMIN_SLICE;
     cur->more = false;
+    loops_freeze(loop);
     cur->fn(loop, b, cur);
+    loops_thaw(loop);
     return !cur->more;
 }
 
@@ -1341,40 +1444,65 @@ static AdminRc admin_show(Client *c, const char *what, PktBuf *b)
     return ADMIN_STREAMING;
 }
 
-static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag);
-
-/* PAUSE and WAIT_CLOSE: answer now if nothing to wait for, else register a wait. */
-static AdminRc admin_wait(Client *c, ControlWaitKind kind, const char *db, const char *tag,
-                          PktBuf *b)
-{
-    if (pool_control_wait_done(c->loop, kind, db)) return admin_ok(b, tag);
-    if (pool_control_wait(c->loop, c->id, kind, db, admin_wait_finished) < 0)
-        return admin_error(b, "out of memory");
-    return ADMIN_WAITING;
-}
+static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag, const char *error);
 
 /*
- * SET takes effect as a reload would: pool settings and database entries are
- * re-read (a changed server_tls_* retires the servers), and a client_tls_*
- * option rebuilds the client TLS context.  A TLS combination that does not
- * load is refused and the option keeps its old value, so the configuration
- * and the context in use agree.
+ * SET takes effect as a reload would: the configuration is copied with the
+ * new value and every loop adopts the copy (snapshot.h), so pool settings
+ * and database entries are re-read (a changed server_tls_* retires the
+ * servers) and a client_tls_* option rebuilds the client TLS context.  A
+ * TLS combination that does not load is refused and nothing changes.  The
+ * answer comes when every loop has adopted it (admin_wait_finished).
  */
-static int admin_set(Loop *loop, const char *name, const char *value, char *err, size_t errlen)
+typedef struct set_wait {
+    uint32_t client_id;
+} SetWait;
+
+static void admin_set_done(Loop *loop, void *arg)
 {
+    SetWait *w = arg;
+    admin_wait_finished(loop, w->client_id, "SET", NULL);
+    free(w);
+}
+
+static int admin_set(Client *c, const char *name, const char *value, char *err, size_t errlen)
+{
+    Loop *loop = c->loop;
     const OptionDef *od = config_option_find(name);
     bool client_tls = od && strncmp(od->name, "client_tls_", 11) == 0;
-    char old[1024] = "";
-    if (client_tls) config_format_value(loop->cfg, od, old, sizeof(old));
-    if (config_set(loop->cfg, name, value, err, errlen) < 0) return -1;
-    if (client_tls && tls_apply_config(loop, loop->cfg, err, errlen) < 0) {
-        char ignore[256];
-        if (config_set(loop->cfg, od->name, old, ignore, sizeof(ignore)) < 0)
-            log_warning("SET %s: could not restore \"%s\": %s", od->name, old, ignore);
+    bool auth = od && (!strcmp(od->name, "auth_file") || !strcmp(od->name, "auth_hba_file") ||
+                       !strcmp(od->name, "auth_type"));
+    Config *ncfg = config_clone(loop->cfg);
+    if (!ncfg) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
-    pool_apply_config(loop);
+    if (config_set(ncfg, name, value, err, errlen) < 0) {
+        config_unref(ncfg);
+        return -1;
+    }
+    Snapshot cur = {loop->cfg, loop->auth, loop->tls}, next;
+    if (snapshot_build(&next, ncfg, &cur, auth, client_tls, err, errlen) < 0) return -1;
+    SetWait *w = malloc(sizeof(*w));
+    if (!w) {
+        snapshot_release(&next);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    w->client_id = c->id;
+    if (snapshot_publish(loop, &next, admin_set_done, w) < 0) {
+        free(w);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
+}
+
+/* RELOAD: the SIGHUP path on loop 0; the answer comes back here. */
+static void admin_reload_done(Loop *loop, uint32_t client_id, int rc)
+{
+    admin_wait_finished(loop, client_id, "RELOAD",
+                        rc < 0 ? "RELOAD failed, see logs for additional details" : NULL);
 }
 
 static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
@@ -1401,10 +1529,10 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
             tok[2].quoted)
             return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
         if (!admin) return admin_error(b, "admin access needed");
-        if (admin_set(loop, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
+        if (admin_set(c, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
             return admin_error(b, "SET failed: %s", err);
         log_info("SET %s command issued", tok[1].text);
-        return admin_ok(b, "SET");
+        return ADMIN_WAITING;
     }
     if (n > 2) return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
     if (is_show) {
@@ -1414,44 +1542,41 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
     }
     if (!admin) return admin_error(b, "admin access needed");
 
-    int rc = 0;
-    if (!strcmp(cmd, "pause")) {
-        rc = pool_control_pause(loop, arg, err, sizeof(err));
-        if (rc == 0) return admin_wait(c, CONTROL_WAIT_PAUSE, arg, "PAUSE", b);
-    } else if (!strcmp(cmd, "resume")) {
-        if ((rc = pool_control_resume(loop, arg, err, sizeof(err))) == 0)
-            return admin_ok(b, "RESUME");
-    } else if (!strcmp(cmd, "disable") || !strcmp(cmd, "enable")) {
-        if (!arg) return admin_error(b, "a database is required");
-        rc = pool_control_set_disabled(loop, arg, cmd[0] == 'd', err, sizeof(err));
-        if (rc == 0) return admin_ok(b, cmd[0] == 'd' ? "DISABLE" : "ENABLE");
-    } else if (!strcmp(cmd, "reconnect")) {
-        if ((rc = pool_control_reconnect(loop, arg, err, sizeof(err))) == 0)
-            return admin_ok(b, "RECONNECT");
-    } else if (!strcmp(cmd, "kill")) {
-        if ((rc = pool_control_kill(loop, arg, err, sizeof(err))) == 0) return admin_ok(b, "KILL");
-    } else if (!strcmp(cmd, "kill_client")) {
+    static const struct {
+        const char *name;
+        ControlOp op;
+    } ops[] = {
+        {"pause", CONTROL_PAUSE},           {"resume", CONTROL_RESUME},
+        {"disable", CONTROL_DISABLE},       {"enable", CONTROL_ENABLE},
+        {"reconnect", CONTROL_RECONNECT},   {"kill", CONTROL_KILL},
+        {"wait_close", CONTROL_WAIT_CLOSE},
+    };
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (strcmp(cmd, ops[i].name) != 0) continue;
+        if (pool_control_command(loop, ops[i].op, arg, c->id, admin_wait_finished, err,
+                                 sizeof(err)) < 0)
+            return admin_error(b, "%s", err);
+        return ADMIN_WAITING;
+    }
+    if (!strcmp(cmd, "kill_client")) {
         char *end;
         errno = 0;
         unsigned long id = arg && !tok[1].quoted ? strtoul(arg, &end, 10) : 0;
         if (!arg || tok[1].quoted || *end || errno || id == 0 || id > UINT32_MAX)
             return admin_error(b, "invalid client id supplied");
         if (id == c->id) return admin_error(b, "cannot kill your own connection");
-        if ((rc = pool_control_kill_client(loop, (uint32_t)id, err, sizeof(err))) == 0)
-            return admin_ok(b, "KILL_CLIENT");
-    } else if (!strcmp(cmd, "wait_close")) {
-        if ((rc = pool_control_check_db(loop, arg, err, sizeof(err))) == 0) {
-            log_info("WAIT_CLOSE%s%s command issued", arg ? " " : "", arg ? arg : "");
-            return admin_wait(c, CONTROL_WAIT_CLOSE, arg, "WAIT_CLOSE", b);
-        }
+        if (pool_control_kill_client(loop, (uint32_t)id, c->id, admin_wait_finished, err,
+                                     sizeof(err)) < 0)
+            return admin_error(b, "%s", err);
+        return ADMIN_WAITING;
     } else if (!strcmp(cmd, "suspend")) {
         return admin_error(b, "SUSPEND is not supported");
     } else if (!strcmp(cmd, "reload")) {
         if (arg) return admin_error(b, "RELOAD takes no argument");
         log_info("RELOAD command issued");
-        if (!loop->reload || loop->reload(loop, loop->reload_arg) < 0)
-            return admin_error(b, "RELOAD failed, see logs for additional details");
-        return admin_ok(b, "RELOAD");
+        if (loops_reload(loop, c->id, admin_reload_done) < 0)
+            return admin_error(b, "RELOAD failed: out of memory");
+        return ADMIN_WAITING;
     } else if (!strcmp(cmd, "shutdown")) {
         ShutdownMode mode = SHUTDOWN_IMMEDIATE;
         if (arg && !tok[1].quoted && !strcmp(arg, "wait_for_servers"))
@@ -1463,10 +1588,8 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
         log_info("SHUTDOWN%s%s command issued", arg ? " " : "", arg ? arg : "");
         pool_control_shutdown(loop, mode);
         return admin_ok(b, "SHUTDOWN");
-    } else {
-        return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
     }
-    return admin_error(b, "%s", err);
+    return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
 }
 
 /* ---- the console connection ---- */
@@ -1482,13 +1605,17 @@ static void admin_flush(Client *c, PktBuf *b)
 }
 
 /* A PAUSE or WAIT_CLOSE is over: answer it and continue with queued queries. */
-static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag)
+static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag, const char *error)
 {
     Client *c = loop_client_find(loop, client_id);
-    if (!c || c->state != CLIENT_IDLE) return;
+    if (!c || c->state != CLIENT_IDLE || !c->admin) return;
+    c->admin_waiting = false;
     PktBuf b;
     pkt_init(&b);
-    pkt_command_complete(&b, tag);
+    if (error)
+        pkt_error(&b, "ERROR", "08P01", "%s", error);
+    else
+        pkt_command_complete(&b, tag);
     pkt_ready(&b, 'I');
     admin_flush(c, &b);
     if (c->state == CLIENT_IDLE) admin_process(c);
@@ -1504,7 +1631,7 @@ void admin_process(Client *c)
 {
     PktBuf b;
     pkt_init(&b);
-    bool waiting = pool_control_is_waiting(c->loop, c->id);
+    bool waiting = c->admin_waiting;
     bool sliced = false, hold = false;
     while (c->state == CLIENT_IDLE && !waiting) {
         /* the relay's back-pressure: no more queries while answers are not read */
@@ -1565,7 +1692,7 @@ void admin_process(Client *c)
         AdminRc rc = admin_exec(c, sql, &b);
         free(sql);
         if (rc == ADMIN_WAITING)
-            waiting = true;
+            waiting = c->admin_waiting = true;
         else if (rc == ADMIN_STREAMING)
             sliced = true;
         else

@@ -33,6 +33,7 @@
 #include "hba.h"
 #include "log.h"
 #include "loop.h"
+#include "loops.h"
 #include "passthrough.h"
 #include "pool.h"
 #include "proto.h"
@@ -95,14 +96,67 @@ static void cache_clear(Cache *c)
     hmap_free(&c->map);
 }
 
+/*
+ * What every loop's logins share for the whole life of the process: the
+ * SCRAM verifier cache (survives reloads: entries are tagged with their
+ * password's hash) and the counters.  Owned by the LoopSet (loops.c).
+ */
+struct auth_shared {
+    pthread_mutex_t lock; /* verifiers */
+    Cache verifiers;
+    atomic_ullong ok, failed, jobs, scram_cache_hits, scram_derivations;
+    /* verifiers derived ahead of logins: loop 0's business only */
+    AuthContext *prederive_ctx; /* the auth_file being walked (a reference) */
+    int prederive_next;         /* its next entry */
+    int prederive_inflight;     /* jobs on the workers */
+};
+
+/* Immutable once loaded; every loop holds a reference (snapshot.c). */
 struct auth_context {
+    atomic_int refs;
     Userlist *userlist;
     Hba *hba;
-    Cache verifiers;
-    AuthStats stats;
-    int prederive_next;     /* auth_prederive_more: the next auth_file entry to look at */
-    int prederive_inflight; /* its jobs on the workers */
 };
+
+AuthShared *auth_shared_create(void)
+{
+    AuthShared *as = calloc(1, sizeof(*as));
+    if (as) pthread_mutex_init(&as->lock, NULL);
+    return as;
+}
+
+void auth_shared_free(AuthShared *as)
+{
+    if (!as) return;
+    cache_clear(&as->verifiers);
+    auth_context_free(as->prederive_ctx);
+    pthread_mutex_destroy(&as->lock);
+    free(as);
+}
+
+static AuthShared *auth_shared(Loop *loop)
+{
+    return loop->set ? loop->set->auth : NULL;
+}
+
+/* The cached verifier of user if it was derived from the password with this tag. */
+static bool verifier_lookup(Loop *loop, const char *user, const uint8_t tag[32], ScramSecret *out)
+{
+    AuthShared *as = auth_shared(loop);
+    if (!as) return false;
+    pthread_mutex_lock(&as->lock);
+    CacheEntry *e = cache_find(&as->verifiers, user);
+    bool hit = e && memcmp(e->tag, tag, 32) == 0;
+    if (hit && out) *out = e->verifier;
+    pthread_mutex_unlock(&as->lock);
+    return hit;
+}
+
+#define AUTH_COUNT(loop, field)                                                                    \
+    do {                                                                                           \
+        AuthShared *as_ = auth_shared(loop);                                                       \
+        if (as_) atomic_fetch_add(&as_->field, 1);                                                 \
+    } while (0)
 
 AuthContext *auth_context_load(const Config *cfg, char *err, size_t errlen)
 {
@@ -111,6 +165,7 @@ AuthContext *auth_context_load(const Config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    atomic_init(&ac->refs, 1);
     if (cfg->auth_file && *cfg->auth_file) {
         ac->userlist = userlist_load(cfg->auth_file, err, errlen);
         if (!ac->userlist) goto fail;
@@ -125,52 +180,43 @@ fail:
     return NULL;
 }
 
+void auth_context_ref(AuthContext *ac)
+{
+    if (ac) atomic_fetch_add(&ac->refs, 1);
+}
+
 void auth_context_free(AuthContext *ac)
 {
-    if (!ac) return;
+    if (!ac || atomic_fetch_sub(&ac->refs, 1) != 1) return;
     userlist_free(ac->userlist);
     hba_free(ac->hba);
-    cache_clear(&ac->verifiers);
     free(ac);
 }
 
 static void auth_prederive_more(Loop *loop);
 
-void auth_context_swap(Loop *loop, AuthContext *next)
+void auth_context_adopted(Loop *loop)
 {
-    AuthContext *old = loop->auth;
-    if (old) {
-        /* verifiers are tagged with their password's hash: stale ones never match */
-        next->verifiers = old->verifiers;
-        next->stats = old->stats;
-        next->prederive_inflight = old->prederive_inflight;
-        memset(&old->verifiers, 0, sizeof(old->verifiers));
-        auth_context_free(old);
-    }
-    loop->auth = next;
+    /* loop 0 walks each new auth_file once, for every loop */
+    AuthShared *as = auth_shared(loop);
+    if (!as || loop->index != 0 || as->prederive_ctx == loop->auth) return;
+    auth_context_free(as->prederive_ctx);
+    as->prederive_ctx = loop->auth;
+    auth_context_ref(loop->auth);
+    as->prederive_next = 0;
     auth_prederive_more(loop);
 }
 
-int auth_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen)
+void auth_get_stats(Loop *loop, AuthStats *out)
 {
-    AuthContext *ac = auth_context_load(cfg, err, errlen);
-    if (!ac) return -1;
-    TlsContext *t = tls_context_load(cfg, err, errlen);
-    if (!t && err[0]) {
-        auth_context_free(ac);
-        return -1;
-    }
-    auth_context_swap(loop, ac);
-    /* sessions keep their own reference to the old SSL_CTX */
-    tls_context_unref(loop->tls);
-    loop->tls = t;
-    return 0;
-}
-
-const AuthStats *auth_get_stats(Loop *loop)
-{
-    static const AuthStats none;
-    return loop->auth ? &loop->auth->stats : &none;
+    AuthShared *as = auth_shared(loop);
+    memset(out, 0, sizeof(*out));
+    if (!as) return;
+    out->ok = atomic_load(&as->ok);
+    out->failed = atomic_load(&as->failed);
+    out->jobs = atomic_load(&as->jobs);
+    out->scram_cache_hits = atomic_load(&as->scram_cache_hits);
+    out->scram_derivations = atomic_load(&as->scram_derivations);
 }
 
 /* ---------------------------------------------------------------- per client */
@@ -226,14 +272,14 @@ void auth_client_free(Client *c)
 static void auth_fail(Client *c)
 {
     Loop *loop = c->loop;
-    if (loop->auth) loop->auth->stats.failed++;
+    AUTH_COUNT(loop, failed);
     client_log(c, LOG_LEVEL_LOG, "password authentication failed");
     client_close(c, "28P01", "password authentication failed for user \"%s\"", c->user);
 }
 
 static void auth_succeed(Client *c)
 {
-    if (c->loop->auth) c->loop->auth->stats.ok++;
+    AUTH_COUNT(c->loop, ok);
     auth_client_free(c);
     client_auth_ok(c);
 }
@@ -373,11 +419,15 @@ static void auth_start_exchange(Client *c);
 /* Remember a verifier derived on a worker (for a login or ahead of one). */
 static void auth_cache_verifier(Loop *loop, const AuthJob *j)
 {
-    CacheEntry *e = loop->auth ? cache_put(&loop->auth->verifiers, j->user) : NULL;
+    AuthShared *as = auth_shared(loop);
+    if (!as) return;
+    pthread_mutex_lock(&as->lock);
+    CacheEntry *e = cache_put(&as->verifiers, j->user);
     if (e) {
         e->verifier = j->verifier;
         memcpy(e->tag, j->tag, sizeof(e->tag));
     }
+    pthread_mutex_unlock(&as->lock);
 }
 
 static void auth_job_done(WorkqJob *wj, int status)
@@ -387,7 +437,8 @@ static void auth_job_done(WorkqJob *wj, int status)
     if (j->client_id == 0) {
         /* a verifier derived ahead of any login (auth_prederive_more) */
         if (status == 0 && j->ok) auth_cache_verifier(loop, j);
-        if (loop->auth && loop->auth->prederive_inflight > 0) loop->auth->prederive_inflight--;
+        AuthShared *as = auth_shared(loop);
+        if (as && as->prederive_inflight > 0) as->prederive_inflight--;
         auth_job_free(j);
         if (status == 0) auth_prederive_more(loop);
         return;
@@ -453,7 +504,7 @@ static int auth_submit(Client *c, AuthJob *j)
 {
     j->loop = c->loop;
     j->client_id = c->id;
-    if (c->loop->auth) c->loop->auth->stats.jobs++;
+    AUTH_COUNT(c->loop, jobs);
     if (workq_submit(c->loop->workq, &j->job, auth_job_work, auth_job_done) < 0) {
         auth_job_free(j);
         client_close(c, "53300", "too many logins in progress, try again");
@@ -686,18 +737,18 @@ static bool secret_is_md5(const char *s)
 
 static void auth_prederive_more(Loop *loop)
 {
-    AuthContext *ac = loop->auth;
+    AuthShared *as = auth_shared(loop);
+    AuthContext *ac = as ? as->prederive_ctx : NULL;
     if (!ac || !ac->userlist || !loop->workq) return;
-    while (ac->prederive_inflight < PREDERIVE_INFLIGHT &&
-           ac->prederive_next < userlist_count(ac->userlist)) {
+    while (as->prederive_inflight < PREDERIVE_INFLIGHT &&
+           as->prederive_next < userlist_count(ac->userlist)) {
         const char *secret = NULL;
-        const char *user = userlist_at(ac->userlist, ac->prederive_next++, &secret);
+        const char *user = userlist_at(ac->userlist, as->prederive_next++, &secret);
         if (!user || !secret || !*secret || secret_is_scram(secret) || secret_is_md5(secret))
             continue;
         uint8_t tag[32];
         sha256_tag(secret, tag);
-        CacheEntry *e = cache_find(&ac->verifiers, user);
-        if (e && memcmp(e->tag, tag, sizeof(tag)) == 0) continue;
+        if (verifier_lookup(loop, user, tag, NULL)) continue;
         AuthJob *j = calloc(1, sizeof(*j));
         if (!j) return;
         j->kind = JOB_SCRAM_DERIVE;
@@ -709,8 +760,8 @@ static void auth_prederive_more(Loop *loop)
             auth_job_free(j); /* derived at the first login instead */
             return;
         }
-        ac->stats.scram_derivations++;
-        ac->prederive_inflight++;
+        atomic_fetch_add(&as->scram_derivations, 1);
+        as->prederive_inflight++;
     }
 }
 
@@ -739,10 +790,8 @@ static void auth_begin_scram(Client *c)
     } else {
         uint8_t tag[32];
         sha256_tag(a->secret, tag);
-        CacheEntry *e = loop->auth ? cache_find(&loop->auth->verifiers, c->user) : NULL;
-        if (e && memcmp(e->tag, tag, sizeof(tag)) == 0) {
-            v = e->verifier;
-            loop->auth->stats.scram_cache_hits++;
+        if (verifier_lookup(loop, c->user, tag, &v)) {
+            AUTH_COUNT(loop, scram_cache_hits);
         } else {
             /* once per user and password: PBKDF2 on a worker, then cached */
             AuthJob *j = auth_job_new(c, JOB_SCRAM_DERIVE);
@@ -750,7 +799,7 @@ static void auth_begin_scram(Client *c)
                 client_close(c, "53200", "out of memory");
                 return;
             }
-            if (loop->auth) loop->auth->stats.scram_derivations++;
+            AUTH_COUNT(loop, scram_derivations);
             auth_submit(c, j);
             return;
         }
@@ -778,13 +827,14 @@ static void auth_start_exchange(Client *c)
         pkt_put_u32(&b, 3);
         a->step = STEP_WAIT_PASSWORD;
         break;
-    case METHOD_MD5:
+    case METHOD_MD5: {
         uint32_t salt = loop_random_u32(c->loop);
         memcpy(a->md5_salt, &salt, 4);
         pkt_put_u32(&b, 5);
         pkt_put_bytes(&b, a->md5_salt, 4);
         a->step = STEP_WAIT_PASSWORD;
         break;
+    }
     default: /* SCRAM */
         pkt_put_u32(&b, 10);
         if (c->tls && c->ssl) {
@@ -809,7 +859,7 @@ static void auth_continue(Client *c)
     switch (a->method) {
     case METHOD_TRUST:
         if (a->require_known && !a->secret) {
-            if (c->loop->auth) c->loop->auth->stats.failed++;
+            AUTH_COUNT(c->loop, failed);
             client_close(c, "28000", "role \"%s\" does not exist", c->user);
             return;
         }
@@ -827,7 +877,7 @@ static void auth_continue(Client *c)
         if (ok) {
             auth_succeed(c);
         } else {
-            if (c->loop->auth) c->loop->auth->stats.failed++;
+            AUTH_COUNT(c->loop, failed);
             client_close(c, "28000", "certificate authentication failed for user \"%s\"", c->user);
         }
         return;

@@ -22,19 +22,19 @@
 
 typedef struct auth_context AuthContext;
 typedef struct auth_state AuthState; /* per client while it authenticates */
+typedef struct auth_shared AuthShared;
 
-/* Build the context for a configuration (auth_file, auth_hba_file, TLS). */
+/* Build the context for a configuration (auth_file, auth_hba_file). */
 AuthContext *auth_context_load(const Config *cfg, char *err, size_t errlen) WUR;
-/* Replace the loop's context after a reload; caches of unchanged secrets survive. */
-void auth_context_swap(Loop *loop, AuthContext *next);
+/* References: every loop using it holds one (snapshot.c); the last frees it. */
+void auth_context_ref(AuthContext *ac);
 void auth_context_free(AuthContext *ac);
+/* A loop now uses loop->auth: loop 0 derives its verifiers ahead of logins. */
+void auth_context_adopted(Loop *loop);
 
-/*
- * Load what a configuration needs for authentication and TLS (auth_file,
- * auth_hba_file, certificates) and install it in the loop.  All or nothing:
- * on error nothing changes and err says why (file:line where it applies).
- */
-int auth_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen) WUR;
+/* What the logins of every loop share (verifier cache, counters); owned by the LoopSet. */
+AuthShared *auth_shared_create(void) WUR;
+void auth_shared_free(AuthShared *as);
 
 void auth_begin(Client *c);
 /* Bytes arrived while in CLIENT_AUTH (password / SASL messages). */
@@ -64,7 +64,8 @@ typedef struct auth_stats {
     uint64_t ok, failed, jobs;
     uint64_t scram_cache_hits, scram_derivations;
 } AuthStats;
-const AuthStats *auth_get_stats(Loop *loop);
+/* Counters of every loop. */
+void auth_get_stats(Loop *loop, AuthStats *out);
 
 /* Defined in client.c: authentication succeeded. */
 void client_auth_ok(Client *c);

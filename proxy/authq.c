@@ -1,14 +1,18 @@
 /*
  * authq.c — auth_query over a few kept connections (see authq.h).
  *
- * State, all on the loop thread: a FIFO of lookups not started, a count of
+ * State, all on loop 0's thread: a FIFO of lookups not started, a count of
  * running ones, and a most-recently-used-first list of idle connections.
- * A job takes an idle connection for its connection string (or none: then
- * it connects on the worker), runs the query, and gives the connection back
- * in its completion if it is still healthy.
+ * With several event loops the bounds are the process's, not each loop's:
+ * a lookup asked on another loop is posted to loop 0, and its answer posted
+ * back to the asking loop.  A job takes an idle connection for its
+ * connection string (or none: then it connects on the worker), runs the
+ * query, and gives the connection back in its completion if it is still
+ * healthy.
  */
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +24,7 @@
 #include "list.h"
 #include "log.h"
 #include "loop.h"
+#include "loops.h"
 #include "proto.h"
 #include "workq.h"
 
@@ -33,7 +38,8 @@ typedef struct authq_conn {
 typedef struct authq_req {
     WorkqJob job;  /* first: the request is the worker job */
     ListNode node; /* Authq.pending while not started */
-    Loop *loop;
+    Loop *loop;    /* loop 0: whose Authq runs it */
+    Loop *origin;  /* the loop of the client that asked */
     uint32_t client_id;
     authq_done_fn done;
     char *conninfo; /* contains a password: wiped */
@@ -187,6 +193,25 @@ static void authq_keep(Authq *a, Loop *loop, AuthqConn *c)
     }
 }
 
+static void authq_on_answer(Loop *loop, void *arg)
+{
+    AuthqReq *r = arg;
+    r->done(loop, r->client_id, &r->res);
+    authq_req_free(r);
+}
+
+/* The asking loop hears the result (and frees the request). */
+static void authq_answer(AuthqReq *r)
+{
+    if (r->origin == r->loop) {
+        authq_on_answer(r->loop, r);
+        return;
+    }
+    /* a client waits for it: out of memory for 16 bytes passes */
+    while (loop_post(r->origin, authq_on_answer, r) < 0)
+        sched_yield();
+}
+
 static void authq_done(WorkqJob *j, int status)
 {
     AuthqReq *r = (AuthqReq *)j;
@@ -203,8 +228,7 @@ static void authq_done(WorkqJob *j, int status)
         authq_keep(a, loop, r->conn);
     }
     r->conn = NULL;
-    r->done(loop, r->client_id, &r->res);
-    authq_req_free(r);
+    authq_answer(r);
     if (status == 0) authq_start_next(loop);
 }
 
@@ -233,19 +257,32 @@ static void authq_start_next(Loop *loop)
             authq_set_error(r, "53300", "too many logins in progress, try again");
             if (r->conn) authq_keep(a, loop, r->conn);
             r->conn = NULL;
-            r->done(loop, r->client_id, &r->res);
-            authq_req_free(r);
+            authq_answer(r);
         }
     }
+}
+
+/* On loop 0: queue the lookup and start what the bound allows. */
+static void authq_on_request(Loop *loop, void *arg)
+{
+    AuthqReq *r = arg;
+    Authq *a = authq_get(loop);
+    if (!a) {
+        authq_set_error(r, "53200", "out of memory");
+        authq_answer(r);
+        return;
+    }
+    list_append(&a->pending, &r->node);
+    authq_start_next(loop);
 }
 
 int authq_lookup(Loop *loop, const char *conninfo, const char *query, const char *user,
                  uint32_t client_id, authq_done_fn done)
 {
-    Authq *a = authq_get(loop);
-    AuthqReq *r = a ? calloc(1, sizeof(*r)) : NULL;
+    AuthqReq *r = calloc(1, sizeof(*r));
     if (!r) return -1;
-    r->loop = loop;
+    r->loop = loop->set ? loop->set->loops[0] : loop;
+    r->origin = loop;
     r->client_id = client_id;
     r->done = done;
     r->conninfo = strdup(conninfo);
@@ -255,8 +292,16 @@ int authq_lookup(Loop *loop, const char *conninfo, const char *query, const char
         authq_req_free(r);
         return -1;
     }
-    list_append(&a->pending, &r->node);
-    authq_start_next(loop);
+    if (r->loop == loop) {
+        if (!authq_get(loop)) {
+            authq_req_free(r);
+            return -1;
+        }
+        authq_on_request(loop, r);
+    } else if (loop_post(r->loop, authq_on_request, r) < 0) {
+        authq_req_free(r);
+        return -1;
+    }
     return 0;
 }
 

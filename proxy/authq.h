@@ -13,8 +13,12 @@
  * closed after server_idle_timeout unused or on any error.  Results are
  * never cached: a changed password or VALID UNTIL counts at the next login.
  *
- * Ownership: the Loop owns the Authq (loop->authq); a connection belongs to
- * the idle list or to the one job using it.
+ * The bounds hold for the process: every lookup runs on loop 0's Authq
+ * (one asked on another loop is posted there, and the answer posted back).
+ *
+ * Ownership: loop 0 owns the Authq (loop->authq); a connection belongs to
+ * the idle list or to the one job using it; a request to the Authq until
+ * its answer, then to the asking loop until the callback returned.
  */
 #ifndef PGFUNNEL_AUTHQ_H
 #define PGFUNNEL_AUTHQ_H

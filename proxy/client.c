@@ -29,6 +29,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "loops.h"
 #include "passthrough.h"
 #include "pool.h"
 #include "prepared.h"
@@ -55,6 +56,8 @@ void client_format_prefix(const Client *c, char *buf, size_t len)
              c->database ? c->database : "?", c->conn.addr);
 }
 
+static void client_set_state_lists(Client *c, Pool *p, ClientState st);
+
 /*
  * The one place a client changes state: it leaves the list of the old
  * state and joins the list of the new one.
@@ -62,6 +65,17 @@ void client_format_prefix(const Client *c, char *buf, size_t len)
 void client_set_state(Client *c, ClientState st)
 {
     Pool *p = c->pool;
+    ClientState was = c->state;
+    client_set_state_lists(c, p, st);
+    /* other loops read who waits here (hand-over of idle servers, pool.h) */
+    if (p && !c->admin &&
+        (was == CLIENT_WAITING || was == CLIENT_LOGIN_WAIT || st == CLIENT_WAITING ||
+         st == CLIENT_LOGIN_WAIT))
+        pool_demand_changed(p);
+}
+
+static void client_set_state_lists(Client *c, Pool *p, ClientState st)
+{
     if (list_node_linked(&c->pool_node)) {
         switch (c->state) {
         case CLIENT_STARTUP:
@@ -117,7 +131,7 @@ static void client_free(void *arg)
     passthrough_cred_free(c->pass_cred);
     admin_client_free(c);
     if (c->pool) {
-        ps_client_map_free(&c->ps, &c->pool->ps);
+        ps_client_map_free(&c->ps, c->pool->ps);
         pool_unref(c->pool);
     }
     /* while a handshake step runs, the job owns the SSL object and frees it */
@@ -204,6 +218,7 @@ void client_close(Client *c, const char *sqlstate, const char *fmt, ...)
     loop_client_unregister(c->loop, c);
     list_remove(&c->loop->clients, &c->all_node);
     c->loop->client_count--;
+    atomic_fetch_sub(&c->loop->set->clients, 1);
     /* a worker may be in SSL_do_handshake on this fd: the job closes it */
     if (c->tls_job) c->conn.keep_fd = true;
     conn_close(&c->conn);
@@ -658,13 +673,45 @@ static int client_parse_options(Client *c, const char *opts, char *err, size_t e
     return 0;
 }
 
-static void client_handle_cancel(Client *c, uint32_t pid, uint32_t key)
+/* Cancel the query of client pid on this loop if the key is its own. */
+static void client_cancel_local(Loop *loop, uint32_t pid, uint32_t key)
 {
-    Client *target = loop_client_find(c->loop, pid);
+    Client *target = loop_client_find(loop, pid);
     /* unknown keys are ignored silently, as PostgreSQL does */
-    if (target && target->cancel_key == key && target != c) {
+    if (target && target->cancel_key == key && target->state != CLIENT_CLOSING) {
         client_log(target, LOG_LEVEL_DEBUG, "cancel request");
         if (target->server && target->state == CLIENT_ACTIVE) server_cancel(target->server);
+    }
+}
+
+typedef struct cancel_msg {
+    uint32_t pid, key;
+} CancelMsg;
+
+static void client_cancel_on_loop(Loop *loop, void *arg)
+{
+    CancelMsg *m = arg;
+    loop_update_now(loop);
+    client_cancel_local(loop, m->pid, m->key);
+    free(m);
+}
+
+/* A CancelRequest: the pid's top bits name the loop of the client it is for. */
+static void client_handle_cancel(Client *c, uint32_t pid, uint32_t key)
+{
+    Loop *owner = loops_of_client_id(c->loop->set, pid);
+    if (owner == c->loop) {
+        if (pid != c->id) client_cancel_local(c->loop, pid, key);
+    } else if (owner) {
+        CancelMsg *m = malloc(sizeof(*m));
+        if (m) {
+            m->pid = pid;
+            m->key = key;
+            if (loop_post(owner, client_cancel_on_loop, m) < 0)
+                free(m);
+            else
+                atomic_fetch_add(&c->loop->set->cancels_routed, 1);
+        }
     }
     client_close(c, NULL, "cancel request handled");
 }
@@ -730,7 +777,8 @@ static void client_start_login(Client *c, const StartupPacket *sp)
         }
         pkt_free(&b);
     }
-    if (c->loop->client_count > cfg->max_client_conn) {
+    /* over every loop: the limit is the process's, not a loop's (counted at accept) */
+    if (c->over_limit) {
         c->loop->stats.clients_rejected++;
         client_close(c, "53300", "no more connections allowed (max_client_conn)");
         return;
@@ -1122,6 +1170,8 @@ void client_accept(Loop *loop, int fd, bool unix_socket, const struct sockaddr *
     }
     list_append(&loop->clients, &c->all_node);
     loop->client_count++;
+    /* decided in accept order: of 30 sockets against 20, exactly 10 are refused */
+    c->over_limit = atomic_fetch_add(&loop->set->clients, 1) >= loop->cfg->max_client_conn;
     loop->stats.clients_accepted++;
     if (unix_socket)
         snprintf(c->conn.addr, sizeof(c->conn.addr), "unix");
@@ -1198,7 +1248,8 @@ void client_server_released(Client *c)
  */
 static void client_close_waiting(Client *c, const char *what)
 {
-    const char *err = c->pool ? pool_last_login_error(c->pool) : NULL;
+    char buf[256];
+    const char *err = c->pool ? pool_last_login_error(c->pool, buf, sizeof(buf)) : NULL;
     if (err)
         client_close(c, "08P01", "%s (%s)", what, err);
     else

@@ -59,11 +59,13 @@ struct client {
     uint64_t want_fp; /* params_want_fp() of params, valid while want_gen == params.gen + 1 */
     uint32_t want_gen;
     bool admin;              /* admin console connection */
+    bool over_limit;         /* accepted beyond max_client_conn: refused after its startup packet */
     bool linking;            /* server is applying our parameters */
     bool extended_open;      /* extended-protocol messages sent since the last Sync */
     bool tls;                /* TLS established */
     bool tls_job;            /* a handshake step runs on a worker: it owns ssl and the fd */
     bool backlogged;         /* not read until what the pooler owes it drains (client_hold) */
+    bool admin_waiting;      /* console: a command answers later (admin_wait_finished) */
     struct ssl_st *ssl;      /* client TLS session (owned; freed with the client) */
     struct auth_state *auth; /* while authenticating */
     PassCred *pass_cred;     /* what the login proved, for pass-through (owned, wiped on free) */
@@ -86,7 +88,7 @@ struct client {
 void client_format_prefix(const Client *c, char *buf, size_t len);
 #define client_log(c, level, ...)                                                                  \
     do {                                                                                           \
-        if ((level) <= log_max_level) {                                                            \
+        if (log_enabled(level)) {                                                                  \
             char pfx_[192];                                                                        \
             client_format_prefix((c), pfx_, sizeof(pfx_));                                         \
             log_write((level), pfx_, __VA_ARGS__);                                                 \

@@ -87,6 +87,14 @@ static const OptionDef options[] = {
     STR(user, "", RESTART, "Switch to this OS user after startup; empty = stay"),
     INT(listen_backlog, "128", 1, 65535, RESTART, "Backlog passed to listen(2)"),
     BOOL(so_reuseport, "0", RESTART, "Set SO_REUSEPORT on listening sockets"),
+    {.name = "event_loops",
+     .type = OPT_WORKERS,
+     .offset = OFF(event_loops),
+     .default_value = "1",
+     .reloadable = RESTART,
+     .min = 1,
+     .max = 64,
+     .doc = "Event loops (threads) that share the clients; auto = one per online CPU"},
     {.name = "workers",
      .type = OPT_WORKERS,
      .offset = OFF(workers),
@@ -475,12 +483,69 @@ void config_free(Config *cfg)
     free(cfg);
 }
 
+void config_ref(Config *cfg)
+{
+    if (cfg) atomic_fetch_add(&cfg->refs, 1);
+}
+
+void config_unref(Config *cfg)
+{
+    if (cfg && atomic_fetch_sub(&cfg->refs, 1) == 1) config_free(cfg);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+Config *config_clone(const Config *src)
+{
+    Config *c = malloc(sizeof(*c));
+    if (!c) return NULL;
+    memcpy(c, src, sizeof(*c));
+    /* nothing below is shared with src: strings, lists and indexes are copied */
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        if (options[i].type == OPT_STRING) *(char **)opt_field(c, &options[i]) = NULL;
+    c->databases = NULL;
+    c->users = NULL;
+    hmap_init(&c->db_index);
+    hmap_init(&c->user_index);
+    c->warnings = NULL;
+    c->nwarnings = 0;
+    c->files = NULL;
+    c->nfiles = 0;
+    c->path = NULL;
+    atomic_init(&c->refs, 1);
+    bool ok = true;
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        if (options[i].type != OPT_STRING) continue;
+        const char *v = *(char *const *)opt_field_const(src, &options[i]);
+        char **dst = (char **)opt_field(c, &options[i]);
+        if (v && !(*dst = strdup(v))) ok = false;
+    }
+    if (src->nfiles > 0 && !(c->files = calloc((size_t)src->nfiles, sizeof(char *)))) ok = false;
+    for (int i = 0; ok && i < src->nfiles; i++, c->nfiles++)
+        if (!(c->files[i] = strdup(src->files[i]))) ok = false;
+    if (ok && src->nwarnings > 0 && !(c->warnings = calloc((size_t)src->nwarnings, sizeof(char *))))
+        ok = false;
+    for (int i = 0; ok && i < src->nwarnings; i++, c->nwarnings++)
+        if (!(c->warnings[i] = strdup(src->warnings[i]))) ok = false;
+    if (src->path && !(c->path = dup_or_null(src->path))) ok = false;
+    if (ok && config_db_clone(c, src) < 0) ok = false;
+    if (!ok) {
+        config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 Config *config_defaults(void)
 {
     Config *cfg = calloc(1, sizeof(*cfg));
     char msg[256];
 
     if (cfg == NULL) return NULL;
+    atomic_init(&cfg->refs, 1);
     /* Defaults go through the same parser as the file, so the table's
      * default strings are validated too (a unit test loads them all). */
     for (size_t i = 0; i < N_OPTIONS; i++) {

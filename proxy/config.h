@@ -13,6 +13,7 @@
 #ifndef PGFUNNEL_CONFIG_H
 #define PGFUNNEL_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include "hmap.h"
 #include "types.h"
@@ -105,7 +106,8 @@ struct config {
     char *user; /* -u / user= : switch to this OS user */
     int listen_backlog;
     bool so_reuseport;
-    int workers; /* worker threads; "auto" = cores */
+    int workers;     /* worker threads; "auto" = cores */
+    int event_loops; /* event loop threads; "auto" = cores */
     /* authentication */
     int auth_type; /* AuthType */
     char *auth_file;
@@ -197,6 +199,7 @@ struct config {
     UserConf *users;
     Hmap db_index;   /* DbConf by name (lookups on every login) */
     Hmap user_index; /* UserConf by name */
+    atomic_int refs; /* config_ref/config_unref: every loop holds one while it uses this */
     char *path;      /* absolute path of the main file, for RELOAD */
     char **warnings; /* "file:line: message" for ignored/unknown options */
     int nwarnings;
@@ -237,6 +240,16 @@ typedef struct option_def {
  */
 Config *config_load(const char *path, char *err, size_t errlen) WUR;
 void config_free(Config *cfg);
+
+/*
+ * A Config is shared by every event loop and never changed once in use:
+ * a reload or SET makes a new one (config_clone + config_set for SET) that
+ * each loop adopts.  References: a new Config has one; config_unref frees
+ * it when the last goes.
+ */
+void config_ref(Config *cfg);
+void config_unref(Config *cfg);
+Config *config_clone(const Config *cfg) WUR;
 
 /* A Config with every option at its default and no databases. */
 Config *config_defaults(void) WUR;

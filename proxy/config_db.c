@@ -472,6 +472,65 @@ int config_user_add(Config *cfg, const char *name, const char *value, const char
     return config_index_put(&cfg->user_index, u->name, u, msg, msglen);
 }
 
+/* A copy of an entry of a key table: strings duplicated, the rest as is. */
+static void *entry_clone(const void *src, size_t size, const ConnKey *keys, size_t nkeys,
+                         size_t name_off)
+{
+    char *e = malloc(size);
+    if (!e) return NULL;
+    memcpy(e, src, size);
+    char **name = (char **)(e + name_off);
+    *name = NULL;
+    for (size_t i = 0; i < nkeys; i++)
+        if (keys[i].type == KEY_STRING) *(char **)(e + keys[i].offset) = NULL;
+    bool ok = (*name = strdup(*(char *const *)((const char *)src + name_off))) != NULL;
+    for (size_t i = 0; ok && i < nkeys; i++) {
+        if (keys[i].type != KEY_STRING) continue;
+        const char *v = *(char *const *)((const char *)src + keys[i].offset);
+        if (v && !(*(char **)(e + keys[i].offset) = strdup(v))) ok = false;
+    }
+    if (ok) return e;
+    free(*name);
+    for (size_t i = 0; i < nkeys; i++)
+        if (keys[i].type == KEY_STRING) free(*(char **)(e + keys[i].offset));
+    free(e);
+    return NULL;
+}
+
+/* The copy's file name for an entry of src (same index in files[]). */
+static const char *clone_file(const Config *dst, const Config *src, const char *file)
+{
+    for (int i = 0; i < src->nfiles && i < dst->nfiles; i++)
+        if (src->files[i] == file) return dst->files[i];
+    return file ? "?" : NULL;
+}
+
+int config_db_clone(Config *dst, const Config *src)
+{
+    DbConf **dpos = &dst->databases;
+    for (const DbConf *d = src->databases; d; d = d->next) {
+        DbConf *n = entry_clone(d, sizeof(*d), db_keys, N_KEYS(db_keys), offsetof(DbConf, name));
+        if (!n) return -1;
+        n->next = NULL;
+        n->file = clone_file(dst, src, d->file);
+        *dpos = n;
+        dpos = &n->next;
+        if (hmap_put(&dst->db_index, n->name, n) < 0) return -1;
+    }
+    UserConf **upos = &dst->users;
+    for (const UserConf *u = src->users; u; u = u->next) {
+        UserConf *n =
+            entry_clone(u, sizeof(*u), user_keys, N_KEYS(user_keys), offsetof(UserConf, name));
+        if (!n) return -1;
+        n->next = NULL;
+        n->file = clone_file(dst, src, u->file);
+        *upos = n;
+        upos = &n->next;
+        if (hmap_put(&dst->user_index, n->name, n) < 0) return -1;
+    }
+    return 0;
+}
+
 void config_db_free_all(Config *cfg)
 {
     hmap_free(&cfg->db_index);

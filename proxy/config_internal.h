@@ -34,6 +34,12 @@ int config_db_add(Config *cfg, const char *name, const char *value, const char *
 int config_user_add(Config *cfg, const char *name, const char *value, const char *file, int line,
                     char *msg, size_t msglen) WUR;
 
+/*
+ * Copy src's database and user entries into dst (whose files[] must already
+ * be copies of src's, in the same order: entries point into them).  0 or -1.
+ */
+int config_db_clone(Config *dst, const Config *src) WUR;
+
 /* Free every database and user entry of cfg (the lists only, not cfg). */
 void config_db_free_all(Config *cfg);
 

@@ -72,6 +72,17 @@ void conn_want_write(Conn *c, bool on)
         event_del(&c->ev_write);
 }
 
+void conn_detach(Conn *c)
+{
+    if (c->events_set) {
+        event_del(&c->ev_read);
+        event_del(&c->ev_write);
+        c->events_set = false;
+    }
+    c->reading = c->writing = false;
+    conn_release_buffer(c);
+}
+
 void conn_close(Conn *c)
 {
     if (c->events_set) {

@@ -57,6 +57,12 @@ void conn_init(Conn *c, Loop *loop, int fd);
 void conn_set_callbacks(Conn *c, event_callback_fn on_read, event_callback_fn on_write, void *arg);
 /* Close the socket and drop buffers; events are removed.  Safe twice. */
 void conn_close(Conn *c);
+/*
+ * Take the connection off its loop (events removed, the empty receive
+ * buffer back to the loop's free list), to be registered with another
+ * loop's base by conn_set_callbacks after c->loop changed (hand-over).
+ */
+void conn_detach(Conn *c);
 
 void conn_want_read(Conn *c, bool on);
 /* Arm EV_WRITE (the out-queue does this itself; TLS handshakes need it directly). */

@@ -55,6 +55,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "loops.h"
 #include "notify.h"
 
 #define HANDOVER_MAGIC       "pgfunnel-handover-1"
@@ -301,11 +302,11 @@ static void handover_on_conn(evutil_socket_t fd, short ev, void *arg)
     evconnlistener_free(hs->evl);
     hs->evl = NULL;
     log_info("pid %d took over the listening sockets: draining, %d clients left",
-             (int)hs->successor, loop->client_count);
+             (int)hs->successor, atomic_load(&loop->set->clients));
     notify_retire();
     /* the HTTP port is not passed on: free it for the successor, which binds it now */
     http_stop(loop);
-    loop_begin_shutdown(loop, SHUTDOWN_WAIT_CLIENTS);
+    loops_begin_shutdown(loop, SHUTDOWN_WAIT_CLIENTS);
 }
 
 /* Append fd to the array, if there is room. */

@@ -58,8 +58,10 @@
 #include "http.h"
 #include "list.h"
 #include "log.h"
+#include "loops.h"
 #include "loop.h"
 #include "pool.h"
+#include "pooldir.h"
 #include "pool_control.h"
 #include "server.h"
 #include "stats.h"
@@ -159,17 +161,6 @@ static void pool_sample(struct evbuffer *out, const char *name, const Pool *p, d
     evbuffer_add_printf(out, "\"} %.17g\n", v);
 }
 
-static int pool_count_internal(const Pool *p)
-{
-    ListNode *it;
-    int n = 0;
-    list_for_each(it, &p->connecting)
-    {
-        if (list_entry(it, Server, pool_node)->state == SERVER_INTERNAL) n++;
-    }
-    return n;
-}
-
 static double loop_lag_quantile(const LoopStats *ls, double q)
 {
     uint64_t total = 0, seen = 0;
@@ -187,50 +178,48 @@ static double loop_lag_quantile(const LoopStats *ls, double q)
 
 typedef enum { PM_GAUGE, PM_COUNTER } PmKind;
 
+/* A pool's numbers over every loop (pool_counts_all) and its resolved size. */
+typedef struct pool_view {
+    PoolCounts c;
+    int size;
+} PoolView;
+
 typedef struct pool_metric {
     const char *name, *help;
-    double (*get)(const Pool *p, usec_t now);
+    double (*get)(const PoolView *v);
 } PoolMetric;
 
-static double pm_cl_active(const Pool *p, usec_t now)
+static double pm_cl_active(const PoolView *v)
 {
-    (void)now;
-    return p->active_clients.count + p->idle_clients.count;
+    return v->c.cl_active;
 }
-static double pm_cl_waiting(const Pool *p, usec_t now)
+static double pm_cl_waiting(const PoolView *v)
 {
-    (void)now;
-    return p->waiting.count + p->login_wait.count;
+    return v->c.cl_waiting;
 }
-static double pm_sv_active(const Pool *p, usec_t now)
+static double pm_sv_active(const PoolView *v)
 {
-    (void)now;
-    return p->active.count;
+    return v->c.sv_active;
 }
-static double pm_sv_idle(const Pool *p, usec_t now)
+static double pm_sv_idle(const PoolView *v)
 {
-    (void)now;
-    return p->idle.count;
+    return v->c.sv_idle;
 }
-static double pm_sv_used(const Pool *p, usec_t now)
+static double pm_sv_used(const PoolView *v)
 {
-    (void)now;
-    return pool_count_internal(p);
+    return v->c.sv_used + v->c.sv_tested;
 }
-static double pm_sv_login(const Pool *p, usec_t now)
+static double pm_sv_login(const PoolView *v)
 {
-    (void)now;
-    return p->connecting.count - pool_count_internal(p);
+    return v->c.sv_login;
 }
-static double pm_maxwait(const Pool *p, usec_t now)
+static double pm_maxwait(const PoolView *v)
 {
-    if (list_empty(&p->waiting)) return 0;
-    return (double)(now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start) / 1e6;
+    return (double)v->c.maxwait / 1e6;
 }
-static double pm_size(const Pool *p, usec_t now)
+static double pm_size(const PoolView *v)
 {
-    (void)now;
-    return p->size;
+    return v->size;
 }
 
 static const PoolMetric pool_metrics[] = {
@@ -307,22 +296,30 @@ static bool slice_full(struct evbuffer *out)
     return evbuffer_get_length(out) >= HTTP_SLICE;
 }
 
+/*
+ * Every pool once, over every loop (the first loop that has a part of it
+ * stands for it), and every database once; the other loops are frozen
+ * while a slice is written (http_body_slice).
+ */
 static bool put_pools(Loop *loop, struct evbuffer *out, HttpCursor *cur, PoolSampleFn fn, int which,
                       usec_t now)
 {
     ListNode *dit, *pit;
     uint64_t i = 0;
-    list_for_each(dit, &loop->databases)
-    {
-        Database *db = list_entry(dit, Database, node);
-        list_for_each(pit, &db->pools)
+    for (int li = 0; li < loop->set->n; li++)
+        list_for_each(dit, &loop->set->loops[li]->databases)
         {
-            if (i++ < cur->done) continue;
-            if (slice_full(out)) return false;
-            fn(out, list_entry(pit, Pool, db_node), which, now, i == 1);
-            cur->done = i;
+            Database *db = list_entry(dit, Database, node);
+            list_for_each(pit, &db->pools)
+            {
+                Pool *p = list_entry(pit, Pool, db_node);
+                if (!pool_first_shard(p)) continue;
+                if (i++ < cur->done) continue;
+                if (slice_full(out)) return false;
+                fn(out, p, which, now, i == 1);
+                cur->done = i;
+            }
         }
-    }
     return true;
 }
 
@@ -330,14 +327,23 @@ static bool put_dbs(Loop *loop, struct evbuffer *out, HttpCursor *cur, DbSampleF
 {
     ListNode *it;
     uint64_t i = 0;
-    list_for_each(it, &loop->databases)
-    {
-        if (i++ < cur->done) continue;
-        if (slice_full(out)) return false;
-        fn(out, list_entry(it, Database, node), which);
-        cur->done = i;
-    }
+    for (int li = 0; li < loop->set->n; li++)
+        list_for_each(it, &loop->set->loops[li]->databases)
+        {
+            Database *db = list_entry(it, Database, node);
+            if (!pool_first_database(db)) continue;
+            if (i++ < cur->done) continue;
+            if (slice_full(out)) return false;
+            fn(out, db, which);
+            cur->done = i;
+        }
     return true;
+}
+
+static void pool_view(const Pool *p, usec_t now, PoolView *v)
+{
+    pool_counts_all(p, now, &v->c);
+    v->size = p->size;
 }
 
 /* ---- /metrics ---- */
@@ -348,8 +354,10 @@ static bool put_dbs(Loop *loop, struct evbuffer *out, HttpCursor *cur, DbSampleF
 static void pool_metric_sample(struct evbuffer *out, const Pool *p, int which, usec_t now,
                                bool first)
 {
+    PoolView v;
     (void)first;
-    pool_sample(out, pool_metrics[which].name, p, pool_metrics[which].get(p, now));
+    pool_view(p, now, &v);
+    pool_sample(out, pool_metrics[which].name, p, pool_metrics[which].get(&v));
 }
 
 static void db_counter_sample(struct evbuffer *out, Database *db, int which)
@@ -404,16 +412,30 @@ static const char *const db_gauges[][2] = {
 };
 #define N_DB_GAUGES ((int)(sizeof(db_gauges) / sizeof(db_gauges[0])))
 
+/* Pools of the database over every loop. */
+static int db_pool_count(const Database *db)
+{
+    LoopSet *set = db->loop->set;
+    ListNode *it;
+    int n = 0;
+    for (int i = 0; i < set->n; i++) {
+        const Database *d = pool_database_get(set->loops[i], db->name, false);
+        if (!d) continue;
+        list_for_each(it, &d->pools) n += pool_first_shard(list_entry(it, Pool, db_node));
+    }
+    return n;
+}
+
 static void db_gauge_sample(struct evbuffer *out, Database *db, int which)
 {
     Config *cfg = db->loop->cfg;
     const DbConf *dc = which == 1 ? config_find_db(cfg, db->name) : NULL;
-    double v = which == 0   ? db->server_count
+    double v = which == 0   ? pool_database_servers(db)
                : which == 1 ? (dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
                                                                           : cfg->max_db_connections)
                : which == 2 ? db->paused
                : which == 3 ? db->disabled
-                            : db->pools.count;
+                            : db_pool_count(db);
     db_sample(out, db_gauges[which][0], db, v);
 }
 
@@ -436,41 +458,115 @@ static void metrics_head(Loop *loop, struct evbuffer *out, usec_t now)
            loop->shutdown != SHUTDOWN_NONE);
 }
 
+/* One sample of a per-loop gauge or counter: loop="i". */
+static void loop_sample(struct evbuffer *out, const char *name, int index, double v)
+{
+    evbuffer_add_printf(out, "%s{loop=\"%d\"} %.17g\n", name, index, v);
+}
+
+/* Per loop, so an operator sees imbalance between them (SHOW LOOPS has the same). */
+static void metrics_loops(Loop *loop, struct evbuffer *out)
+{
+    LoopSet *set = loop->set;
+    static const char *const names[][3] = {
+        {"pgfunnel_event_loop_client_connections", "gauge",
+         "Client connections of each event loop"},
+        {"pgfunnel_event_loop_server_connections", "gauge",
+         "Server connections of each event loop"},
+        {"pgfunnel_event_loop_clients_accepted_total", "counter",
+         "Client connections each event loop was dealt"},
+        {"pgfunnel_event_loop_lag_max_seconds", "gauge",
+         "Largest lag of each event loop's 100 ms tick since start"},
+        {"pgfunnel_event_loop_cpu_seconds_total", "counter",
+         "CPU time of each event loop's thread"},
+    };
+    for (int m = 0; m < 5; m++) {
+        help_type(out, names[m][0], names[m][1], names[m][2]);
+        for (int i = 0; i < set->n; i++) {
+            Loop *l = set->loops[i];
+            double v = m == 0   ? l->client_count
+                       : m == 1 ? l->server_count
+                       : m == 2 ? (double)l->stats.clients_accepted
+                       : m == 3 ? (double)l->stats.lag_max / 1e6
+                                : loop_cpu_seconds(l);
+            loop_sample(out, names[m][0], i, v);
+        }
+    }
+    gauge1(out, "pgfunnel_event_loops", "gauge", "Event loops (event_loops)", set->n);
+    gauge1(out, "pgfunnel_event_loop_handovers_total", "counter",
+           "Idle servers handed from one event loop to another's waiting client",
+           (double)atomic_load(&set->handovers));
+    gauge1(out, "pgfunnel_event_loop_cancels_routed_total", "counter",
+           "Cancel requests passed to the event loop of their client",
+           (double)atomic_load(&set->cancels_routed));
+    gauge1(out, "pgfunnel_event_loop_messages_total", "counter", "Messages between event loops",
+           (double)atomic_load(&set->posts));
+    gauge1(out, "pgfunnel_event_loop_freezes_total", "counter",
+           "Times every event loop was stopped briefly to read them all (SHOW, /metrics)",
+           (double)atomic_load(&set->freezes));
+    gauge1(out, "pgfunnel_event_loop_freeze_seconds_total", "counter",
+           "Time spent waiting for every event loop to stop for such a read",
+           (double)atomic_load(&set->freeze_usec) / 1e6);
+}
+
+/* Sum of a per-loop field over every loop (frozen). */
+#define SUM_LOOPS(loop, expr)                                                                      \
+    ({                                                                                             \
+        double sum_ = 0;                                                                           \
+        for (int i_ = 0; i_ < (loop)->set->n; i_++) {                                              \
+            Loop *L_ = (loop)->set->loops[i_];                                                     \
+            sum_ += (double)(expr);                                                                \
+        }                                                                                          \
+        sum_;                                                                                      \
+    })
+
 /* SHOW LISTS, process and loop health, the HTTP endpoint itself. */
 static void metrics_tail(Loop *loop, struct evbuffer *out)
 {
     Config *cfg = loop->cfg;
     ListNode *dit;
-    int pools = 0, login = 0;
-    list_for_each(dit, &loop->databases) pools += list_entry(dit, Database, node)->pools.count;
-    list_for_each(dit, &loop->clients)
-    {
-        if (list_entry(dit, Client, all_node)->state < CLIENT_LOGIN_WAIT) login++;
+    int pools = 0, login = 0, dbs = 0, users = 0;
+    for (int i = 0; i < loop->set->n; i++) {
+        Loop *l = loop->set->loops[i];
+        list_for_each(dit, &l->databases)
+        {
+            Database *db = list_entry(dit, Database, node);
+            dbs += pool_first_database(db);
+            ListNode *pit;
+            list_for_each(pit, &db->pools) pools +=
+                pool_first_shard(list_entry(pit, Pool, db_node));
+        }
+        list_for_each(dit, &l->users) users += pool_first_user(list_entry(dit, PoolUser, node));
+        list_for_each(dit, &l->clients)
+        {
+            if (list_entry(dit, Client, all_node)->state < CLIENT_LOGIN_WAIT) login++;
+        }
     }
-    gauge1(out, "pgfunnel_databases", "gauge", "Databases in use (SHOW LISTS databases)",
-           loop->databases.count);
-    gauge1(out, "pgfunnel_users", "gauge", "Backend users in use", loop->users.count);
+    gauge1(out, "pgfunnel_databases", "gauge", "Databases in use (SHOW LISTS databases)", dbs);
+    gauge1(out, "pgfunnel_users", "gauge", "Backend users in use", users);
     gauge1(out, "pgfunnel_pools", "gauge", "Pools", pools);
     gauge1(out, "pgfunnel_client_connections", "gauge", "Client connections (used_clients)",
-           loop->client_count);
+           SUM_LOOPS(loop, L_->client_count));
     gauge1(out, "pgfunnel_login_client_connections", "gauge", "Clients still logging in", login);
     gauge1(out, "pgfunnel_server_connections", "gauge", "Server connections (used_servers)",
-           loop->server_count);
+           SUM_LOOPS(loop, L_->server_count));
     gauge1(out, "pgfunnel_max_client_connections", "gauge", "max_client_conn",
            cfg->max_client_conn);
 
-    LoopStats *ls = &loop->stats;
     gauge1(out, "pgfunnel_clients_accepted_total", "counter", "Client connections accepted",
-           (double)ls->clients_accepted);
+           SUM_LOOPS(loop, L_->stats.clients_accepted));
     gauge1(out, "pgfunnel_clients_rejected_total", "counter",
-           "Clients refused (max_client_conn, bad startup)", (double)ls->clients_rejected);
+           "Clients refused (max_client_conn, bad startup)",
+           SUM_LOOPS(loop, L_->stats.clients_rejected));
     gauge1(out, "pgfunnel_servers_opened_total", "counter", "Server connections opened",
-           (double)ls->servers_opened);
+           SUM_LOOPS(loop, L_->stats.servers_opened));
     gauge1(out, "pgfunnel_servers_failed_total", "counter", "Server connections that failed",
-           (double)ls->servers_failed);
+           SUM_LOOPS(loop, L_->stats.servers_failed));
     gauge1(out, "pgfunnel_accept_errors_total", "counter", "accept() failures",
-           (double)ls->accept_errors);
-    const AuthStats *as = auth_get_stats(loop);
+           SUM_LOOPS(loop, L_->stats.accept_errors));
+    AuthStats as_;
+    const AuthStats *as = &as_;
+    auth_get_stats(loop, &as_);
     gauge1(out, "pgfunnel_client_auth_ok_total", "counter", "Client authentications that succeeded",
            (double)as->ok);
     gauge1(out, "pgfunnel_client_auth_failures_total", "counter",
@@ -481,8 +577,15 @@ static void metrics_tail(Loop *loop, struct evbuffer *out)
            (double)as->scram_derivations);
     gauge1(out, "pgfunnel_client_auth_scram_cache_hits_total", "counter",
            "SCRAM logins that found their verifier already derived", (double)as->scram_cache_hits);
-    AuthqStats aq;
-    authq_get_stats(loop, &aq);
+    AuthqStats aq = {0}, one;
+    for (int i = 0; i < loop->set->n; i++) {
+        authq_get_stats(loop->set->loops[i], &one);
+        aq.lookups += one.lookups;
+        aq.errors += one.errors;
+        aq.connects += one.connects;
+        aq.queued += one.queued;
+        aq.idle += one.idle;
+    }
     gauge1(out, "pgfunnel_auth_query_lookups_total", "counter", "auth_query lookups started",
            (double)aq.lookups);
     gauge1(out, "pgfunnel_auth_query_errors_total", "counter",
@@ -494,9 +597,19 @@ static void metrics_tail(Loop *loop, struct evbuffer *out)
     gauge1(out, "pgfunnel_auth_query_connections_idle", "gauge",
            "auth_query connections kept for the next lookup", (double)aq.idle);
     gauge1(out, "pgfunnel_tls_handshakes_total", "counter", "Client TLS handshakes completed",
-           (double)ls->tls_handshakes);
+           SUM_LOOPS(loop, L_->stats.tls_handshakes));
     gauge1(out, "pgfunnel_tls_handshake_failures_total", "counter",
-           "Client TLS handshakes that failed", (double)ls->tls_handshake_failures);
+           "Client TLS handshakes that failed", SUM_LOOPS(loop, L_->stats.tls_handshake_failures));
+    /* loop health: the worst loop (per loop: metrics_loops) */
+    LoopStats lsum = {0};
+    for (int i = 0; i < loop->set->n; i++) {
+        const LoopStats *one_ls = &loop->set->loops[i]->stats;
+        lsum.lag_samples += one_ls->lag_samples;
+        if (one_ls->lag_max > lsum.lag_max) lsum.lag_max = one_ls->lag_max;
+        for (int b = 0; b < 32; b++)
+            lsum.lag_hist[b] += one_ls->lag_hist[b];
+    }
+    LoopStats *ls = &lsum;
     gauge1(out, "pgfunnel_loop_lag_samples_total", "counter", "Loop lag measurements (100 ms tick)",
            (double)ls->lag_samples);
     gauge1(out, "pgfunnel_loop_lag_max_seconds", "gauge", "Largest loop lag seen",
@@ -506,7 +619,7 @@ static void metrics_tail(Loop *loop, struct evbuffer *out)
     gauge1(out, "pgfunnel_loop_lag_p99_seconds", "gauge",
            "99th percentile loop lag (power-of-two resolution)", loop_lag_quantile(ls, 0.99));
     gauge1(out, "pgfunnel_receive_buffers_in_use", "gauge", "Receive buffers held by connections",
-           loop->buf_in_use);
+           SUM_LOOPS(loop, L_->buf_in_use));
 
     WorkqStats ws;
     workq_get_stats(loop->workq, &ws);
@@ -526,6 +639,7 @@ static void metrics_tail(Loop *loop, struct evbuffer *out)
     gauge1(out, "pgfunnel_log_lines_written_total", "counter", "Log lines written",
            (double)log_written_count());
 
+    metrics_loops(loop, out);
     HttpServer *hs = loop->http;
     HttpStats *st = &hs->stats;
     gauge1(out, "pgfunnel_http_connections", "gauge", "HTTP connections open", hs->conns.count);
@@ -594,23 +708,28 @@ typedef enum { DB_OK, DB_UNTESTED, DB_FAILING } DbHealth;
 
 static DbHealth db_health(Loop *loop, const char *name, const char **why)
 {
-    Database *db = pool_database_get(loop, name, false);
     ListNode *it;
     usec_t now = time_now_usec();
-    if (!db || list_empty(&db->pools)) {
+    bool failing = false, tried = false, used = false;
+    for (int i = 0; i < loop->set->n; i++) {
+        Database *db = pool_database_get(loop->set->loops[i], name, false);
+        if (!db) continue;
+        list_for_each(it, &db->pools)
+        {
+            Pool *p = list_entry(it, Pool, db_node);
+            used = true;
+            if (pool_server_total(p) > 0 && (p->idle.count || p->active.count)) {
+                *why = "has servers";
+                return DB_OK;
+            }
+            if (p->have_welcome) tried = true;
+            usec_t failed_at = pooldir_failure_at(p->shared);
+            if (failed_at && now - failed_at < HEALTH_FAILURE_WINDOW_USEC) failing = true;
+        }
+    }
+    if (!used) {
         *why = "not used yet";
         return DB_UNTESTED;
-    }
-    bool failing = false, tried = false;
-    list_for_each(it, &db->pools)
-    {
-        Pool *p = list_entry(it, Pool, db_node);
-        if (pool_server_total(p) > 0 && (p->idle.count || p->active.count)) {
-            *why = "has servers";
-            return DB_OK;
-        }
-        if (p->have_welcome) tried = true;
-        if (p->last_failure && now - p->last_failure < HEALTH_FAILURE_WINDOW_USEC) failing = true;
     }
     if (failing) {
         *why = "recent server login failure and no server connection";
@@ -663,7 +782,18 @@ static int healthz(Loop *loop, struct evbuffer *out)
 static void pool_json(struct evbuffer *out, const Pool *p, int which, usec_t now, bool first)
 {
     const Database *db = p->db;
+    LoopSet *set = p->loop->set;
+    PoolView v;
+    PoolStats st = {0};
+    StatsHist q = {0};
     (void)which;
+    pool_view(p, now, &v);
+    for (int i = 0; i < set->n; i++) {
+        const Pool *part = pool_shard_of(set->loops[i], p);
+        if (!part) continue;
+        stats_add(&st, &part->stats);
+        stats_hist_merge(&q, &part->latency.query);
+    }
     evbuffer_add_printf(out, "%s{\"database\":", first ? "" : ",");
     put_json_str(out, db->name);
     evbuffer_add_printf(out, ",\"user\":");
@@ -671,14 +801,13 @@ static void pool_json(struct evbuffer *out, const Pool *p, int which, usec_t now
     evbuffer_add_printf(out, ",\"pool_mode\":\"%s\"", config_pool_mode_name(p->mode));
     for (int m = 0; m < N_POOL_METRICS; m++)
         evbuffer_add_printf(out, ",\"%s\":%.17g", pool_metrics[m].name + strlen("pgfunnel_pool_"),
-                            pool_metrics[m].get(p, now));
-    evbuffer_add_printf(
-        out,
-        ",\"paused\":%s,\"disabled\":%s,\"xact_count\":%llu,"
-        "\"query_count\":%llu,\"query_p50_us\":%.0f,\"query_p99_us\":%.0f}",
-        db->paused ? "true" : "false", db->disabled ? "true" : "false",
-        (unsigned long long)p->stats.xact_count, (unsigned long long)p->stats.query_count,
-        stats_hist_quantile(&p->latency.query, 0.5), stats_hist_quantile(&p->latency.query, 0.99));
+                            pool_metrics[m].get(&v));
+    evbuffer_add_printf(out,
+                        ",\"paused\":%s,\"disabled\":%s,\"xact_count\":%llu,"
+                        "\"query_count\":%llu,\"query_p50_us\":%.0f,\"query_p99_us\":%.0f}",
+                        db->paused ? "true" : "false", db->disabled ? "true" : "false",
+                        (unsigned long long)st.xact_count, (unsigned long long)st.query_count,
+                        stats_hist_quantile(&q, 0.5), stats_hist_quantile(&q, 0.99));
 }
 
 static bool pools_slice(Loop *loop, struct evbuffer *out, HttpCursor *cur)
@@ -781,7 +910,10 @@ static void http_body_slice(HttpConn *hc)
         http_conn_free(hc);
         return;
     }
+    /* the other loops are frozen while a slice reads them (loops.h) */
+    loops_freeze(hc->hs->loop);
     bool done = hc->slice(hc->hs->loop, slice, &hc->cur);
+    loops_thaw(hc->hs->loop);
     size_t len = evbuffer_get_length(slice);
     if (len > 0 && !hc->http10) evbuffer_add_printf(out, "%zx\r\n", len);
     evbuffer_add_buffer(out, slice);
@@ -822,7 +954,9 @@ static void http_route(HttpConn *hc)
             http_conn_free(hc);
             return;
         }
+        loops_freeze(loop);
         int code = healthz(loop, body);
+        loops_thaw(loop);
         http_reply(hc, code, code == 200 ? "OK" : "Service Unavailable", "application/json", NULL,
                    body);
         evbuffer_free(body);

@@ -19,6 +19,7 @@
 #include "handover.h"
 #include "listener.h"
 #include "log.h"
+#include "loops.h"
 #include "loop.h"
 
 static void listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, struct sockaddr *sa,
@@ -26,8 +27,8 @@ static void listener_on_accept(struct evconnlistener *evl, evutil_socket_t fd, s
 {
     Listener *l = arg;
     (void)evl;
-    (void)socklen;
-    client_accept(l->loop, fd, l->unix_socket, sa);
+    /* loop 0 accepts; the clients are dealt out to every loop in turn */
+    loops_deal_client(l->loop, fd, l->unix_socket, sa, socklen);
 }
 
 static void listener_on_resume(evutil_socket_t fd, short ev, void *arg)

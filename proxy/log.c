@@ -40,8 +40,8 @@
  * Threads and locks: log_lock protects the queue and the flags; log_life_lock serialises
  * log_configure()/log_shutdown() (thread start and join).  Order: log_life_lock before log_lock.
  * The counters and the caller-visible settings (format, log_max_level) are atomics so that readers
- * need no lock.  Changing settings while other threads log is safe, except that the log_at() macros
- * read log_max_level with a plain volatile load (one comparison is the point of the check).
+ * need no lock (log_enabled() is a relaxed atomic load).  Changing settings while other threads
+ * log is safe.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -67,7 +67,7 @@
 #define LOG_TRUNC_MARK     "..."
 #define LOG_TRUNC_MARK_LEN 3
 
-volatile int log_max_level = LOG_LEVEL_LOG;
+int log_max_level = LOG_LEVEL_LOG;
 
 typedef struct writer_settings WriterSettings;
 

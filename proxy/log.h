@@ -41,7 +41,13 @@ typedef struct log_settings {
 } LogSettings;
 
 /* The current maximum level that is emitted; read before formatting. */
-extern volatile int log_max_level;
+extern int log_max_level;
+
+/* Would a line of `level` be written?  A relaxed atomic load: a plain mov, and race-free. */
+static inline bool log_enabled(int level)
+{
+    return level <= __atomic_load_n(&log_max_level, __ATOMIC_RELAXED);
+}
 
 /*
  * Start the writer thread (first call) or apply new settings (later calls,
@@ -81,7 +87,7 @@ void log_writev(int level, const char *conn_prefix, const char *fmt, va_list ap)
 
 #define log_at(level, prefix, ...)                                                                 \
     do {                                                                                           \
-        if ((level) <= log_max_level) log_write((level), (prefix), __VA_ARGS__);                   \
+        if (log_enabled(level)) log_write((level), (prefix), __VA_ARGS__);                         \
     } while (0)
 
 #define log_fatal(...)   log_at(LOG_LEVEL_FATAL, NULL, __VA_ARGS__)

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "loops.h"
 #include "notify.h"
 #include "pool.h"
 #include "server.h"
@@ -133,9 +134,14 @@ int loop_client_register(Loop *loop, Client *c)
 {
     ClientTable *t = &loop->client_ids;
     if ((!t->slots || t->count >= t->mask) && client_table_grow(t) < 0) return -1;
-    /* ids are never 0 and never reused while a client holds one */
+    /*
+     * The loop's index in the top bits (a cancel request finds the loop by
+     * it); the counter below is never 0 and not reused while a client holds it.
+     */
     do {
-        c->id = ++loop->next_client_id;
+        uint32_t n = ++loop->next_client_id & LOOP_ID_COUNTER;
+        c->id = (uint32_t)loop->index << LOOP_ID_SHIFT | n;
+        if (n == 0) c->id = 0;
     } while (c->id == 0 || loop_client_find(loop, c->id));
     c->id_next = t->slots[c->id & t->mask];
     t->slots[c->id & t->mask] = c;
@@ -185,6 +191,14 @@ static int loop_active_servers(Loop *loop)
     return n;
 }
 
+static void loop_check_shutdown(Loop *loop);
+
+static void loop_on_peer_ready(Loop *loop, void *arg)
+{
+    (void)arg;
+    loop_check_shutdown(loop);
+}
+
 static void loop_check_shutdown(Loop *loop)
 {
     switch (loop->shutdown) {
@@ -199,6 +213,21 @@ static void loop_check_shutdown(Loop *loop)
     case SHUTDOWN_IMMEDIATE:
         break;
     }
+    /*
+     * This loop's part is done.  Loop 0 ends the process (main.c stops the
+     * other loops) once every loop says so; the others wait for that.
+     */
+    if (loop->index != 0) {
+        /* tell loop 0 now rather than on its next janitor tick */
+        if (!atomic_exchange(&loop->shutdown_ready, true) &&
+            loop_post(loop->set->loops[0], loop_on_peer_ready, NULL) < 0) {
+            /* out of memory: loop 0's janitor looks again within a second */
+        }
+        return;
+    }
+    atomic_store(&loop->shutdown_ready, true);
+    for (int i = 1; i < loop->set->n; i++)
+        if (!atomic_load(&loop->set->loops[i]->shutdown_ready)) return;
     event_base_loopbreak(loop->base);
 }
 
@@ -212,9 +241,10 @@ void loop_begin_shutdown(Loop *loop, ShutdownMode mode)
      */
     listener_close_all(loop);
     notify_stopping(loop);
-    log_info("shutdown requested (%s)", mode == SHUTDOWN_WAIT_SERVERS   ? "wait for servers"
-                                        : mode == SHUTDOWN_WAIT_CLIENTS ? "wait for clients"
-                                                                        : "immediate");
+    if (loop->index == 0) /* every loop begins it; the log says so once */
+        log_info("shutdown requested (%s)", mode == SHUTDOWN_WAIT_SERVERS   ? "wait for servers"
+                                            : mode == SHUTDOWN_WAIT_CLIENTS ? "wait for clients"
+                                                                            : "immediate");
     /* idle servers are of no further use in a safe shutdown */
     if (loop->shutdown == SHUTDOWN_WAIT_SERVERS) {
         ListNode *dit, *pit;
@@ -265,22 +295,28 @@ static void loop_on_tick(evutil_socket_t fd, short ev, void *arg)
     loop->tick_expected = now + TICK_INTERVAL_USEC;
 }
 
-Loop *loop_create(Config *cfg)
+Loop *loop_create(Config *cfg, LoopSet *set, int index)
 {
     Loop *loop = calloc(1, sizeof(*loop));
     if (!loop) return NULL;
+    loop->set = set;
+    loop->index = index;
+    loop->inbox_efd = -1;
     loop->cfg = cfg;
+    config_ref(cfg);
     list_init(&loop->listeners);
     list_init(&loop->clients);
     list_init(&loop->login_clients);
     list_init(&loop->databases);
+    list_init(&loop->handover_queue);
     list_init(&loop->users);
     loop->buf_size = (uint32_t)cfg->pkt_buf;
     loop->started_at = loop_update_now(loop);
     loop->base = event_base_new();
     if (!loop->base) goto fail;
-    loop->workq = workq_create(loop->base, cfg->workers, 4096);
+    loop->workq = workq_port_create(set->wpool, loop->base);
     if (!loop->workq) goto fail;
+    if (loop_inbox_init(loop) < 0) goto fail;
     loop->ev_reap = event_new(loop->base, -1, 0, loop_on_reap, loop);
     loop->ev_janitor = event_new(loop->base, -1, EV_PERSIST, loop_on_janitor, loop);
     loop->ev_tick = event_new(loop->base, -1, EV_PERSIST, loop_on_tick, loop);
@@ -296,23 +332,32 @@ fail:
     return NULL;
 }
 
-void loop_destroy(Loop *loop)
+void loop_close_all_clients(Loop *loop)
 {
-    if (!loop) return;
-    /* clients first: closing them releases or closes their servers */
+    /* closing them releases or closes their servers */
     loop->shutdown = SHUTDOWN_IMMEDIATE;
+    /* messages from other loops first (a server in transit is closed there) */
+    if (loop->ev_inbox) loop_inbox_drain(loop);
     while (!list_empty(&loop->clients)) {
         Client *c = list_entry(list_first(&loop->clients), Client, all_node);
         client_close(c, NULL, "shutting down");
     }
+}
+
+void loop_destroy(Loop *loop)
+{
+    if (!loop) return;
+    loop_close_all_clients(loop);
     /* worker completions may reference databases and pools: run them before freeing */
-    if (loop->workq) workq_destroy(loop->workq);
+    if (loop->workq) workq_port_destroy(loop->workq);
     loop->workq = NULL;
+    if (loop->ev_inbox) loop_inbox_free(loop);
     authq_free(loop);
     pool_free_all(loop);
     loop_run_deferred(loop);
     if (loop->ev_reap) event_free(loop->ev_reap);
     if (loop->ev_janitor) event_free(loop->ev_janitor);
+    if (loop->ev_handover) event_free(loop->ev_handover);
     if (loop->ev_tick) event_free(loop->ev_tick);
     while (loop->buf_free) {
         FreeBuf *f = loop->buf_free;
@@ -323,6 +368,7 @@ void loop_destroy(Loop *loop)
     free(loop->janitor_ids);
     auth_context_free(loop->auth);
     tls_context_unref(loop->tls);
+    config_unref(loop->cfg);
     if (loop->base) event_base_free(loop->base);
     free(loop);
 }

@@ -10,6 +10,9 @@
 #ifndef PGFUNNEL_LOOP_H
 #define PGFUNNEL_LOOP_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <event2/event.h>
 
 #include "hmap.h"
@@ -55,15 +58,22 @@ typedef struct loop_stats {
 
 struct loop {
     struct event_base *base;
+    struct loop_set *set; /* loops.h: every loop of the process */
+    int index;            /* in set->loops; the top bits of its client ids */
+    /* inbox: messages from other loops (loops.c) */
+    pthread_mutex_t inbox_lock;
+    struct loop_msg *inbox_head, *inbox_tail;
+    int inbox_efd;
+    struct event *ev_inbox;
     Config *cfg;               /* current configuration; replaced whole on reload */
     struct auth_context *auth; /* auth.c: userlist, hba, caches; replaced on reload */
     struct authq *authq;       /* authq.c: auth_query connections and queue (NULL until used) */
     struct tls_context *tls;   /* tls.c: client TLS context (NULL = no TLS); replaced on reload */
-    Workq *workq;
-    List listeners;        /* Listener.node */
-    List clients;          /* every Client, login or not (Client.all_node) */
-    List login_clients;    /* clients in STARTUP/AUTH (Client.pool_node): login timeouts */
-    uint32_t *janitor_ids; /* scratch array of the janitor, reused */
+    Workq *workq;              /* this loop's port of the shared worker pool */
+    List listeners;            /* Listener.node */
+    List clients;              /* every Client, login or not (Client.all_node) */
+    List login_clients;        /* clients in STARTUP/AUTH (Client.pool_node): login timeouts */
+    uint32_t *janitor_ids;     /* scratch array of the janitor, reused */
     int janitor_cap;
     List databases;  /* Database.node */
     List users;      /* PoolUser.node */
@@ -72,8 +82,10 @@ struct loop {
     ClientTable client_ids;
     uint32_t next_client_id;
     uint32_t next_server_id;
-    int client_count; /* for max_client_conn */
-    int server_count;
+    /* this loop's (max_client_conn counts set->clients); atomic because
+     * loop 0 sums them for the supervisor's STATUS without a freeze */
+    atomic_int client_count;
+    atomic_int server_count;
     /* standard-size receive buffers not in use */
     void *buf_free;
     int buf_free_count;
@@ -83,6 +95,9 @@ struct loop {
     Deferred *deferred;
     struct event *ev_reap;
     struct event *ev_janitor;
+    /* pool.c: idle servers to offer to other loops once the current callbacks are done */
+    List handover_queue;       /* Server.handover_node */
+    struct event *ev_handover; /* created on first use */
     struct event *ev_tick;
     struct event *ev_accept_resume; /* listener.c: accept back-off timer */
     usec_t tick_expected;
@@ -98,9 +113,19 @@ struct loop {
     /* operations side (NULL when not in use) */
     struct notify_state *notify;      /* notify.c: watchdog and STATUS timer (a supervisor) */
     struct handover_server *handover; /* handover.c: the control socket for --takeover */
-    /* RELOAD from the console runs the SIGHUP path (set by main.c): 0 or -1 */
-    int (*reload)(Loop *loop, void *arg);
+    /*
+     * Loop 0: RELOAD from any console runs the SIGHUP path (set by main.c).
+     * 0 when every loop is adopting the new configuration (finished() runs
+     * when they have), -1 when it was refused (finished() does not run).
+     */
+    int (*reload)(Loop *loop, void *arg, void (*finished)(Loop *loop, void *ctx, int rc),
+                  void *ctx);
     void *reload_arg;
+    atomic_bool shutdown_ready;   /* its part of a shutdown is done (loop 0 waits for all) */
+    unsigned long long fz_joined; /* loops.c: the last freeze this loop joined */
+    bool fz_live;                 /* loops.c, under fz_lock: it turns and will join a freeze */
+    clockid_t cpu_clock;          /* its thread's CPU clock (SHOW LOOPS) */
+    bool have_cpu_clock;
     usec_t now; /* time at the start of the current callback (loop_update_now) */
     /* random numbers for cancel keys, drawn from OpenSSL in batches (loop_random_u32) */
     uint32_t rand_pool[64];
@@ -121,8 +146,17 @@ static inline usec_t loop_now(const Loop *loop)
     return loop->now;
 }
 
-Loop *loop_create(Config *cfg) WUR;
+/*
+ * A loop of `set` (loops.c creates them), with its port of the set's worker
+ * pool.  loop_destroy after loop_close_all_clients on every loop and
+ * workq_pool_stop (loops_destroy does that).
+ */
+Loop *loop_create(Config *cfg, struct loop_set *set, int index) WUR;
+void loop_close_all_clients(Loop *loop);
 void loop_destroy(Loop *loop);
+/* loops.c: the inbox's eventfd and event; drained and freed by loop_inbox_free */
+int loop_inbox_init(Loop *loop) WUR;
+void loop_inbox_free(Loop *loop);
 
 /* Receive buffers of cfg->pkt_buf bytes from a free list. */
 uint8_t *loop_buffer_get(Loop *loop, uint32_t *size);

@@ -41,9 +41,11 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "loops.h"
 #include "notify.h"
 #include "pool.h"
 #include "pool_control.h"
+#include "snapshot.h"
 #include "stats.h"
 #include "version.h"
 
@@ -59,7 +61,8 @@ typedef struct options {
 
 typedef struct process {
     Options opt;
-    Loop *loop;
+    LoopSet *set;
+    Loop *loop; /* loop 0: signals, listeners, HTTP, the supervisor */
     struct event *sig[6];
     bool pidfile_written;
     char *pidfile;
@@ -174,10 +177,32 @@ static void log_config_warnings(const Config *cfg)
 
 /* ---- reload ---- */
 
-static int process_reload(Process *pr)
+typedef struct reload_job {
+    void (*finished)(Loop *loop, void *ctx, int rc);
+    void *ctx;
+} ReloadJob;
+
+/* Every loop has adopted the new configuration. */
+static void process_reloaded(Loop *loop, void *arg)
+{
+    ReloadJob *j = arg;
+    log_info("configuration reloaded");
+    notify_ready(loop);
+    if (j->finished) j->finished(loop, j->ctx, 0);
+    free(j);
+}
+
+/*
+ * Re-read the configuration (loop 0).  A file that does not load, or whose
+ * auth_file / TLS files do not, is refused with file:line and the old one
+ * stays.  Otherwise every loop adopts it (snapshot.h); finished() runs when
+ * they have.  Returns -1 when refused (finished does not run).
+ */
+static int process_reload(Process *pr, void (*finished)(Loop *loop, void *ctx, int rc), void *ctx)
 {
     Loop *loop = pr->loop;
     char err[4096];
+    notify_reloading();
     Config *ncfg =
         config_load(loop->cfg->path ? loop->cfg->path : pr->opt.config, err, sizeof(err));
     if (!ncfg) {
@@ -186,6 +211,7 @@ static int process_reload(Process *pr)
         for (char *l = strtok_r(err, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
             log_error("%s", l);
         log_error("configuration reload failed; keeping the previous configuration");
+        notify_ready(loop);
         return -1;
     }
     log_config_warnings(ncfg);
@@ -199,35 +225,36 @@ static int process_reload(Process *pr)
             log_warning("option %s changed from \"%s\" to \"%s\": takes effect after a restart",
                         od->name, a, b);
     }
-    if (auth_apply_config(loop, ncfg, err, sizeof(err)) < 0) {
-        log_error("%s", err);
+    Snapshot snap;
+    ReloadJob *j = malloc(sizeof(*j));
+    if (!j || snapshot_build(&snap, ncfg, NULL, true, true, err, sizeof(err)) < 0) {
+        if (j)
+            log_error("%s", err);
+        else
+            config_unref(ncfg);
         log_error("configuration reload failed; keeping the previous configuration");
-        config_free(ncfg);
+        free(j);
+        notify_ready(loop);
         return -1;
     }
-    Config *old = loop->cfg;
-    loop->cfg = ncfg;
     if (apply_log_settings(ncfg, &pr->opt, err, sizeof(err)) < 0) log_error("%s", err);
-    pool_apply_config(loop);
-    config_free(old);
-    log_info("configuration reloaded");
+    j->finished = finished;
+    j->ctx = ctx;
+    if (snapshot_publish(loop, &snap, process_reloaded, j) < 0) {
+        log_error("configuration reload failed: out of memory");
+        free(j);
+        notify_ready(loop);
+        return -1;
+    }
     return 0;
 }
 
-/* A reload as the supervisor sees it: RELOADING, the reload, READY again (also after a failure). */
-static int process_reload_notified(Process *pr)
-{
-    notify_reloading();
-    int rc = process_reload(pr);
-    notify_ready(pr->loop);
-    return rc;
-}
-
 /* loop->reload: the admin console's RELOAD takes the SIGHUP path. */
-static int process_reload_cb(Loop *loop, void *arg)
+static int process_reload_cb(Loop *loop, void *arg, void (*finished)(Loop *loop, void *ctx, int rc),
+                             void *ctx)
 {
     (void)loop;
-    return process_reload_notified(arg);
+    return process_reload(arg, finished, ctx);
 }
 
 /* ---- HTTP port of a successor ---- */
@@ -266,29 +293,29 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
     case SIGHUP:
         log_info("got SIGHUP: reloading the configuration and reopening the log");
         log_reopen();
-        if (process_reload_notified(pr) < 0) { /* logged; the old configuration stays */
+        if (process_reload(pr, NULL, NULL) < 0) { /* logged; the old configuration stays */
         }
         break;
     case SIGINT:
         log_info("got SIGINT: safe shutdown, waiting for servers to be released");
-        loop_begin_shutdown(pr->loop, SHUTDOWN_WAIT_SERVERS);
+        loops_begin_shutdown(pr->loop, SHUTDOWN_WAIT_SERVERS);
         break;
     case SIGTERM:
         log_info("got SIGTERM: shutting down when all clients have left");
-        loop_begin_shutdown(pr->loop, SHUTDOWN_WAIT_CLIENTS);
+        loops_begin_shutdown(pr->loop, SHUTDOWN_WAIT_CLIENTS);
         break;
     case SIGQUIT:
         log_info("got SIGQUIT: immediate shutdown");
-        loop_begin_shutdown(pr->loop, SHUTDOWN_IMMEDIATE);
+        loops_begin_shutdown(pr->loop, SHUTDOWN_IMMEDIATE);
         break;
     case SIGUSR1:
     case SIGUSR2: {
         char err[256];
         log_info("got %s: %s", sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2",
                  sig == SIGUSR1 ? "pausing every database" : "resuming");
-        int rc = sig == SIGUSR1 ? pool_control_pause(pr->loop, NULL, err, sizeof(err))
-                                : pool_control_resume(pr->loop, NULL, err, sizeof(err));
-        if (rc < 0) log_warning("%s", err);
+        if (pool_control_command(pr->loop, sig == SIGUSR1 ? CONTROL_PAUSE : CONTROL_RESUME, NULL, 0,
+                                 NULL, err, sizeof(err)) < 0)
+            log_warning("%s", err);
         break;
     }
     default:
@@ -296,12 +323,13 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
     }
 }
 
+static const int handled_signals[6] = {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2};
+
 static int setup_signals(Process *pr)
 {
-    static const int sigs[6] = {SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2};
     signal(SIGPIPE, SIG_IGN);
     for (int i = 0; i < 6; i++) {
-        pr->sig[i] = evsignal_new(pr->loop->base, sigs[i], on_signal, pr);
+        pr->sig[i] = evsignal_new(pr->loop->base, handled_signals[i], on_signal, pr);
         if (!pr->sig[i] || evsignal_add(pr->sig[i], NULL) < 0) return -1;
     }
     return 0;
@@ -433,19 +461,28 @@ int main(int argc, char **argv)
     }
     log_config_warnings(cfg);
     /*
-     * No evthread_use_pthreads(): only the loop thread touches libevent
-     * (workers wake it through an eventfd), and unlocked libevent saves a
-     * mutex pair on every event operation.
+     * No evthread_use_pthreads(): each event_base is touched only by its own
+     * loop's thread (workers and other loops wake it through an eventfd),
+     * and unlocked libevent saves a mutex pair on every event operation.
      */
-    pr.loop = loop_create(cfg);
-    if (!pr.loop) {
-        log_fatal("cannot create the event loop");
+    pr.set = loops_create(cfg, cfg->event_loops, err, sizeof(err));
+    if (!pr.set) {
+        log_fatal("cannot create the event loops: %s", err);
         config_free(cfg);
         goto out;
     }
-    if (auth_apply_config(pr.loop, cfg, err, sizeof(err)) < 0) {
-        log_fatal("%s", err);
-        goto out_loop;
+    pr.loop = pr.set->loops[0];
+    {
+        /* every loop starts from the same snapshot; the loops hold references of their own */
+        Snapshot snap;
+        config_ref(cfg);
+        if (snapshot_build(&snap, cfg, NULL, true, true, err, sizeof(err)) < 0) {
+            log_fatal("%s", err);
+            goto out_loop;
+        }
+        for (int i = 0; i < pr.set->n; i++)
+            snapshot_adopt(pr.set->loops[i], &snap);
+        snapshot_release(&snap);
     }
     const char *user = pr.opt.user ? pr.opt.user : (cfg->user && *cfg->user ? cfg->user : NULL);
     notify_init();
@@ -469,9 +506,15 @@ int main(int argc, char **argv)
     }
     pr.loop->reload = process_reload_cb;
     pr.loop->reload_arg = &pr;
-    if (stats_start(pr.loop) < 0 || pool_control_start(pr.loop) < 0) {
-        log_fatal("cannot start the statistics or control timers");
+    if (stats_start(pr.loop) < 0) {
+        log_fatal("cannot start the statistics timer");
         goto out_loop;
+    }
+    for (int i = 0; i < pr.set->n; i++) {
+        if (pool_control_start(pr.set->loops[i]) < 0) {
+            log_fatal("cannot start the control timers");
+            goto out_loop;
+        }
     }
     if (pr.inherit && cfg->admin_http_port > 0) {
         /* after the commit below: the predecessor holds the port until then */
@@ -502,8 +545,12 @@ int main(int argc, char **argv)
         goto out_loop;
     }
     handover_serve(pr.loop, pr.inherit);
-    log_info("%s started (pid %d, %d workers)", PGFUNNEL_VERSION_STRING, (int)getpid(),
-             cfg->workers);
+    if (loops_start(pr.set, err, sizeof(err)) < 0) {
+        log_fatal("%s", err);
+        goto out_loop;
+    }
+    log_info("%s started (pid %d, %d event loop%s, %d workers)", PGFUNNEL_VERSION_STRING,
+             (int)getpid(), pr.set->n, pr.set->n == 1 ? "" : "s", cfg->workers);
     /* the supervisor first learns we are the main process, then the predecessor drains */
     notify_ready(pr.loop);
     if (pr.inherit) {
@@ -524,17 +571,23 @@ int main(int argc, char **argv)
 out_loop:
     handover_abort(pr.inherit); /* start-up failed: the predecessor carries on */
     if (pr.ev_http) event_free(pr.ev_http);
-    for (int i = 0; i < 6; i++)
-        if (pr.sig[i]) event_free(pr.sig[i]);
+    for (int i = 0; i < 6; i++) {
+        if (!pr.sig[i]) continue;
+        /* freeing restores the default action: a second SIGTERM now must
+         * not kill a process that is already on its way out */
+        event_free(pr.sig[i]);
+        signal(handled_signals[i], SIG_IGN);
+    }
     listener_close_all(pr.loop);
     handover_stop(pr.loop);
     notify_stop(pr.loop);
     http_stop(pr.loop);
-    pool_control_stop(pr.loop);
+    loops_join(pr.set); /* the other loops stop before anything they use goes */
+    for (int i = 0; i < pr.set->n; i++)
+        pool_control_stop(pr.set->loops[i]);
     stats_stop(pr.loop);
-    cfg = pr.loop->cfg;
-    loop_destroy(pr.loop);
-    config_free(cfg);
+    loops_destroy(pr.set);
+    config_unref(cfg); /* the loops held their own references */
 out:
     /* a successor has written its own pid there */
     if (pr.pidfile_written && pidfile_read(pr.pidfile) == (long)getpid()) unlink(pr.pidfile);

@@ -10,9 +10,11 @@
  * (notify_start) fires every second, or every half watchdog interval when
  * that is shorter (sd_watchdog_enabled(3) asks for at least that often); it
  * pings the watchdog each time and refreshes STATUS at most once a second.
- * A timer on the loop, not a thread, because the point of the watchdog is
- * to notice a loop that no longer turns.  (With several loops, each would
- * have to prove it turns before the process pings.)
+ * A timer on loop 0, not a thread, because the point of the watchdog is
+ * to notice a loop that no longer turns.  With several loops each has to
+ * prove it turns before the process pings: the timer freezes them all
+ * (loops_freeze returns only when every loop reached the barrier), and a
+ * loop stuck in a callback stops the pings, so systemd restarts us.
  *
  * sd_notify() sends one datagram on a fresh socket; systemd reads them at
  * once, so the send does not wait in practice.
@@ -27,6 +29,7 @@
 #include "list.h"
 #include "log.h"
 #include "loop.h"
+#include "loops.h"
 #include "notify.h"
 #include "pool.h"
 #include "stats.h"
@@ -84,26 +87,38 @@ static void notify_send(const char *msg)
     if (r < 0) log_debug("sd_notify: %s", strerror(-r));
 }
 
-/* Sum of the transaction counters of every database (retired pools included). */
+/*
+ * Sum of the transaction counters of every database of every loop (retired
+ * pools included), under a freeze: it is also the proof that every loop turns.
+ */
 static uint64_t notify_xact_total(Loop *loop)
 {
     uint64_t n = 0;
-    ListNode *it;
-    list_for_each(it, &loop->databases)
-    {
-        PoolStats st;
-        stats_db_totals(list_entry(it, Database, node), &st);
-        n += st.xact_count;
+    loops_freeze(loop);
+    for (int i = 0; i < loop->set->n; i++) {
+        ListNode *it;
+        list_for_each(it, &loop->set->loops[i]->databases)
+        {
+            PoolStats st;
+            stats_db_totals(list_entry(it, Database, node), &st);
+            n += st.xact_count;
+        }
     }
+    loops_thaw(loop);
     return n;
 }
 
 void notify_format_status(Loop *loop, char *buf, size_t len)
 {
     NotifyState *ns = loop->notify;
+    int clients = 0, servers = 0;
+    for (int i = 0; i < loop->set->n; i++) {
+        clients += atomic_load_explicit(&loop->set->loops[i]->client_count, memory_order_relaxed);
+        servers += atomic_load_explicit(&loop->set->loops[i]->server_count, memory_order_relaxed);
+    }
     snprintf(buf, len, "%s%d clients, %d servers, %llu tps",
-             loop->shutdown != SHUTDOWN_NONE ? "draining: " : "", loop->client_count,
-             loop->server_count, (unsigned long long)(ns ? ns->tps : 0));
+             loop->shutdown != SHUTDOWN_NONE ? "draining: " : "", clients, servers,
+             (unsigned long long)(ns ? ns->tps : 0));
 }
 
 /* Recompute the TPS figure when a status interval has passed; true if it did. */
@@ -131,6 +146,11 @@ static void notify_on_timer(evutil_socket_t fd, short ev, void *arg)
     if (!sup.enabled) return;
     size_t n = 0;
     msg[0] = '\0';
+    /* every loop must turn before we ping: a freeze returns only when they do */
+    if (sup.watchdog_usec > 0 && loop->set->n > 1) {
+        loops_freeze(loop);
+        loops_thaw(loop);
+    }
     if (sup.watchdog_usec > 0) n += (size_t)snprintf(msg, sizeof(msg), "WATCHDOG=1\n");
     if (notify_sample(loop, ns, time_now_usec())) {
         notify_format_status(loop, status, sizeof(status));
@@ -194,7 +214,8 @@ void notify_reloading(void)
 void notify_stopping(Loop *loop)
 {
     char status[160], msg[256];
-    if (!sup.enabled) return;
+    /* every loop begins its shutdown; the process says so once */
+    if (!sup.enabled || loop->index != 0) return;
     notify_format_status(loop, status, sizeof(status));
     snprintf(msg, sizeof(msg), "STOPPING=1\nSTATUS=%s", status);
     notify_send(msg);

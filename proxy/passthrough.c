@@ -151,15 +151,14 @@ bool passthrough_cred_keep(PassCred **kept, const PassCred *proved)
     return true;
 }
 
-const char *passthrough_password(const Pool *p)
+const char *passthrough_password(const PassCred *kept)
 {
-    return p->pass_cred && secret_is_plain(p->pass_cred->secret) ? p->pass_cred->secret : NULL;
+    return kept && secret_is_plain(kept->secret) ? kept->secret : NULL;
 }
 
-PassExchange *passthrough_new(Pool *p)
+PassExchange *passthrough_new(Pool *p, const PassCred *kept)
 {
     const char *file = auth_file_secret(p->loop, p->username);
-    const PassCred *kept = p->pass_cred;
     const char *secret = NULL;
     const uint8_t *key = NULL;
     if (file && !secret_is_scram(file) && !md5_is_secret(file)) file = NULL; /* libpq has it */

@@ -59,15 +59,20 @@ void passthrough_cred_free(PassCred *pc);
  */
 bool passthrough_cred_keep(PassCred **kept, const PassCred *proved);
 
-/* A plaintext password the pool learned at a login (auth_query), for libpq; or NULL. */
-const char *passthrough_password(const Pool *p);
+/*
+ * A plaintext password a login taught the pool (auth_query), for libpq; or
+ * NULL.  kept is the caller's copy of the pool's credential
+ * (pooldir_cred_copy): other loops may replace the shared one meanwhile.
+ */
+const char *passthrough_password(const PassCred *kept);
 
 /*
  * For a new server of the pool whose libpq parameters carry no password:
- * the exchange state when a stored secret is known (the pool's, else an md5
+ * the exchange state when a stored secret is known (kept, the caller's copy
+ * of the pool's, else an md5
  * or SCRAM secret of the backend user in auth_file), else NULL.
  */
-PassExchange *passthrough_new(Pool *p) WUR;
+PassExchange *passthrough_new(Pool *p, const PassCred *kept) WUR;
 void passthrough_free(PassExchange *x);
 
 typedef enum {

@@ -11,6 +11,15 @@
  * A released or new server first goes to the oldest waiting client (FIFO);
  * only when nobody waits does it go idle.  Idle servers are reused most
  * recently used first, so the rest age out by server_idle_timeout.
+ *
+ * Several event loops: each has its own Pool objects (this file works on
+ * one loop's); the counts the limits need live in the shared PoolShared
+ * (pooldir.h) and are taken with pooldir_acquire before a connect, so a
+ * limit holds over every loop.  When a pool is at its limit and a client
+ * of loop B waits while loop A has an idle server (or releases one with
+ * nobody waiting on A), A hands the server over to B (pool_handover): the
+ * server leaves A's lists and events, travels in a message, and B adopts
+ * it.  Waiters are served by the age of their oldest client over all loops.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -24,8 +33,10 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "loops.h"
 #include "passthrough.h"
 #include "pool.h"
+#include "pooldir.h"
 #include "server.h"
 #include "workq.h"
 
@@ -160,6 +171,7 @@ static PoolUser *pool_user_get(Loop *loop, const char *name)
     PoolUser *u = hmap_get(&loop->user_index, name);
     if (u) return u;
     u = calloc(1, sizeof(*u));
+    if (u) u->loop = loop;
     if (!u || !(u->name = strdup(name)) || hmap_put(&loop->user_index, u->name, u) < 0) {
         if (u) free(u->name);
         free(u);
@@ -207,27 +219,9 @@ static void pool_resolve_settings(Pool *p)
     }
 }
 
-Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const char **sqlstate,
-                      char *err, size_t errlen)
+/* The loop's pool of db for a backend user, created on first use; NULL when out of memory. */
+static Pool *pool_get(Loop *loop, Database *db, const char *backend_user)
 {
-    Database *db = database_find(loop, dbname);
-    if (!db) {
-        const DbConf *dc = config_find_db(loop->cfg, dbname);
-        if (!dc) {
-            *sqlstate = "3D000";
-            snprintf(err, errlen, "no such database: %s", dbname);
-            return NULL;
-        }
-        db = database_create(loop, dbname, dc);
-        if (!db) goto oom;
-    }
-    if (db->disabled) {
-        *sqlstate = "08P01";
-        snprintf(err, errlen, "database \"%s\" is disabled", dbname);
-        return NULL;
-    }
-    /* a forced user means one pool per database */
-    const char *backend_user = db->user ? db->user : user;
     Pool *p = hmap_get(&db->pool_index, backend_user);
     if (p) return p;
     p = calloc(1, sizeof(*p));
@@ -236,7 +230,18 @@ Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const ch
     p->db = db;
     p->user = pool_user_get(loop, backend_user);
     if (!p->user) goto oom_pool;
-    if (hmap_put(&db->pool_index, p->username, p) < 0) goto oom_user;
+    p->shared = pooldir_get(loop->set->dir, db->name, backend_user);
+    if (!p->shared) goto oom_user;
+    if (hmap_put(&db->pool_index, p->username, p) < 0) {
+        pooldir_put(loop->set->dir, p->shared);
+        goto oom_user;
+    }
+    p->ps = &p->shared->ps;
+    p->user->shared = p->shared->user;
+    if (!db->shared) {
+        db->shared = p->shared->db;
+        db->seen_generation = atomic_load(&db->shared->generation);
+    }
     p->user->pools++;
     p->unused_since = loop_now(loop);
     list_init(&p->connecting);
@@ -259,10 +264,53 @@ oom_user:
 oom_pool:
     if (p) free(p->username);
     free(p);
+    return NULL;
+}
+
+Pool *pool_for_client(Loop *loop, const char *dbname, const char *user, const char **sqlstate,
+                      char *err, size_t errlen)
+{
+    Database *db = database_find(loop, dbname);
+    if (!db) {
+        const DbConf *dc = config_find_db(loop->cfg, dbname);
+        if (!dc) {
+            *sqlstate = "3D000";
+            snprintf(err, errlen, "no such database: %s", dbname);
+            return NULL;
+        }
+        db = database_create(loop, dbname, dc);
+        if (!db) goto oom;
+    }
+    if (db->disabled) {
+        *sqlstate = "08P01";
+        snprintf(err, errlen, "database \"%s\" is disabled", dbname);
+        return NULL;
+    }
+    /* a forced user means one pool per database */
+    Pool *p = pool_get(loop, db, db->user ? db->user : user);
+    if (p) return p;
 oom:
     *sqlstate = "53200";
     snprintf(err, errlen, "out of memory");
     return NULL;
+}
+
+/* This loop's part of a shared pool, if it has one. */
+static Pool *pool_shard_find(Loop *loop, const PoolShared *ps)
+{
+    Database *db = database_find(loop, ps->db->name);
+    return db ? hmap_get(&db->pool_index, ps->username) : NULL;
+}
+
+/* This loop's part of a shared pool, created if need be (a server arrives for it). */
+static Pool *pool_shard(Loop *loop, const PoolShared *ps)
+{
+    Database *db = database_find(loop, ps->db->name);
+    if (!db) {
+        const DbConf *dc = config_find_db(loop->cfg, ps->db->name);
+        if (!dc || !(db = database_create(loop, ps->db->name, dc))) return NULL;
+    }
+    return pool_get(loop, db, ps->username);
 }
 
 void pool_ref(Pool *p)
@@ -294,11 +342,12 @@ static void pool_free(Pool *p, bool retire)
     if (retire) pool_retire_stats(p);
     hmap_remove(&db->pool_index, p->username);
     list_remove(&db->pools, &p->db_node);
-    if (list_empty(&db->pools)) db->unused_since = loop_now(p->loop);
-    ps_registry_free(&p->ps);
+    if (list_empty(&db->pools)) {
+        db->unused_since = loop_now(p->loop);
+        db->shared = NULL; /* freed with its last pool on every loop */
+    }
+    pooldir_put(p->loop->set->dir, p->shared);
     params_free(&p->welcome);
-    passthrough_cred_free(p->pass_cred);
-    free(p->failure_msg);
     pool_user_put(p->loop, p->user);
     free(p->username);
     free(p);
@@ -307,6 +356,122 @@ static void pool_free(Pool *p, bool retire)
 int pool_server_total(const Pool *p)
 {
     return p->connecting.count + p->idle.count + p->active.count;
+}
+
+int pool_server_total_all(const Pool *p)
+{
+    return atomic_load(&p->shared->servers);
+}
+
+int pool_generation(const Pool *p)
+{
+    return atomic_load(&p->shared->db->generation);
+}
+
+int pool_db_servers(const Pool *p)
+{
+    return atomic_load(&p->shared->db->servers);
+}
+
+int pool_user_servers(const Pool *p)
+{
+    return atomic_load(&p->shared->user->servers);
+}
+
+void pool_database_bump_generation(Database *db)
+{
+    if (!db->shared) return; /* no pool, so no server anywhere on this loop */
+    /* one bump for every loop that saw the same generation before the change */
+    int seen = db->seen_generation;
+    atomic_compare_exchange_strong(&db->shared->generation, &seen, seen + 1);
+    db->seen_generation = atomic_load(&db->shared->generation);
+}
+
+static Pool *pool_shard_find(Loop *loop, const PoolShared *ps);
+
+/* ---------------------------------------------------------------- counts */
+
+static int pool_count_internal(const Pool *p, InternalKind kind)
+{
+    ListNode *it;
+    int n = 0;
+    list_for_each(it, &p->connecting)
+    {
+        const Server *s = list_entry(it, Server, pool_node);
+        if (s->state == SERVER_INTERNAL && s->internal == kind) n++;
+    }
+    return n;
+}
+
+static void pool_counts_add(const Pool *p, usec_t now, PoolCounts *c)
+{
+    c->cl_active += p->active_clients.count + p->idle_clients.count;
+    c->cl_waiting += p->waiting.count + p->login_wait.count;
+    c->sv_active += p->active.count;
+    c->sv_idle += p->idle.count;
+    int used = pool_count_internal(p, INTERNAL_RESET) + pool_count_internal(p, INTERNAL_SETPARAMS);
+    int tested = pool_count_internal(p, INTERNAL_CHECK);
+    c->sv_used += used;
+    c->sv_tested += tested;
+    c->sv_login += p->connecting.count - used - tested;
+    if (!list_empty(&p->waiting)) {
+        usec_t w = now - list_entry(list_first(&p->waiting), Client, pool_node)->wait_start;
+        if (w > c->maxwait) c->maxwait = w;
+    }
+}
+
+void pool_counts_all(const Pool *p, usec_t now, PoolCounts *out)
+{
+    LoopSet *set = p->loop->set;
+    memset(out, 0, sizeof(*out));
+    for (int i = 0; i < set->n; i++) {
+        const Pool *part = i == p->loop->index ? p : pool_shard_find(set->loops[i], p->shared);
+        if (part) pool_counts_add(part, now, out);
+    }
+}
+
+Pool *pool_shard_of(Loop *loop, const Pool *other)
+{
+    return loop == other->loop ? (Pool *)other : pool_shard_find(loop, other->shared);
+}
+
+bool pool_first_shard(const Pool *p)
+{
+    LoopSet *set = p->loop->set;
+    for (int i = 0; i < p->loop->index; i++)
+        if (pool_shard_find(set->loops[i], p->shared)) return false;
+    return true;
+}
+
+bool pool_first_user(const PoolUser *u)
+{
+    LoopSet *set = u->loop->set;
+    for (int i = 0; i < u->loop->index; i++)
+        if (hmap_get(&set->loops[i]->user_index, u->name)) return false;
+    return true;
+}
+
+int pool_database_servers(const Database *db)
+{
+    LoopSet *set = db->loop->set;
+    for (int i = 0; i < set->n; i++) {
+        const Database *d = database_find(set->loops[i], db->name);
+        if (d && d->shared) return atomic_load(&d->shared->servers);
+    }
+    return 0;
+}
+
+int pool_user_servers_all(const PoolUser *u)
+{
+    return u->shared ? atomic_load(&u->shared->servers) : 0;
+}
+
+bool pool_first_database(const Database *db)
+{
+    LoopSet *set = db->loop->set;
+    for (int i = 0; i < db->loop->index; i++)
+        if (database_find(set->loops[i], db->name)) return false;
+    return true;
 }
 
 /* ---------------------------------------------------------------- DNS */
@@ -387,6 +552,8 @@ static void dns_work(WorkqJob *j)
 }
 
 static void pool_launch_all(Database *db);
+static int pool_nudge(Pool *p, bool answer, int evict);
+static void pool_offer_later(Server *s);
 
 static void dns_done(WorkqJob *j, int status)
 {
@@ -440,7 +607,8 @@ static bool database_resolve(Database *db)
 
 static bool pool_in_retry_window(const Pool *p)
 {
-    return p->last_failure && time_now_usec() - p->last_failure < p->loop->cfg->server_login_retry;
+    usec_t at = pooldir_failure_at(p->shared);
+    return at && time_now_usec() - at < p->loop->cfg->server_login_retry;
 }
 
 /*
@@ -450,10 +618,12 @@ static bool pool_in_retry_window(const Pool *p)
  */
 static bool pool_fast_fail(Pool *p, Client *c)
 {
-    if (!p->failure_final || !pool_in_retry_window(p) || pool_server_total(p) > 0) return false;
-    client_close(c, p->failure_sqlstate,
-                 "server login has been failing, cached error: %s (server_login_retry)",
-                 p->failure_msg ? p->failure_msg : "?");
+    LoginFailure f;
+    if (!pool_in_retry_window(p) || pool_server_total_all(p) > 0 ||
+        !pooldir_failure(p->shared, &f) || !f.final)
+        return false;
+    client_close(c, f.sqlstate,
+                 "server login has been failing, cached error: %s (server_login_retry)", f.msg);
     return true;
 }
 
@@ -471,22 +641,24 @@ static int pool_allowed(const Pool *p)
 
 /*
  * max_db_connections / max_user_connections is reached but another pool of
- * the database (by_db) or of the backend user has an idle server: close the
- * one idle longest, so this pool can open the connection a client waits for
- * (PgBouncer evicts the same way).  Returns false when there is none.
+ * the database (by_db) or of the backend user has an idle server on `loop`:
+ * close the one idle longest, so the pool `ps` can open the connection a
+ * client waits for (PgBouncer evicts the same way).  Returns false when
+ * there is none.
  */
-static bool pool_evict_idle(Pool *p, bool by_db)
+static bool pool_evict_idle(Loop *loop, const PoolShared *ps, bool by_db)
 {
     Server *victim = NULL;
     ListNode *dit, *pit;
-    list_for_each(dit, &p->loop->databases)
+    list_for_each(dit, &loop->databases)
     {
         Database *db = list_entry(dit, Database, node);
-        if (by_db && db != p->db) continue;
+        if (by_db && db->shared != ps->db) continue;
         list_for_each(pit, &db->pools)
         {
             Pool *o = list_entry(pit, Pool, db_node);
-            if (o == p || (!by_db && o->user != p->user) || list_empty(&o->idle)) continue;
+            if (o->shared == ps || (!by_db && o->shared->user != ps->user) || list_empty(&o->idle))
+                continue;
             /* the idle list is most recently used first: its tail waited longest */
             Server *s = list_entry(list_last(&o->idle), Server, pool_node);
             if (!victim || s->idle_since < victim->idle_since) victim = s;
@@ -494,8 +666,38 @@ static bool pool_evict_idle(Pool *p, bool by_db)
     }
     if (!victim) return false;
     server_close(victim, "evicted: %s reached and pool %s@%s needs a server",
-                 by_db ? "max_db_connections" : "max_user_connections", p->username, p->db->name);
+                 by_db ? "max_db_connections" : "max_user_connections", ps->username, ps->db->name);
     return true;
+}
+
+/* Which of max_db_connections / max_user_connections is reached now (bit 1, bit 2). */
+static int pool_shared_limits_hit(const PoolShared *ps, int max_db, int max_user)
+{
+    int hit = 0;
+    if (max_db > 0 && atomic_load(&ps->db->servers) >= max_db) hit |= 1;
+    if (max_user > 0 && atomic_load(&ps->user->servers) >= max_user) hit |= 2;
+    return hit;
+}
+
+/* Evict on `loop` for what is hit (pool_shared_limits_hit); true when one was closed. */
+static bool pool_evict_for(Loop *loop, const PoolShared *ps, int hit)
+{
+    if ((hit & 1) && pool_evict_idle(loop, ps, true)) return true;
+    return (hit & 2) && pool_evict_idle(loop, ps, false);
+}
+
+/*
+ * Count a new server against every limit (pooldir_acquire).  When only
+ * max_db_connections or max_user_connections stands in the way, close an
+ * idle server of another pool of this loop and try once more.
+ */
+static bool pool_acquire(Pool *p, int allowed)
+{
+    if (pooldir_acquire(p->shared, allowed, p->max_db, p->max_user)) return true;
+    if (pool_server_total_all(p) >= allowed) return false;
+    int hit = pool_shared_limits_hit(p->shared, p->max_db, p->max_user);
+    return hit && pool_evict_for(p->loop, p->shared, hit) &&
+           pooldir_acquire(p->shared, allowed, p->max_db, p->max_user);
 }
 
 /* Open new connections while clients wait for them and limits allow. */
@@ -506,12 +708,34 @@ static void pool_launch(Pool *p)
         pool_in_retry_window(p))
         return;
     int demand = p->waiting.count + (p->have_welcome ? 0 : p->login_wait.count > 0);
+    bool answered = p->nudge_answered;
+    p->nudge_answered = false;
+    if (p->connecting.count >= demand) return;
+    /*
+     * An idle server of another loop is cheaper than a new connection (a
+     * message against a PostgreSQL fork): ask those loops first, and
+     * connect only for what their answers did not bring.
+     */
+    if (p->nudges_out > 0) return; /* asked: the answers launch again */
+    if (!answered && pool_nudge(p, true, 0) > 0) return;
     while (p->connecting.count < demand) {
-        if (pool_server_total(p) >= pool_allowed(p)) return;
-        if (p->max_db > 0 && p->db->server_count >= p->max_db && !pool_evict_idle(p, true)) return;
-        if (p->max_user > 0 && p->user->server_count >= p->max_user && !pool_evict_idle(p, false))
-            return;
         if (!database_resolve(p->db)) return; /* dns_done launches again */
+        int allowed = pool_allowed(p);
+        if (!pool_acquire(p, allowed)) {
+            /*
+             * At a limit.  The pool's own: a server released on another
+             * loop comes here (pool_handover).  A database or user limit:
+             * another loop may have an idle server of another pool to
+             * evict; ask once, then the janitor retries.
+             */
+            int hit = pool_server_total_all(p) < allowed
+                          ? pool_shared_limits_hit(p->shared, p->max_db, p->max_user)
+                          : 0;
+            if (hit && !answered && pool_nudge(p, true, hit) > 0) return;
+            pool_demand_changed(p);
+            (void)pool_nudge(p, false, 0);
+            return;
+        }
         if (!server_connect(p, p->db->hostaddr)) return;
     }
 }
@@ -528,6 +752,18 @@ static void pool_launch_all(Database *db)
 
 /* ---------------------------------------------------------------- clients */
 
+/* p->welcome is known now: the clients waiting for it finish their login. */
+static void pool_welcome_learned(Pool *p)
+{
+    p->have_welcome = true;
+    ListNode *it, *tmp;
+    list_for_each_safe(it, tmp, &p->login_wait)
+    {
+        Client *c = list_entry(it, Client, pool_node);
+        client_finish_login(c);
+    }
+}
+
 void pool_client_login(Pool *p, Client *c)
 {
     /*
@@ -535,8 +771,10 @@ void pool_client_login(Pool *p, Client *c)
      * secret or ClientKey may succeed where the last server login failed: it
      * gets a try at once instead of the remembered failure.
      */
-    if (c->pass_cred && !p->db->user && passthrough_cred_keep(&p->pass_cred, c->pass_cred))
-        p->last_failure = 0;
+    if (c->pass_cred && !p->db->user && pooldir_cred_keep(p->shared, c->pass_cred))
+        pooldir_login_ok(p->shared);
+    /* another loop's first server login told what clients are told: no need to wait for one here */
+    if (!p->have_welcome && pooldir_welcome_copy(p->shared, &p->welcome)) pool_welcome_learned(p);
     if (p->have_welcome) {
         client_finish_login(c);
         return;
@@ -566,6 +804,263 @@ void pool_request_server(Pool *p, Client *c)
     if (!p->db->paused) pool_launch(p);
 }
 
+/* ---------------------------------------------------------------- hand-over */
+
+/*
+ * The shared demand (pooldir.h LoopDemand) is only kept with several loops;
+ * each loop writes its own slot and reads the others', so the hot path
+ * reads one atomic (ps->waiting) and writes nothing while nobody waits.
+ */
+static bool pool_multi(const Pool *p)
+{
+    return p->loop->set->n > 1;
+}
+
+void pool_idle_changed(Pool *p, int delta)
+{
+    if (pool_multi(p)) atomic_fetch_add(&p->shared->demand[p->loop->index].idle, delta);
+}
+
+void pool_demand_changed(Pool *p)
+{
+    if (!pool_multi(p)) return;
+    int w = p->waiting.count + (p->have_welcome ? 0 : p->login_wait.count);
+    usec_t oldest = 0;
+    if (!list_empty(&p->waiting))
+        oldest = list_entry(list_first(&p->waiting), Client, pool_node)->wait_start;
+    else if (w > 0)
+        oldest = list_entry(list_first(&p->login_wait), Client, pool_node)->wait_start;
+    if (w == p->demand_waiting && oldest == p->demand_oldest) return;
+    LoopDemand *d = &p->shared->demand[p->loop->index];
+    atomic_store(&d->oldest, (long long)oldest);
+    atomic_store(&d->waiting, w);
+    atomic_fetch_add(&p->shared->waiting, w - p->demand_waiting);
+    p->demand_waiting = w;
+    p->demand_oldest = oldest;
+}
+
+/*
+ * The loop whose waiting client is oldest (and older than `before`, when
+ * not 0) and who is not yet sent enough servers; -1 when none.
+ */
+static int pool_handover_target(const Pool *p, usec_t before)
+{
+    PoolShared *ps = p->shared;
+    LoopSet *set = p->loop->set;
+    int best = -1;
+    long long best_t = 0;
+    if (atomic_load(&ps->waiting) <= p->demand_waiting) return -1; /* nobody waits elsewhere */
+    for (int i = 0; i < set->n; i++) {
+        if (i == p->loop->index) continue;
+        LoopDemand *d = &ps->demand[i];
+        if (atomic_load(&d->waiting) - atomic_load(&d->incoming) <= 0) continue;
+        long long t = atomic_load(&d->oldest);
+        if (before && t >= before) continue;
+        if (best < 0 || t < best_t) {
+            best = i;
+            best_t = t;
+        }
+    }
+    return best;
+}
+
+/* Has a client of another loop waited longer than this loop's first waiter? */
+static bool pool_remote_waited_longer(const Pool *p)
+{
+    if (!pool_multi(p) || list_empty(&p->waiting)) return false;
+    usec_t mine = list_entry(list_first(&p->waiting), Client, pool_node)->wait_start;
+    return pool_handover_target(p, mine) >= 0;
+}
+
+static void pool_on_handover(Loop *loop, void *arg);
+
+/*
+ * Give an idle server (or one about to be idle) to the loop whose client
+ * has waited longest.  Returns false when nobody elsewhere needs it or it
+ * cannot move; the caller keeps it then.
+ */
+static bool pool_handover(Server *s)
+{
+    Pool *p = s->pool;
+    if (!pool_multi(p) || p->db->paused) return false;
+    int target = pool_handover_target(p, 0);
+    if (target < 0) return false;
+    if (s->state != SERVER_IDLE) server_set_state(s, SERVER_IDLE); /* counted idle, then moved */
+    if (!server_can_move(s)) return false;
+    LoopSet *set = p->loop->set;
+    LoopDemand *d = &p->shared->demand[target];
+    atomic_fetch_add(&d->incoming, 1);
+    pool_offer_cancel(s); /* it may be queued for an offer pass of this loop */
+    server_detach(s);
+    if (loop_post(set->loops[target], pool_on_handover, s) < 0) {
+        /* no memory for the message: it stays */
+        atomic_fetch_sub(&d->incoming, 1);
+        Pool *back = pool_shard(p->loop, s->transit);
+        if (back) {
+            server_attach(s, back);
+            server_set_state(s, SERVER_IDLE);
+        } else {
+            server_discard(s, p->loop, "out of memory during hand-over");
+        }
+        return true;
+    }
+    atomic_fetch_add(&set->handovers, 1);
+    return true;
+}
+
+/* The server arrives on its new loop: it serves the waiting client here, or stays. */
+static void pool_on_handover(Loop *loop, void *arg)
+{
+    Server *s = arg;
+    PoolShared *ps = s->transit;
+    atomic_fetch_sub(&ps->demand[loop->index].incoming, 1);
+    Pool *p = pool_shard(loop, ps);
+    if (!p) {
+        server_discard(s, loop, "no pool for a handed-over server");
+        return;
+    }
+    server_attach(s, p);
+    log_at(LOG_LEVEL_DEBUG, s->prefix, "handed over to loop %d", loop->index);
+    /* a pool that never had a server here learns its parameters from this one */
+    if (!p->have_welcome)
+        pool_server_login_ok(s);
+    else
+        pool_server_idle(s);
+}
+
+/*
+ * Offer the idle servers queued by pool_offer_later: to a waiting client
+ * here when none elsewhere waited longer, else to the other loop.  Runs as
+ * its own event, never inside the callback that released the server: that
+ * callback may still look at the server after releasing it, and a server
+ * handed over belongs to another thread at once.
+ */
+static void pool_on_offer_pass(evutil_socket_t fd, short ev, void *arg)
+{
+    Loop *loop = arg;
+    (void)fd;
+    (void)ev;
+    while (!list_empty(&loop->handover_queue)) {
+        Server *s = list_entry(list_first(&loop->handover_queue), Server, handover_node);
+        list_remove(&loop->handover_queue, &s->handover_node);
+        if (s->state != SERVER_IDLE || s->client) continue; /* taken or closed meanwhile */
+        Pool *p = s->pool;
+        if (!p->db->paused && !list_empty(&p->waiting) && !pool_remote_waited_longer(p)) {
+            client_link_server(list_entry(list_first(&p->waiting), Client, pool_node), s);
+            continue;
+        }
+        (void)pool_handover(s); /* false: nobody elsewhere needs it, it stays idle */
+    }
+}
+
+/* An idle server another loop's client may need: offer it after the current callbacks. */
+static void pool_offer_later(Server *s)
+{
+    Pool *p = s->pool;
+    Loop *loop = p->loop;
+    if (!pool_multi(p) || p->db->paused || list_node_linked(&s->handover_node) ||
+        pool_handover_target(p, 0) < 0)
+        return;
+    if (!loop->ev_handover) {
+        loop->ev_handover = event_new(loop->base, -1, 0, pool_on_offer_pass, loop);
+        if (!loop->ev_handover) return; /* it stays idle here; the nudge path still works */
+    }
+    if (list_empty(&loop->handover_queue)) event_active(loop->ev_handover, EV_TIMEOUT, 0);
+    list_append(&loop->handover_queue, &s->handover_node);
+}
+
+/* A server that closes leaves the offer queue. */
+void pool_offer_cancel(Server *s)
+{
+    if (list_node_linked(&s->handover_node) && s->loop)
+        list_remove(&s->loop->handover_queue, &s->handover_node);
+}
+
+typedef struct nudge {
+    PoolShared *ps; /* a reference */
+    int from;       /* the asking loop, when it waits for the answer; else -1 */
+    int evict;      /* pool_shared_limits_hit() of the asking pool: evict for it */
+    int max_db, max_user;
+} Nudge;
+
+static void pool_on_nudge_answer(Loop *loop, void *arg);
+
+/*
+ * Another loop's clients wait: give it the idle servers nobody here needs
+ * (pool_handover sends each to the loop whose client waited longest), or
+ * evict an idle server of another pool when a database or user limit
+ * stands in its way; then answer when asked to.  The answer follows the
+ * servers through the same inbox, so it arrives after them.
+ */
+static void pool_on_nudge(Loop *loop, void *arg)
+{
+    Nudge *n = arg;
+    Pool *p = pool_shard_find(loop, n->ps);
+    bool gave = false;
+    while (p && list_empty(&p->waiting) && !list_empty(&p->idle)) {
+        /* the longest idle one: the most recently used stay warm here */
+        Server *s = list_entry(list_last(&p->idle), Server, pool_node);
+        if (!pool_handover(s)) break;
+        gave = true;
+    }
+    if (!gave && n->evict) {
+        /* another loop may have evicted already: only while the limit is still hit */
+        int hit = pool_shared_limits_hit(n->ps, n->max_db, n->max_user) & n->evict;
+        if (hit) (void)pool_evict_for(loop, n->ps, hit);
+    }
+    if (n->from >= 0 && loop_post(loop->set->loops[n->from], pool_on_nudge_answer, n) == 0)
+        return; /* n travels on; without memory for it, the asking loop's janitor launches */
+    pooldir_put(loop->set->dir, n->ps);
+    free(n);
+}
+
+/* Every asked loop answered: connect for the clients their servers did not serve. */
+static void pool_on_nudge_answer(Loop *loop, void *arg)
+{
+    Nudge *n = arg;
+    Pool *p = pool_shard_find(loop, n->ps);
+    if (p && p->nudges_out > 0 && --p->nudges_out == 0) {
+        p->nudge_answered = true;
+        pool_launch(p);
+    }
+    pooldir_put(loop->set->dir, n->ps);
+    free(n);
+}
+
+/*
+ * Ask other loops for idle servers of the pool (those that have some), or
+ * with evict (pool_shared_limits_hit) every other loop to evict one of
+ * another pool.  With answer, each answers (pool_on_nudge_answer) and
+ * p->nudges_out counts the answers to come.  Returns how many were asked.
+ */
+static int pool_nudge(Pool *p, bool answer, int evict)
+{
+    if (!pool_multi(p)) return 0;
+    LoopSet *set = p->loop->set;
+    PoolShared *ps = p->shared;
+    int asked = 0;
+    pool_demand_changed(p); /* what the asked loops read to pick the target */
+    for (int i = 0; i < set->n; i++) {
+        if (i == p->loop->index || (!evict && atomic_load(&ps->demand[i].idle) <= 0)) continue;
+        Nudge *n = malloc(sizeof(*n));
+        if (!n) break;
+        *n = (Nudge){.ps = ps,
+                     .from = answer ? p->loop->index : -1,
+                     .evict = evict,
+                     .max_db = p->max_db,
+                     .max_user = p->max_user};
+        pooldir_ref(ps);
+        if (loop_post(set->loops[i], pool_on_nudge, n) < 0) {
+            pooldir_put(set->dir, ps);
+            free(n);
+            break;
+        }
+        asked++;
+    }
+    if (answer) p->nudges_out = asked;
+    return asked;
+}
+
 /* ---------------------------------------------------------------- servers */
 
 void pool_server_idle(Server *s)
@@ -585,17 +1080,19 @@ void pool_server_idle(Server *s)
         server_close(s, "server lifetime over");
         return;
     }
-    if (s->pool->db->generation != s->generation) {
+    if (pool_generation(p) != s->generation) {
         server_close(s, "database configuration changed");
         return;
     }
-    if (!p->db->paused && !list_empty(&p->waiting)) {
+    if (!p->db->paused && !list_empty(&p->waiting) && !pool_remote_waited_longer(p)) {
         Client *w = list_entry(list_first(&p->waiting), Client, pool_node);
         client_link_server(w, s);
         return;
     }
-    server_set_state(s, SERVER_IDLE);
     s->client = NULL;
+    server_set_state(s, SERVER_IDLE);
+    /* nobody waits here, or a client of another loop has waited longer: it gets it */
+    pool_offer_later(s);
 }
 
 void pool_release_server(Server *s)
@@ -604,24 +1101,30 @@ void pool_release_server(Server *s)
     Client *c = s->client;
     Config *cfg = p->loop->cfg;
     s->client = NULL;
-    if (c) {
-        c->server = NULL;
-        client_server_released(c);
+    if (c) c->server = NULL;
+    /*
+     * The server goes back first, then the client hears of it: a client
+     * with its next query already buffered must find the server in the
+     * pool, not start a connection the pool does not need.
+     */
+    if (s->state != SERVER_CLOSING) {
+        /* every answer was delivered by now; anything left is stale bookkeeping */
+        if (s->psq.count) ps_queue_clear(&s->psq, p->ps);
+        bool reset = (p->mode == POOL_MODE_SESSION || cfg->server_reset_query_always) &&
+                     cfg->server_reset_query && *cfg->server_reset_query &&
+                     (p->mode == POOL_MODE_SESSION || !c || cfg->server_reset_query_always);
+        /* a cancel for the last client still on its way: held until it is through */
+        if (server_cancel_hold(s)) {
+            /* the cancel's completion brings it back */
+        } else if (reset) {
+            /* in transaction mode only a session ending (client gone) resets with _always */
+            if (server_run_internal(s, INTERNAL_RESET, cfg->server_reset_query) < 0)
+                server_close(s, "could not send reset query");
+        } else {
+            pool_server_idle(s);
+        }
     }
-    if (s->state == SERVER_CLOSING) return;
-    /* every answer was delivered by now; anything left is stale bookkeeping */
-    if (s->psq.count) ps_queue_clear(&s->psq, &p->ps);
-    /* a cancel for the last client still on its way: held until it is through */
-    if (server_cancel_hold(s)) return;
-    bool reset = (p->mode == POOL_MODE_SESSION || cfg->server_reset_query_always) &&
-                 cfg->server_reset_query && *cfg->server_reset_query;
-    /* in transaction mode only a session ending (client gone) runs the reset with _always */
-    if (reset && (p->mode == POOL_MODE_SESSION || !c || cfg->server_reset_query_always)) {
-        if (server_run_internal(s, INTERNAL_RESET, cfg->server_reset_query) < 0)
-            server_close(s, "could not send reset query");
-        return;
-    }
-    pool_server_idle(s);
+    if (c) client_server_released(c);
 }
 
 bool pool_fast_close(Server *s)
@@ -629,7 +1132,7 @@ bool pool_fast_close(Server *s)
     Pool *p = s->pool;
     Client *c = s->client;
     if (!p->loop->cfg->server_fast_close || p->mode != POOL_MODE_SESSION ||
-        s->state != SERVER_ACTIVE || !c || s->generation == p->db->generation)
+        s->state != SERVER_ACTIVE || !c || s->generation == pool_generation(p))
         return false;
     /* only at a transaction boundary, with nothing of either side in flight */
     if (s->internal != INTERNAL_NONE || s->tx_status != 'I' || c->tx_status != 'I' ||
@@ -658,38 +1161,29 @@ void pool_internal_done(Server *s, int kind, bool ok)
 void pool_server_login_ok(Server *s)
 {
     Pool *p = s->pool;
-    p->last_failure = 0;
+    pooldir_login_ok(p->shared);
     if (!p->have_welcome) {
-        if (params_copy(&p->welcome, &s->params) < 0) {
-            server_close(s, "out of memory");
-            return;
+        /*
+         * A fresh login's parameters are the server's own; a server handed
+         * over from another loop may carry a client's SET: the copy kept
+         * from the pool's first login on any loop comes first.
+         */
+        if (!pooldir_welcome_copy(p->shared, &p->welcome)) {
+            if (params_copy(&p->welcome, &s->params) < 0) {
+                server_close(s, "out of memory");
+                return;
+            }
+            pooldir_welcome_keep(p->shared, &p->welcome);
         }
-        p->have_welcome = true;
-        ListNode *it, *tmp;
-        list_for_each_safe(it, tmp, &p->login_wait)
-        {
-            Client *c = list_entry(it, Client, pool_node);
-            client_finish_login(c);
-        }
+        pool_welcome_learned(p);
     }
     pool_server_idle(s);
 }
 
-void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg, bool final)
+/* PostgreSQL refused the login: the clients waiting for this pool fail with its error. */
+static void pool_fail_waiters(Pool *p, const char *sqlstate, const char *msg)
 {
-    p->last_failure = time_now_usec();
-    p->failure_final = final;
-    snprintf(p->failure_sqlstate, sizeof(p->failure_sqlstate), "%s", sqlstate);
-    free(p->failure_msg);
-    p->failure_msg = strdup(msg);
-    p->stats.login_failures++;
-    /*
-     * A failure that may pass keeps the clients queued: the janitor retries
-     * after server_login_retry, and each gives up at query_wait_timeout (or
-     * client_login_timeout) with this error in the message.  PostgreSQL's own
-     * refusal fails them now: nobody waits for a server that refuses logins.
-     */
-    if (!final || !list_empty(&p->idle)) return;
+    if (!list_empty(&p->idle)) return;
     ListNode *it, *tmp;
     list_for_each_safe(it, tmp, &p->login_wait)
     {
@@ -703,17 +1197,66 @@ void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg, bo
     }
 }
 
-const char *pool_last_login_error(const Pool *p)
+typedef struct refusal {
+    PoolShared *ps; /* a reference */
+    char sqlstate[6];
+    char msg[256];
+} Refusal;
+
+/* Another loop's server login was refused: this loop's waiters fail too. */
+static void pool_on_refusal(Loop *loop, void *arg)
 {
-    return p->last_failure && p->failure_msg ? p->failure_msg : NULL;
+    Refusal *r = arg;
+    Pool *p = pool_shard_find(loop, r->ps);
+    if (p) pool_fail_waiters(p, r->sqlstate, r->msg);
+    pooldir_put(loop->set->dir, r->ps);
+    free(r);
+}
+
+void pool_server_login_failed(Pool *p, const char *sqlstate, const char *msg, bool final)
+{
+    pooldir_login_failed(p->shared, sqlstate, msg, final);
+    p->stats.login_failures++;
+    /*
+     * A failure that may pass keeps the clients queued: the janitor retries
+     * after server_login_retry, and each gives up at query_wait_timeout (or
+     * client_login_timeout) with this error in the message.  PostgreSQL's own
+     * refusal fails them now, on every loop: nobody waits for a server that
+     * refuses logins.
+     */
+    if (!final) return;
+    pool_fail_waiters(p, sqlstate, msg);
+    LoopSet *set = p->loop->set;
+    for (int i = 0; i < set->n; i++) {
+        if (i == p->loop->index) continue;
+        Refusal *r = calloc(1, sizeof(*r));
+        if (!r) break; /* they give up at query_wait_timeout instead */
+        r->ps = p->shared;
+        pooldir_ref(r->ps);
+        snprintf(r->sqlstate, sizeof(r->sqlstate), "%s", sqlstate);
+        snprintf(r->msg, sizeof(r->msg), "%s", msg);
+        if (loop_post(set->loops[i], pool_on_refusal, r) < 0) {
+            pooldir_put(set->dir, r->ps);
+            free(r);
+        }
+    }
+}
+
+const char *pool_last_login_error(const Pool *p, char *buf, size_t len)
+{
+    LoginFailure f;
+    if (!pooldir_failure(p->shared, &f)) return NULL;
+    snprintf(buf, len, "%s", f.msg);
+    return buf;
 }
 
 void pool_forget_login_failure(Pool *p)
 {
-    if (!p->last_failure) return;
-    p->last_failure = 0;
-    p->failure_final = false;
-    pool_request_server(p, NULL);
+    /* every loop calls this (RECONNECT): the first forgets, each launches for its waiters */
+    bool had = pooldir_failure_at(p->shared) != 0;
+    pooldir_login_ok(p->shared);
+    if (had || !list_empty(&p->waiting) || !list_empty(&p->login_wait))
+        pool_request_server(p, NULL);
 }
 
 /* ---------------------------------------------------------------- janitor */
@@ -748,13 +1291,13 @@ static void pool_janitor_servers(Pool *p, usec_t now)
     for (int i = 0; i < n; i++) {
         Server *s = snap[i];
         if (s->state != SERVER_IDLE) continue;
-        int total = pool_server_total(p);
+        int total = pool_server_total_all(p);
         if (p->server_lifetime > 0 && now - s->created > p->server_lifetime) {
             server_close(s, "server lifetime over");
         } else if (cfg->server_idle_timeout > 0 && now - s->idle_since > cfg->server_idle_timeout &&
                    total > p->min_size) {
             server_close(s, "server idle timeout");
-        } else if (s->pool->db->generation != s->generation) {
+        } else if (pool_generation(p) != s->generation) {
             server_close(s, "database configuration changed");
         } else if (cfg->server_check_query && *cfg->server_check_query &&
                    now - s->idle_since > cfg->server_check_delay && cfg->server_check_delay > 0) {
@@ -772,10 +1315,10 @@ static void pool_janitor_servers(Pool *p, usec_t now)
     }
     /* min_pool_size: keep warm connections once the pool has been used */
     if (p->have_welcome && !pool_in_retry_window(p) && p->loop->shutdown == SHUTDOWN_NONE) {
-        while (pool_server_total(p) < p->min_size && pool_server_total(p) < p->size &&
-               (p->max_db <= 0 || p->db->server_count < p->max_db) &&
-               (p->max_user <= 0 || p->user->server_count < p->max_user)) {
-            if (!database_resolve(p->db)) break;
+        /* over every loop: whichever loop's janitor comes first opens them */
+        int min = p->min_size < p->size ? p->min_size : p->size;
+        while (pool_server_total_all(p) < min && database_resolve(p->db) &&
+               pooldir_acquire(p->shared, min, p->max_db, p->max_user)) {
             if (!server_connect(p, p->db->hostaddr)) break;
         }
     }
@@ -876,7 +1419,7 @@ void pool_apply_config(Loop *loop)
          * ones now, and a login failure under the old settings says nothing
          * about the new ones, so a waiting client gets an attempt now.
          */
-        db->generation++;
+        pool_database_bump_generation(db);
         list_for_each_safe(pit, ptmp, &db->pools)
         {
             Pool *p = list_entry(pit, Pool, db_node);

@@ -23,11 +23,13 @@
 #include "stats.h"
 #include "types.h"
 
+/* A backend user as this loop knows it; its server count is shared (pooldir.h). */
 typedef struct pool_user {
-    ListNode node;    /* loop->users */
-    char *name;       /* key of loop->user_index */
-    int server_count; /* over all pools, for max_user_connections */
-    int pools;        /* pools of this backend user; freed with the last one */
+    ListNode node; /* loop->users */
+    Loop *loop;
+    char *name;                 /* key of loop->user_index */
+    int pools;                  /* pools of this backend user; freed with the last one */
+    struct user_shared *shared; /* pooldir.h: its server count over every loop */
 } PoolUser;
 
 /* Per pool (and summed per database) counters, as SHOW STATS reports them. */
@@ -55,12 +57,13 @@ struct database {
     char *client_encoding, *datestyle, *timezone, *application_name;
     char *server_tls; /* the server_tls_* options in effect, as one string */
     int port;
-    int generation;      /* bumped when connection settings change: old servers drain */
+    int seen_generation; /* the shared generation when this loop last changed it */
+    struct db_shared
+        *shared;         /* pooldir.h: while the database has pools (server count, generation) */
     bool paused;         /* PAUSE: hold new queries */
     bool disabled;       /* DISABLE: refuse new clients */
     List pools;          /* Pool.db_node */
     Hmap pool_index;     /* Pool by backend user name */
-    int server_count;    /* for max_db_connections */
     usec_t unused_since; /* an automatic database without pools: since when (for
                             autodb_idle_timeout) */
     RetiredStats retired;
@@ -70,10 +73,16 @@ struct database {
     bool resolving;
 };
 
+/*
+ * One loop's part of a pool: its clients and servers.  What the parts of
+ * one pool on every loop share (limits, hand-over demand, prepared
+ * statements, pass-through credentials) is `shared` (pooldir.h).
+ */
 struct pool {
     ListNode db_node;
     Loop *loop;
     Database *db;
+    struct pool_shared *shared;
     PoolUser *user; /* accounting for the backend user */
     char *username; /* backend user name; key of db->pool_index */
     /*
@@ -96,22 +105,15 @@ struct pool {
     /* what a client is told at login; learned from the first server */
     ParamSet welcome;
     bool have_welcome;
-    /* server_login_retry: the last login failure (last_failure 0 = none since a success) */
-    usec_t last_failure;
-    bool failure_final; /* PostgreSQL refused the login: new clients fail at once */
-    char failure_sqlstate[6];
-    char *failure_msg;
+    /* (server_login_retry: the last login failure is shared, pooldir.h) */
     PoolStats stats;
-    PsRegistry ps;                      /* prepared statements of all clients, by text and types */
+    PsRegistry *ps;                     /* &shared->ps: prepared statements of all clients */
     PoolStats stats_newer, stats_older; /* stats.c: snapshots of the last two stats_periods */
     PoolLatency latency;                /* stats.c: query/xact/wait histograms */
-    /*
-     * Pass-through (passthrough.h): the stored secret and ClientKey the last
-     * logins proved, for new servers of the pool.  Owned; replaced when a
-     * login proves a different secret; wiped when the pool is freed.  Never
-     * set for a database with a forced user (it has its own password).
-     */
-    PassCred *pass_cred;
+    int demand_waiting;  /* what this loop last published in shared->demand (hand-over) */
+    int nudges_out;      /* loops asked for an idle server that have not answered yet */
+    bool nudge_answered; /* they answered: the next launch connects without asking */
+    usec_t demand_oldest;
 };
 
 /*
@@ -144,7 +146,8 @@ void pool_server_login_ok(Server *s);
  */
 void pool_server_login_failed(Pool *pool, const char *sqlstate, const char *msg, bool final);
 /* The last login error while logins fail, for timeout messages; NULL when none. */
-const char *pool_last_login_error(const Pool *pool);
+/* The pool's last login error while logins fail (into buf), or NULL. */
+const char *pool_last_login_error(const Pool *pool, char *buf, size_t len);
 /* RECONNECT or new settings: the next attempt happens now, not after server_login_retry. */
 void pool_forget_login_failure(Pool *pool);
 /*
@@ -155,8 +158,52 @@ void pool_forget_login_failure(Pool *pool);
 bool pool_fast_close(Server *s);
 /* An internal query finished (called by server.c). */
 void pool_internal_done(Server *s, int kind, bool ok);
-/* Total servers of the pool in any state. */
+/* Servers of this loop's part of the pool, in any state. */
 int pool_server_total(const Pool *pool);
+/* Servers of the pool on every loop. */
+int pool_server_total_all(const Pool *pool);
+/* The database's generation (RECONNECT, changed settings): servers of an older one drain. */
+int pool_generation(const Pool *pool);
+/* Servers of the database / backend user on every loop (max_db/max_user_connections). */
+int pool_db_servers(const Pool *pool);
+int pool_user_servers(const Pool *pool);
+/*
+ * Hand-over between loops: a client starts or stops waiting (client.c), or
+ * another loop asks for idle servers (loops.c message).  Cheap when one loop.
+ */
+void pool_demand_changed(Pool *pool);
+/*
+ * What SHOW POOLS and /metrics report of a pool, over every loop (the
+ * caller has frozen the other loops: loops.h).  One definition of each
+ * count, so the console and the metrics agree.
+ */
+typedef struct pool_counts {
+    int cl_active;  /* linked to a server, or logged in and idle */
+    int cl_waiting; /* queued for a server, or for the pool's first login */
+    int sv_active, sv_idle;
+    int sv_used;    /* running the reset query or the SETs for a client */
+    int sv_tested;  /* running server_check_query */
+    int sv_login;   /* connecting, or running connect_query */
+    usec_t maxwait; /* how long the oldest waiting client has waited */
+} PoolCounts;
+void pool_counts_all(const Pool *pool, usec_t now, PoolCounts *out);
+/* The loop's part of a pool another loop's part belongs to (NULL: none here). */
+Pool *pool_shard_of(Loop *loop, const Pool *other);
+/* Is this the first loop (by index) that has a part of the pool?  For rows over every loop. */
+bool pool_first_shard(const Pool *pool);
+/* Is this the first loop that knows the database / user?  Same purpose. */
+bool pool_first_database(const Database *db);
+bool pool_first_user(const PoolUser *user);
+/* Servers of the database / user on every loop (SHOW DATABASES, SHOW USERS). */
+int pool_database_servers(const Database *db);
+int pool_user_servers_all(const PoolUser *user);
+
+/* A closing server leaves the queue of idle servers to offer to other loops (server.c). */
+void pool_offer_cancel(Server *s);
+/* A server of the pool became idle (+1) or stopped being idle (-1) (server.c). */
+void pool_idle_changed(Pool *pool, int delta);
+/* RECONNECT of a database: bump its generation once, for every loop. */
+void pool_database_bump_generation(Database *db);
 
 /* Find a database by name; with create, also one that is configured but unused yet. */
 Database *pool_database_get(Loop *loop, const char *name, bool create);

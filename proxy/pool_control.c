@@ -1,5 +1,5 @@
 /*
- * pool_control.c — PAUSE/RESUME/RECONNECT/KILL/… (see pool_control.h).
+ * pool_control.c — PAUSE/RESUME/RECONNECT/KILL/… over every loop (see pool_control.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,21 +9,21 @@
 #include "admin.h"
 #include "client.h"
 #include "config.h"
-#include "listener.h"
 #include "log.h"
+#include "loops.h"
 #include "pool.h"
 #include "pool_control.h"
 #include "server.h"
 
 #define CONTROL_TICK_USEC 50000
-#define CONTROL_DB_MAX    128
 
+/* A console client waiting for its command's condition (PAUSE, WAIT_CLOSE) or broadcast. */
 typedef struct control_waiter {
     struct control_waiter *next;
     uint32_t client_id;
-    ControlWaitKind kind;
-    bool all;
-    char db[CONTROL_DB_MAX];
+    ControlOp op;
+    bool broadcast_done; /* every loop has applied the command */
+    char *db;            /* NULL: every database */
     control_done_fn done;
 } ControlWaiter;
 
@@ -38,6 +38,10 @@ static PoolControl *ctl(Loop *loop)
 {
     return loop->control;
 }
+
+static const char *const op_tags[] = {
+    "PAUSE", "RESUME", "DISABLE", "ENABLE", "RECONNECT", "KILL", "WAIT_CLOSE",
+};
 
 /* Look a database up (creating a configured but unused one, as PgBouncer does). */
 static Database *control_db(Loop *loop, const char *name, char *err, size_t errlen)
@@ -87,11 +91,12 @@ static int db_old_servers(const Database *db)
     list_for_each(pit, &db->pools)
     {
         Pool *p = list_entry(pit, Pool, db_node);
+        int gen = pool_generation(p);
         List *lists[] = {&p->connecting, &p->idle, &p->active};
         for (int i = 0; i < 3; i++)
             list_for_each(sit, lists[i])
             {
-                if (list_entry(sit, Server, pool_node)->generation != db->generation) n++;
+                if (list_entry(sit, Server, pool_node)->generation != gen) n++;
             }
     }
     return n;
@@ -102,106 +107,6 @@ static void db_wake(Database *db)
     ListNode *it, *tmp;
     list_for_each_safe(it, tmp, &db->pools)
         pool_request_server(list_entry(it, Pool, db_node), NULL);
-}
-
-/* ---- commands ---- */
-
-int pool_control_pause(Loop *loop, const char *name, char *err, size_t errlen)
-{
-    PoolControl *pc = ctl(loop);
-    ListNode *it;
-    if (pc->paused_all) {
-        snprintf(err, errlen, "already paused");
-        return -1;
-    }
-    if (!name) {
-        log_info("PAUSE command issued");
-        pc->paused_all = true;
-        list_for_each(it, &loop->databases)
-        {
-            Database *db = list_entry(it, Database, node);
-            db->paused = true;
-            close_idle(db, "pause mode");
-        }
-        return 0;
-    }
-    Database *db = control_db(loop, name, err, errlen);
-    if (!db) return -1;
-    log_info("PAUSE '%s' command issued", name);
-    db->paused = true;
-    close_idle(db, "pause mode");
-    return 0;
-}
-
-int pool_control_resume(Loop *loop, const char *name, char *err, size_t errlen)
-{
-    PoolControl *pc = ctl(loop);
-    ListNode *it;
-    if (loop->shutdown != SHUTDOWN_NONE) {
-        snprintf(err, errlen, "pooler is shutting down");
-        return -1;
-    }
-    if (!name) {
-        bool any = pc->paused_all;
-        list_for_each(it, &loop->databases) any |= list_entry(it, Database, node)->paused;
-        if (!any) {
-            snprintf(err, errlen, "pooler is not paused");
-            return -1;
-        }
-        log_info("RESUME command issued");
-        pc->paused_all = false;
-        list_for_each(it, &loop->databases) list_entry(it, Database, node)->paused = false;
-        list_for_each(it, &loop->databases) db_wake(list_entry(it, Database, node));
-        return 0;
-    }
-    Database *db = control_db(loop, name, err, errlen);
-    if (!db) return -1;
-    if (!db->paused) {
-        snprintf(err, errlen, "database %s is not paused", name);
-        return -1;
-    }
-    if (pc->paused_all) {
-        snprintf(err, errlen, "the whole pooler is paused: use RESUME without a database");
-        return -1;
-    }
-    log_info("RESUME '%s' command issued", name);
-    db->paused = false;
-    db_wake(db);
-    return 0;
-}
-
-int pool_control_set_disabled(Loop *loop, const char *name, bool disabled, char *err, size_t errlen)
-{
-    Database *db = control_db(loop, name, err, errlen);
-    if (!db) return -1;
-    log_info("%s '%s' command issued", disabled ? "DISABLE" : "ENABLE", name);
-    db->disabled = disabled;
-    return 0;
-}
-
-static void reconnect_db(Database *db)
-{
-    ListNode *it, *tmp;
-    db->generation++;
-    close_idle(db, "RECONNECT");
-    /* a cached login failure is forgotten: waiting clients get a new attempt now */
-    list_for_each_safe(it, tmp, &db->pools)
-        pool_forget_login_failure(list_entry(it, Pool, db_node));
-}
-
-int pool_control_reconnect(Loop *loop, const char *name, char *err, size_t errlen)
-{
-    ListNode *it;
-    if (!name) {
-        log_info("RECONNECT command issued");
-        list_for_each(it, &loop->databases) reconnect_db(list_entry(it, Database, node));
-        return 0;
-    }
-    Database *db = control_db(loop, name, err, errlen);
-    if (!db) return -1;
-    log_info("RECONNECT '%s' command issued", name);
-    reconnect_db(db);
-    return 0;
 }
 
 static void close_client_list(List *l, const char *why)
@@ -227,42 +132,252 @@ static void kill_db(Database *db)
     }
 }
 
-int pool_control_kill(Loop *loop, const char *name, char *err, size_t errlen)
+static void reconnect_db(Database *db)
 {
-    ListNode *it;
-    if (!name) {
-        log_info("KILL command issued");
-        ctl(loop)->paused_all = true;
-        list_for_each(it, &loop->databases) kill_db(list_entry(it, Database, node));
-        return 0;
+    ListNode *it, *tmp;
+    pool_database_bump_generation(db);
+    close_idle(db, "RECONNECT");
+    /* a cached login failure is forgotten: waiting clients get a new attempt now */
+    list_for_each_safe(it, tmp, &db->pools)
+        pool_forget_login_failure(list_entry(it, Pool, db_node));
+}
+
+/* ---- applying a command on one loop ---- */
+
+typedef struct control_cmd {
+    ControlOp op;
+    char *db; /* NULL: every database */
+    uint32_t client_id;
+    control_done_fn done;
+} ControlCmd;
+
+/* What one loop does with its own objects. */
+static void control_apply(Loop *loop, void *arg)
+{
+    ControlCmd *cmd = arg;
+    PoolControl *pc = ctl(loop);
+    ListNode *it, *tmp;
+    char err[256];
+    Database *one = cmd->db ? control_db(loop, cmd->db, err, sizeof(err)) : NULL;
+    if (cmd->db && !one) return; /* a reload in between removed it */
+    switch (cmd->op) {
+    case CONTROL_PAUSE:
+        if (!one && pc) pc->paused_all = true;
+        list_for_each(it, &loop->databases)
+        {
+            Database *db = list_entry(it, Database, node);
+            if (one && db != one) continue;
+            db->paused = true;
+            close_idle(db, "pause mode");
+        }
+        break;
+    case CONTROL_RESUME:
+        if (!one && pc) pc->paused_all = false;
+        list_for_each_safe(it, tmp, &loop->databases)
+        {
+            Database *db = list_entry(it, Database, node);
+            if (one && db != one) continue;
+            db->paused = false;
+            db_wake(db);
+        }
+        break;
+    case CONTROL_DISABLE:
+    case CONTROL_ENABLE:
+        if (one) one->disabled = cmd->op == CONTROL_DISABLE;
+        break;
+    case CONTROL_RECONNECT:
+        list_for_each(it, &loop->databases)
+        {
+            Database *db = list_entry(it, Database, node);
+            if (!one || db == one) reconnect_db(db);
+        }
+        break;
+    case CONTROL_KILL:
+        if (!one && pc) pc->paused_all = true;
+        list_for_each(it, &loop->databases)
+        {
+            Database *db = list_entry(it, Database, node);
+            if (!one || db == one) kill_db(db);
+        }
+        break;
+    case CONTROL_WAIT_CLOSE:
+        break;
     }
-    Database *db = control_db(loop, name, err, errlen);
-    if (!db) return -1;
-    log_info("KILL '%s' command issued", name);
-    kill_db(db);
+}
+
+static void control_waiter_free(ControlWaiter *w)
+{
+    free(w->db);
+    free(w);
+}
+
+/* Every loop has applied the command: answer, or start the wait for its condition. */
+static void control_applied(Loop *loop, void *arg)
+{
+    ControlCmd *cmd = arg;
+    PoolControl *pc = ctl(loop);
+    for (ControlWaiter **pp = pc && cmd->client_id ? &pc->waiters : NULL; pp && *pp;
+         pp = &(*pp)->next) {
+        ControlWaiter *w = *pp;
+        if (w->client_id != cmd->client_id) continue;
+        w->broadcast_done = true;
+        if (w->op != CONTROL_PAUSE && w->op != CONTROL_WAIT_CLOSE) {
+            /* nothing more to wait for: answer now */
+            *pp = w->next;
+            if (w->done) w->done(loop, w->client_id, op_tags[w->op], NULL);
+            control_waiter_free(w);
+        }
+        break;
+    }
+    free(cmd->db);
+    free(cmd);
+}
+
+/* ---- checks on the loop the command was given on ---- */
+
+static int control_check(Loop *loop, ControlOp op, const char *name, char *err, size_t errlen)
+{
+    PoolControl *pc = ctl(loop);
+    Database *db = NULL;
+    ListNode *it;
+    if (name && !(db = control_db(loop, name, err, errlen))) return -1;
+    switch (op) {
+    case CONTROL_PAUSE:
+        if (pc->paused_all) {
+            snprintf(err, errlen, "already paused");
+            return -1;
+        }
+        break;
+    case CONTROL_RESUME: {
+        if (loop->shutdown != SHUTDOWN_NONE) {
+            snprintf(err, errlen, "pooler is shutting down");
+            return -1;
+        }
+        bool any = pc->paused_all;
+        list_for_each(it, &loop->databases) any |= list_entry(it, Database, node)->paused;
+        if (!db && !any) {
+            snprintf(err, errlen, "pooler is not paused");
+            return -1;
+        }
+        if (db && !db->paused) {
+            snprintf(err, errlen, "database %s is not paused", name);
+            return -1;
+        }
+        if (db && pc->paused_all) {
+            snprintf(err, errlen, "the whole pooler is paused: use RESUME without a database");
+            return -1;
+        }
+        break;
+    }
+    case CONTROL_DISABLE:
+    case CONTROL_ENABLE:
+        if (!db) {
+            snprintf(err, errlen, "a database is required");
+            return -1;
+        }
+        break;
+    default:
+        break;
+    }
     return 0;
 }
 
-int pool_control_kill_client(Loop *loop, uint32_t id, char *err, size_t errlen)
+int pool_control_command(Loop *loop, ControlOp op, const char *name, uint32_t client_id,
+                         control_done_fn done, char *err, size_t errlen)
 {
-    Client *c = loop_client_find(loop, id);
-    if (!c || c->state == CLIENT_CLOSING) {
+    PoolControl *pc = ctl(loop);
+    if (control_check(loop, op, name, err, errlen) < 0) return -1;
+    log_info("%s%s%s%s command issued", op_tags[op], name ? " '" : "", name ? name : "",
+             name ? "'" : "");
+    ControlCmd *cmd = calloc(1, sizeof(*cmd));
+    ControlWaiter *w = client_id ? calloc(1, sizeof(*w)) : NULL;
+    if (!cmd || (client_id && !w) || (name && !(cmd->db = strdup(name))) ||
+        (w && name && !(w->db = strdup(name)))) {
+        if (cmd) free(cmd->db);
+        free(cmd);
+        if (w) control_waiter_free(w);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    cmd->op = op;
+    cmd->client_id = client_id;
+    cmd->done = done;
+    if (w) {
+        w->client_id = client_id;
+        w->op = op;
+        w->done = done;
+        w->next = pc->waiters;
+        pc->waiters = w;
+    }
+    if (loops_broadcast(loop, control_apply, cmd, control_applied) < 0) {
+        if (w) {
+            pc->waiters = w->next;
+            control_waiter_free(w);
+        }
+        free(cmd->db);
+        free(cmd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- KILL_CLIENT: on the client's own loop ---- */
+
+typedef struct kill_msg {
+    Loop *origin;
+    uint32_t id, client_id;
+    control_done_fn done;
+    bool found;
+} KillMsg;
+
+static void kill_answer(Loop *loop, void *arg)
+{
+    KillMsg *k = arg;
+    k->done(loop, k->client_id, "KILL_CLIENT", k->found ? NULL : "client not found");
+    free(k);
+}
+
+static void kill_on_loop(Loop *loop, void *arg)
+{
+    KillMsg *k = arg;
+    Client *c = loop_client_find(loop, k->id);
+    k->found = c && c->state != CLIENT_CLOSING;
+    if (k->found) {
+        log_info("KILL_CLIENT %u command issued", k->id);
+        client_close(c, "57P01", "admin forced disconnect");
+    }
+    if (loop_post(k->origin, kill_answer, k) < 0) free(k);
+}
+
+int pool_control_kill_client(Loop *loop, uint32_t id, uint32_t client_id, control_done_fn done,
+                             char *err, size_t errlen)
+{
+    Loop *target = loops_of_client_id(loop->set, id);
+    if (!target) {
         snprintf(err, errlen, "client not found");
         return -1;
     }
-    log_info("KILL_CLIENT %u command issued", id);
-    client_close(c, "57P01", "admin forced disconnect");
+    KillMsg *k = calloc(1, sizeof(*k));
+    if (!k) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    k->origin = loop;
+    k->id = id;
+    k->client_id = client_id;
+    k->done = done;
+    if (loop_post(target, kill_on_loop, k) < 0) {
+        free(k);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
-}
-
-int pool_control_check_db(Loop *loop, const char *name, char *err, size_t errlen)
-{
-    return name && !control_db(loop, name, err, errlen) ? -1 : 0;
 }
 
 void pool_control_shutdown(Loop *loop, ShutdownMode mode)
 {
-    loop_begin_shutdown(loop, mode);
+    loops_begin_shutdown(loop, mode);
 }
 
 bool pool_control_paused_all(Loop *loop)
@@ -272,40 +387,20 @@ bool pool_control_paused_all(Loop *loop)
 
 /* ---- waits ---- */
 
-bool pool_control_wait_done(Loop *loop, ControlWaitKind kind, const char *name)
+/* Is the command's condition true on every loop?  The others are frozen. */
+static bool control_condition(Loop *loop, const ControlWaiter *w)
 {
     ListNode *it;
-    list_for_each(it, &loop->databases)
-    {
-        Database *db = list_entry(it, Database, node);
-        if (name && strcmp(db->name, name) != 0) continue;
-        if (kind == CONTROL_WAIT_PAUSE ? db_busy_servers(db) > 0 : db_old_servers(db) > 0)
-            return false;
-    }
+    if (w->op != CONTROL_PAUSE && w->op != CONTROL_WAIT_CLOSE) return true;
+    for (int i = 0; i < loop->set->n; i++)
+        list_for_each(it, &loop->set->loops[i]->databases)
+        {
+            Database *db = list_entry(it, Database, node);
+            if (w->db && strcmp(db->name, w->db) != 0) continue;
+            if (w->op == CONTROL_PAUSE ? db_busy_servers(db) > 0 : db_old_servers(db) > 0)
+                return false;
+        }
     return true;
-}
-
-int pool_control_wait(Loop *loop, uint32_t client_id, ControlWaitKind kind, const char *db,
-                      control_done_fn done)
-{
-    PoolControl *pc = ctl(loop);
-    ControlWaiter *w = calloc(1, sizeof(*w));
-    if (!w) return -1;
-    w->client_id = client_id;
-    w->kind = kind;
-    w->all = db == NULL;
-    if (db) snprintf(w->db, sizeof(w->db), "%s", db);
-    w->done = done;
-    w->next = pc->waiters;
-    pc->waiters = w;
-    return 0;
-}
-
-bool pool_control_is_waiting(Loop *loop, uint32_t client_id)
-{
-    for (ControlWaiter *w = ctl(loop) ? ctl(loop)->waiters : NULL; w; w = w->next)
-        if (w->client_id == client_id) return true;
-    return false;
 }
 
 static void control_on_tick(evutil_socket_t fd, short ev, void *arg)
@@ -322,16 +417,24 @@ static void control_on_tick(evutil_socket_t fd, short ev, void *arg)
         if (pc->paused_all) db->paused = true;
         if (db->paused) close_idle(db, "pause mode");
     }
+    if (!pc->waiters) return;
     /* waits: unlink the finished ones first, done() may add new waiters */
+    bool frozen = false;
     ControlWaiter **pp = &pc->waiters, *ready = NULL;
     while (*pp) {
         ControlWaiter *w = *pp;
         Client *c = loop_client_find(loop, w->client_id);
         bool gone = !c || c->state == CLIENT_CLOSING;
-        if (gone || pool_control_wait_done(loop, w->kind, w->all ? NULL : w->db)) {
+        bool met = false;
+        if (!gone && w->broadcast_done) {
+            if (!frozen) loops_freeze(loop);
+            frozen = true;
+            met = control_condition(loop, w);
+        }
+        if (gone || met) {
             *pp = w->next;
             if (gone) {
-                free(w);
+                control_waiter_free(w);
             } else {
                 w->next = ready;
                 ready = w;
@@ -340,11 +443,12 @@ static void control_on_tick(evutil_socket_t fd, short ev, void *arg)
             pp = &w->next;
         }
     }
+    if (frozen) loops_thaw(loop);
     while (ready) {
         ControlWaiter *w = ready;
         ready = w->next;
-        w->done(loop, w->client_id, w->kind == CONTROL_WAIT_PAUSE ? "PAUSE" : "WAIT_CLOSE");
-        free(w);
+        if (w->done) w->done(loop, w->client_id, op_tags[w->op], NULL);
+        control_waiter_free(w);
     }
 }
 
@@ -370,7 +474,7 @@ void pool_control_stop(Loop *loop)
     while (pc->waiters) {
         ControlWaiter *w = pc->waiters;
         pc->waiters = w->next;
-        free(w);
+        control_waiter_free(w);
     }
     event_free(pc->ev_tick);
     free(pc);

@@ -2,6 +2,7 @@
  * prepared.c — prepared statements across pooled servers (see prepared.h).
  */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,8 @@ struct ps_stmt {
     PsStmt *hnext;
     uint64_t id;
     uint32_t hash;
-    int refs;
-    char name[32]; /* internal name used on servers */
+    atomic_int refs; /* client maps, server caches, queued requests: of any loop */
+    char name[32];   /* internal name used on servers */
     char *query;
     uint32_t query_len;
     uint8_t *types; /* ntypes * 4 bytes, as sent */
@@ -49,16 +50,34 @@ static uint32_t ps_hash(const char *q, uint32_t qlen, const uint8_t *types, uint
     return h;
 }
 
+static PsStmt *ps_registry_find(PsRegistry *r, uint32_t h, const char *q, uint32_t qlen,
+                                const uint8_t *types, uint16_t ntypes);
+
+/*
+ * The registry is shared by the pool's per-loop parts (pooldir.h): lookups
+ * and additions take its lock; references are atomic, and the one that
+ * drops the last takes the lock to unlink the statement.
+ */
 static PsStmt *ps_registry_get(PsRegistry *r, const char *q, uint32_t qlen, const uint8_t *types,
                                uint16_t ntypes)
 {
     uint32_t h = ps_hash(q, qlen, types, ntypes);
+    pthread_mutex_lock(&r->lock);
+    PsStmt *s = ps_registry_find(r, h, q, qlen, types, ntypes);
+    pthread_mutex_unlock(&r->lock);
+    return s;
+}
+
+/* Find or add (registry lock held). */
+static PsStmt *ps_registry_find(PsRegistry *r, uint32_t h, const char *q, uint32_t qlen,
+                                const uint8_t *types, uint16_t ntypes)
+{
     if (r->buckets) {
         for (PsStmt *s = r->buckets[h & r->mask]; s; s = s->hnext)
             if (s->hash == h && s->query_len == qlen && s->ntypes == ntypes &&
                 memcmp(s->query, q, qlen) == 0 &&
                 memcmp(s->types, types, (size_t)ntypes * 4) == 0) {
-                s->refs++;
+                atomic_fetch_add(&s->refs, 1);
                 return s;
             }
     }
@@ -99,7 +118,7 @@ static PsStmt *ps_registry_get(PsRegistry *r, const char *q, uint32_t qlen, cons
     s->hash = h;
     s->id = ++r->next_id;
     snprintf(s->name, sizeof(s->name), "pgf_%llu", (unsigned long long)s->id);
-    s->refs = 1;
+    atomic_init(&s->refs, 1);
     s->hnext = r->buckets[h & r->mask];
     r->buckets[h & r->mask] = s;
     r->count++;
@@ -108,12 +127,19 @@ static PsStmt *ps_registry_get(PsRegistry *r, const char *q, uint32_t qlen, cons
 
 static void ps_unref(PsRegistry *r, PsStmt *s)
 {
-    if (!s || --s->refs > 0) return;
+    if (!s || atomic_fetch_sub(&s->refs, 1) != 1) return;
+    pthread_mutex_lock(&r->lock);
+    /* a lookup may have found it again before we got the lock */
+    if (atomic_load(&s->refs) > 0) {
+        pthread_mutex_unlock(&r->lock);
+        return;
+    }
     PsStmt **pp = &r->buckets[s->hash & r->mask];
     while (*pp && *pp != s)
         pp = &(*pp)->hnext;
     if (*pp) *pp = s->hnext;
     r->count--;
+    pthread_mutex_unlock(&r->lock);
     free(s->query);
     free(s->types);
     free(s);
@@ -321,7 +347,7 @@ static int ps_ensure_on_server(Client *c, PsStmt *st, PktBuf *b)
         pkt_put_str(b, sc->v[lru]->name);
         pkt_end(b);
         if (ps_send(s, b) < 0 || ps_queue_push(&s->psq, 'C', PS_SWALLOW, NULL, NULL) < 0) return -1;
-        ps_cache_remove_at(sc, &p->ps, lru);
+        ps_cache_remove_at(sc, p->ps, lru);
     }
     pkt_begin(b, 'P');
     pkt_put_str(b, st->name);
@@ -330,7 +356,7 @@ static int ps_ensure_on_server(Client *c, PsStmt *st, PktBuf *b)
     pkt_put_bytes(b, st->types, (size_t)st->ntypes * 4);
     pkt_end(b);
     if (ps_send(s, b) < 0) return -1;
-    st->refs += 2; /* the cache and the queued Parse */
+    atomic_fetch_add(&st->refs, 2); /* the cache and the queued Parse */
     sc->v[sc->n] = st;
     sc->used[sc->n] = ++sc->clock;
     sc->n++;
@@ -343,7 +369,7 @@ static void ps_apply_close(Client *c, PsStmt *st, const char *name)
 {
     if (!st) return; /* the name was unknown */
     int i = ps_map_find(&c->ps, name);
-    if (i >= 0 && c->ps.v[i].stmt == st) ps_map_remove_at(&c->ps, &c->pool->ps, i);
+    if (i >= 0 && c->ps.v[i].stmt == st) ps_map_remove_at(&c->ps, c->pool->ps, i);
 }
 
 /*
@@ -367,9 +393,9 @@ static int ps_inject(Client *c, uint8_t kind, PsStmt *st, const char *name)
     }
     char *n = strdup(name);
     if (!n) return -1;
-    if (st) st->refs++;
+    if (st) atomic_fetch_add(&st->refs, 1);
     if (ps_queue_push(&s->psq, kind, PS_INJECT, st, n) < 0) {
-        if (st) st->refs--;
+        if (st) atomic_fetch_sub(&st->refs, 1);
         free(n);
         return -1;
     }
@@ -458,10 +484,10 @@ static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *er
         return ps_refuse_duplicate(c, name, query) < 0
                    ? (snprintf(err, errlen, "out of memory"), -1)
                    : 0;
-    PsStmt *st = ps_registry_get(&p->ps, query, (uint32_t)strlen(query), types, ntypes);
+    PsStmt *st = ps_registry_get(p->ps, query, (uint32_t)strlen(query), types, ntypes);
     if (!st) goto oom;
-    if (ps_map_put(&c->ps, &p->ps, name, st) < 0) {
-        ps_unref(&p->ps, st);
+    if (ps_map_put(&c->ps, p->ps, name, st) < 0) {
+        ps_unref(p->ps, st);
         goto oom;
     }
     int i = ps_cache_find(&s->ps, st);
@@ -485,10 +511,10 @@ static int ps_handle_parse(Client *c, const uint8_t *msg, uint32_t len, char *er
         pkt_end(&b);
         rc = ps_send(s, &b);
         char *n = rc == 0 ? strdup(name) : NULL;
-        st->refs++;
+        atomic_fetch_add(&st->refs, 1);
         if (!n || ps_queue_push(&s->psq, 'P', PS_NOCACHE, st, n) < 0) {
             free(n);
-            st->refs--;
+            atomic_fetch_sub(&st->refs, 1);
             rc = -1;
         }
     } else {
@@ -635,14 +661,14 @@ void ps_on_command_complete(Server *s, const uint8_t *msg, uint32_t total)
     size_t n = total > 5 ? strnlen(tag, total - 5) : 0;
     if ((n == 14 && memcmp(tag, "DEALLOCATE ALL", 14) == 0) ||
         (n == 11 && memcmp(tag, "DISCARD ALL", 11) == 0)) {
-        if (s->client) ps_client_map_free(&s->client->ps, &s->pool->ps);
+        if (s->client) ps_client_map_free(&s->client->ps, s->pool->ps);
         ps_server_forget_all(s);
     }
 }
 
 void ps_server_forget_all(Server *s)
 {
-    ps_server_cache_free(&s->ps, &s->pool->ps);
+    ps_server_cache_free(&s->ps, s->pool->ps);
 }
 
 /* ---------------------------------------------------------------- server side */
@@ -653,19 +679,19 @@ static void ps_undo(Server *s, PsPending *p)
     if (p->kind != 'P') return;
     if (p->stmt && !(p->flags & (PS_INJECT | PS_NOCACHE))) {
         int i = ps_cache_find(&s->ps, p->stmt);
-        if (i >= 0) ps_cache_remove_at(&s->ps, &s->pool->ps, i);
+        if (i >= 0) ps_cache_remove_at(&s->ps, s->pool->ps, i);
     }
     if (p->client_name && s->client) {
         int i = ps_map_find(&s->client->ps, p->client_name);
         if (i >= 0 && s->client->ps.v[i].stmt == p->stmt)
-            ps_map_remove_at(&s->client->ps, &s->pool->ps, i);
+            ps_map_remove_at(&s->client->ps, s->pool->ps, i);
     }
 }
 
 int ps_server_response(Server *s, uint8_t type, bool *inject)
 {
     PsQueue *q = &s->psq;
-    PsRegistry *r = &s->pool->ps;
+    PsRegistry *r = s->pool->ps;
     PsPending *h = ps_queue_head(q);
     int action = PS_RESP_FORWARD;
     *inject = false;
@@ -745,7 +771,7 @@ int ps_send_injected(Server *s)
             pkt_begin(&b, h->kind == 'P' ? '1' : '3');
             pkt_end(&b);
         }
-        ps_queue_pop(q, &s->pool->ps);
+        ps_queue_pop(q, s->pool->ps);
     }
     int rc = 0;
     if (b.len && s->client) rc = b.failed ? -1 : conn_send(&s->client->conn, b.data, b.len);

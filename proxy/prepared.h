@@ -17,17 +17,22 @@
  * the server's response stream, so while linked every request that will
  * be answered is queued (PsQueue) and each response pops what it answers.
  *
- * Ownership: the registry belongs to the Pool; entries are reference
- * counted by client maps, server caches and queued requests.
+ * Ownership: the registry belongs to the pool's shared part (pooldir.h),
+ * one for every loop, so a server that moves between loops keeps its
+ * statements; entries are reference counted (atomically) by client maps,
+ * server caches and queued requests.
  */
 #ifndef PGFUNNEL_PREPARED_H
 #define PGFUNNEL_PREPARED_H
+
+#include <pthread.h>
 
 #include "types.h"
 
 typedef struct ps_stmt PsStmt;
 
 typedef struct ps_registry {
+    pthread_mutex_t lock; /* the table; the pool's parts on every loop share it (pooldir.h) */
     PsStmt **buckets;
     uint32_t mask;
     uint32_t count;

@@ -26,7 +26,9 @@
 #include "config.h"
 #include "log.h"
 #include "passthrough.h"
+#include "loops.h"
 #include "pool.h"
+#include "pooldir.h"
 #include "prepared.h"
 #include "proto.h"
 #include "server.h"
@@ -49,7 +51,7 @@ static const char *const login_params[] = {
 #define SERVER_WHOLE_MAX (64 * 1024)
 
 static const char *const server_state_names[] = {
-    "connecting", "internal", "idle", "active", "closing",
+    "connecting", "internal", "idle", "active", "closing", "transit",
 };
 
 const char *server_state_name(ServerState st)
@@ -71,6 +73,7 @@ void server_set_state(Server *s, ServerState st)
             break;
         case SERVER_IDLE:
             list_remove(&p->idle, &s->pool_node);
+            pool_idle_changed(p, -1);
             break;
         case SERVER_ACTIVE:
             list_remove(&p->active, &s->pool_node);
@@ -88,6 +91,7 @@ void server_set_state(Server *s, ServerState st)
     case SERVER_IDLE:
         s->idle_since = loop_now(s->loop);
         list_prepend(&p->idle, &s->pool_node);
+        pool_idle_changed(p, 1);
         break;
     case SERVER_ACTIVE:
         list_append(&p->active, &s->pool_node);
@@ -100,8 +104,8 @@ void server_set_state(Server *s, ServerState st)
 static void server_free(void *arg)
 {
     Server *s = arg;
-    ps_server_cache_free(&s->ps, &s->pool->ps);
-    ps_queue_clear(&s->psq, &s->pool->ps);
+    ps_server_cache_free(&s->ps, s->pool->ps);
+    ps_queue_clear(&s->psq, s->pool->ps);
     pool_unref(s->pool);
     params_free(&s->params);
     params_free(&s->applied);
@@ -128,8 +132,8 @@ void server_close(Server *s, const char *fmt, ...)
     Client *c = s->client;
     Pool *p = s->pool;
     s->client = NULL;
-    p->db->server_count--;
-    p->user->server_count--;
+    pool_offer_cancel(s);
+    pooldir_release(p->shared); /* counted by pooldir_acquire before server_connect */
     server_set_state(s, SERVER_CLOSING);
     s->loop->server_count--;
     if (s->ev_connect_set) {
@@ -714,6 +718,58 @@ void server_resume(Server *s)
     server_process(s);
 }
 
+/* ---------------------------------------------------------------- hand-over */
+
+bool server_can_move(const Server *s)
+{
+    return s->state == SERVER_IDLE && !s->client && !s->dirty && s->internal == INTERNAL_NONE &&
+           !s->cancels && !s->cancel_hold && s->fwd_left == 0 && s->psq.count == 0 &&
+           conn_avail(&s->conn) == 0 && !conn_has_queue(&s->conn) && !tls_conn_pending(&s->conn);
+}
+
+void server_detach(Server *s)
+{
+    Pool *p = s->pool;
+    server_set_state(s, SERVER_TRANSIT);
+    conn_detach(&s->conn);
+    s->transit = p->shared;
+    pooldir_ref(s->transit); /* the pool's shared part outlives the trip */
+    s->loop->server_count--;
+    pool_unref(p);
+    s->pool = NULL;
+    s->loop = NULL;
+    s->conn.loop = NULL;
+}
+
+void server_attach(Server *s, Pool *p)
+{
+    s->loop = p->loop;
+    s->pool = p;
+    pool_ref(p);
+    s->conn.loop = p->loop;
+    conn_set_callbacks(&s->conn, server_on_read, server_on_write, s);
+    conn_want_read(&s->conn, true);
+    p->loop->server_count++;
+    pooldir_put(p->loop->set->dir, s->transit);
+    s->transit = NULL;
+}
+
+void server_discard(Server *s, Loop *loop, const char *why)
+{
+    PoolShared *ps = s->transit;
+    log_at(LOG_LEVEL_WARNING, s->prefix, "closing because: %s", why);
+    ps_server_cache_free(&s->ps, &ps->ps);
+    ps_queue_clear(&s->psq, &ps->ps);
+    pooldir_release(ps);
+    if (s->pg) PQfinish(s->pg); /* closes the socket, which libpq owns */
+    params_free(&s->params);
+    params_free(&s->applied);
+    passthrough_free(s->pass);
+    free(s->internal_error);
+    free(s);
+    pooldir_put(loop->set->dir, ps);
+}
+
 void server_start_relay(Server *s)
 {
     conn_want_read(&s->conn, true);
@@ -930,13 +986,14 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     pool_ref(pool);
     s->id = ++s->loop->next_server_id;
     list_node_init(&s->pool_node);
+    list_node_init(&s->handover_node);
     params_init(&s->params);
     params_init(&s->applied);
     s->connect_start = time_now_usec();
     /* no socket of ours until login: closing must not touch fd 0 of a zeroed Conn */
     s->conn.fd = -1;
     s->conn.closed = true;
-    s->generation = db->generation;
+    s->generation = pool_generation(pool);
     snprintf(s->prefix, sizeof(s->prefix), "S-%u %s@%s", s->id, pool->username, db->name);
 
     Config *cfg = s->loop->cfg;
@@ -953,10 +1010,12 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     /* a forced user's password, else a plaintext secret from auth_file or auth_query */
     const char *password =
         db->password ? db->password : auth_backend_password(s->loop, pool->username);
-    if (!password) password = passthrough_password(pool);
+    /* a copy: the shared credential may change on another loop meanwhile */
+    PassCred *kept = password ? NULL : pooldir_cred_copy(pool->shared);
+    if (!password) password = passthrough_password(kept);
     KV("password", password);
     /* without one, a stored md5/SCRAM secret may answer the server (pass-through) */
-    if (!password || !*password) s->pass = passthrough_new(pool);
+    if (!password || !*password) s->pass = passthrough_new(pool, kept);
     KV("client_encoding", db->client_encoding);
     KV("application_name", db->application_name);
     KV("fallback_application_name", "pgfunnel");
@@ -978,9 +1037,8 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     kw[n] = val[n] = NULL;
 #undef KV
 
-    s->pg = PQconnectStartParams(kw, val, 0);
-    pool->db->server_count++;
-    pool->user->server_count++;
+    s->pg = PQconnectStartParams(kw, val, 0); /* copies the values */
+    passthrough_cred_free(kept);
     s->loop->server_count++;
     server_set_state(s, SERVER_CONNECTING);
     if (!s->pg) {

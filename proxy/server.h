@@ -36,6 +36,7 @@ typedef enum {
     SERVER_IDLE,
     SERVER_ACTIVE,
     SERVER_CLOSING,
+    SERVER_TRANSIT, /* handed to another loop, in a message (pool.c) -> no list, no loop */
 } ServerState;
 
 /* What an internal query is for, deciding what happens when it ends. */
@@ -55,7 +56,8 @@ struct server {
     InternalKind internal;
     uint32_t id;
     ListNode pool_node;
-    Client *client; /* when ACTIVE */
+    ListNode handover_node; /* loop->handover_queue while an offer to another loop is due */
+    Client *client;         /* when ACTIVE */
     PGconn *pg;
     int connect_fd; /* fd registered for PQconnectPoll */
     /* pass-through login from a stored secret, while CONNECTING (owned; passthrough.h) */
@@ -78,8 +80,9 @@ struct server {
     bool ps_held;     /* decision for the message at the head of rbuf, already taken */
     int ps_held_action;
     bool ps_held_inject;
-    bool ps_inject_pending;     /* local answers follow the message being streamed */
-    struct cancel_job *cancels; /* cancel requests queued or being sent for it (server_cancel) */
+    bool ps_inject_pending;      /* local answers follow the message being streamed */
+    struct cancel_job *cancels;  /* cancel requests queued or being sent for it (server_cancel) */
+    struct pool_shared *transit; /* SERVER_TRANSIT: its pool's shared part (a reference) */
     bool cancel_hold; /* released, kept out of the pool until the cancels being sent end */
     uint32_t backend_pid;
     usec_t connect_start;
@@ -92,8 +95,21 @@ struct server {
     char prefix[160];
 };
 
-/* Start a new connection for the pool (hostaddr already resolved or NULL). */
+/*
+ * Start a new connection for the pool (hostaddr already resolved or NULL).
+ * The caller has counted it with pooldir_acquire; closing it releases that.
+ */
 Server *server_connect(Pool *pool, const char *hostaddr) WUR;
+/*
+ * Hand-over between loops (pool.c): take an idle server out of its loop
+ * (lists, events, counts) into SERVER_TRANSIT, and into another loop's pool
+ * there.  Only idle servers with nothing buffered may move.
+ */
+bool server_can_move(const Server *s);
+void server_detach(Server *s);
+void server_attach(Server *s, Pool *pool);
+/* A server in transit that its new loop cannot take: close it there. */
+void server_discard(Server *s, Loop *loop, const char *why);
 void server_close(Server *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void server_set_state(Server *s, ServerState st);
 const char *server_state_name(ServerState st);

@@ -8,6 +8,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "loops.h"
 #include "pool.h"
 #include "stats.h"
 #include "workq.h"
@@ -111,11 +112,24 @@ void stats_add(PoolStats *t, const PoolStats *s)
     t->ps_binds += s->ps_binds;
 }
 
+/*
+ * The database of that name on every loop (the caller has frozen the other
+ * loops, loops.h): each loop counts in its own pools.
+ */
+#define FOR_EACH_LOOP_DB(db, d, i)                                                                 \
+    for (int i = 0; i < (db)->loop->set->n; i++)                                                   \
+        for (const Database *d = pool_database_get((db)->loop->set->loops[i], (db)->name, false);  \
+             d; d = NULL)
+
 void stats_db_totals(const Database *db, PoolStats *cur)
 {
     ListNode *it;
-    *cur = db->retired.stats;
-    list_for_each(it, &db->pools) stats_add(cur, &list_entry(it, Pool, db_node)->stats);
+    memset(cur, 0, sizeof(*cur));
+    FOR_EACH_LOOP_DB(db, d, i)
+    {
+        stats_add(cur, &d->retired.stats);
+        list_for_each(it, &d->pools) stats_add(cur, &list_entry(it, Pool, db_node)->stats);
+    }
 }
 
 static uint64_t delta(uint64_t a, uint64_t b)
@@ -152,15 +166,21 @@ void stats_db_averages(Loop *loop, const Database *db, PoolStats *avg)
 {
     PoolStats n, o;
     ListNode *it;
-    n = db->retired.newer;
-    o = db->retired.older;
-    list_for_each(it, &db->pools)
+    memset(&n, 0, sizeof(n));
+    memset(&o, 0, sizeof(o));
+    FOR_EACH_LOOP_DB(db, d, i)
     {
-        Pool *p = list_entry(it, Pool, db_node);
-        stats_add(&n, &p->stats_newer);
-        stats_add(&o, &p->stats_older);
+        stats_add(&n, &d->retired.newer);
+        stats_add(&o, &d->retired.older);
+        list_for_each(it, &d->pools)
+        {
+            Pool *p = list_entry(it, Pool, db_node);
+            stats_add(&n, &p->stats_newer);
+            stats_add(&o, &p->stats_older);
+        }
     }
-    StatsState *st = loop->stats_state;
+    /* loop 0 rotates every loop's snapshots at once (stats_on_timer) */
+    StatsState *st = loop->set->loops[0]->stats_state;
     usec_t dur = st ? st->newer_stamp - st->older_stamp : 0;
     stats_compute_avg(&n, &o, dur, avg);
 }
@@ -168,13 +188,20 @@ void stats_db_averages(Loop *loop, const Database *db, PoolStats *avg)
 void stats_db_latency(const Database *db, PoolLatency *out)
 {
     ListNode *it;
-    *out = db->retired.latency;
-    list_for_each(it, &db->pools)
+    memset(out, 0, sizeof(*out));
+    FOR_EACH_LOOP_DB(db, d, i)
     {
-        Pool *p = list_entry(it, Pool, db_node);
-        stats_hist_merge(&out->query, &p->latency.query);
-        stats_hist_merge(&out->xact, &p->latency.xact);
-        stats_hist_merge(&out->wait, &p->latency.wait);
+        const PoolLatency *r = &d->retired.latency;
+        stats_hist_merge(&out->query, &r->query);
+        stats_hist_merge(&out->xact, &r->xact);
+        stats_hist_merge(&out->wait, &r->wait);
+        list_for_each(it, &d->pools)
+        {
+            Pool *p = list_entry(it, Pool, db_node);
+            stats_hist_merge(&out->query, &p->latency.query);
+            stats_hist_merge(&out->xact, &p->latency.xact);
+            stats_hist_merge(&out->wait, &p->latency.wait);
+        }
     }
 }
 
@@ -188,6 +215,11 @@ static void stats_arm(Loop *loop)
     evtimer_add(st->ev, &tv);
 }
 
+/*
+ * Loop 0's timer rotates the snapshots of every loop's pools in one freeze
+ * (loops.h), so the averages of all loops cover the same period; then it
+ * writes the log_stats line of each database once.
+ */
 static void stats_on_timer(evutil_socket_t fd, short ev, void *arg)
 {
     Loop *loop = arg;
@@ -195,32 +227,43 @@ static void stats_on_timer(evutil_socket_t fd, short ev, void *arg)
     ListNode *dit, *pit;
     (void)fd;
     (void)ev;
+    loops_freeze(loop);
     st->older_stamp = st->newer_stamp;
     st->newer_stamp = time_now_usec();
-    list_for_each(dit, &loop->databases)
-    {
-        Database *db = list_entry(dit, Database, node);
-        list_for_each(pit, &db->pools)
+    for (int i = 0; i < loop->set->n; i++) {
+        list_for_each(dit, &loop->set->loops[i]->databases)
         {
-            Pool *p = list_entry(pit, Pool, db_node);
-            p->stats_older = p->stats_newer;
-            p->stats_newer = p->stats;
+            Database *db = list_entry(dit, Database, node);
+            list_for_each(pit, &db->pools)
+            {
+                Pool *p = list_entry(pit, Pool, db_node);
+                p->stats_older = p->stats_newer;
+                p->stats_newer = p->stats;
+            }
+            db->retired.older = db->retired.newer;
+            db->retired.newer = db->retired.stats;
         }
-        db->retired.older = db->retired.newer;
-        db->retired.newer = db->retired.stats;
-        if (loop->cfg->log_stats) {
+    }
+    for (int i = 0; loop->cfg->log_stats && i < loop->set->n; i++) {
+        list_for_each(dit, &loop->set->loops[i]->databases)
+        {
+            Database *db = list_entry(dit, Database, node);
+            if (!pool_first_database(db)) continue;
             PoolStats avg;
             stats_db_averages(loop, db, &avg);
             log_at(LOG_LEVEL_LOG, db->name,
                    "stats: %llu xacts/s, %llu queries/s, %llu client parses/s, %llu server "
                    "parses/s, %llu binds/s, in %llu B/s, out %llu B/s, xact %llu us, query "
                    "%llu us, wait %llu us",
-                   (unsigned long long)avg.xact_count, (unsigned long long)avg.query_count, 0ULL,
-                   0ULL, 0ULL, (unsigned long long)avg.bytes_in, (unsigned long long)avg.bytes_out,
+                   (unsigned long long)avg.xact_count, (unsigned long long)avg.query_count,
+                   (unsigned long long)avg.ps_client_parses,
+                   (unsigned long long)avg.ps_server_parses, (unsigned long long)avg.ps_binds,
+                   (unsigned long long)avg.bytes_in, (unsigned long long)avg.bytes_out,
                    (unsigned long long)avg.xact_time, (unsigned long long)avg.query_time,
                    (unsigned long long)avg.wait_time);
         }
     }
+    loops_thaw(loop);
     stats_arm(loop);
 }
 

@@ -145,7 +145,7 @@ TlsContext *tls_context_load(const Config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    t->refs = 1;
+    atomic_init(&t->refs, 1);
     t->sslmode = cfg->client_tls_sslmode;
     t->ctx = SSL_CTX_new(TLS_server_method());
     if (!t->ctx) {
@@ -188,21 +188,16 @@ fail:
     return NULL;
 }
 
-void tls_context_unref(TlsContext *t)
+void tls_context_ref(TlsContext *t)
 {
-    if (!t || --t->refs > 0) return;
-    if (t->ctx) SSL_CTX_free(t->ctx);
-    free(t);
+    if (t) atomic_fetch_add(&t->refs, 1);
 }
 
-int tls_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen)
+void tls_context_unref(TlsContext *t)
 {
-    TlsContext *t = tls_context_load(cfg, err, errlen);
-    if (!t && err[0]) return -1;
-    /* sessions keep their own reference to the old SSL_CTX */
-    tls_context_unref(loop->tls);
-    loop->tls = t;
-    return 0;
+    if (!t || atomic_fetch_sub(&t->refs, 1) != 1) return;
+    if (t->ctx) SSL_CTX_free(t->ctx);
+    free(t);
 }
 
 char *tls_peer_common_name(SSL *ssl)

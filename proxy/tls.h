@@ -14,6 +14,7 @@
 #ifndef PGFUNNEL_TLS_H
 #define PGFUNNEL_TLS_H
 
+#include <stdatomic.h>
 #include <openssl/ssl.h>
 
 #include "conn.h"
@@ -24,17 +25,13 @@ typedef struct tls_context {
     int sslmode;       /* client_tls_sslmode */
     uint8_t cbind[64]; /* tls-server-end-point hash of our certificate */
     int cbind_len;
-    int refs; /* the Loop's reference + handshakes in flight */
+    atomic_int refs; /* every loop using it (snapshot.c) */
 } TlsContext;
 
 /* NULL with err set on failure; NULL without error when sslmode is disable. */
 TlsContext *tls_context_load(const Config *cfg, char *err, size_t errlen);
+void tls_context_ref(TlsContext *t);
 void tls_context_unref(TlsContext *t);
-/*
- * Rebuild the Loop's client TLS context from cfg (admin SET of a client_tls_*
- * option).  On failure err is set and the current context stays.
- */
-int tls_apply_config(Loop *loop, const Config *cfg, char *err, size_t errlen) WUR;
 
 /* Plain socket I/O replaced by TLS on the connection. */
 void tls_conn_attach(Conn *c, SSL *ssl);

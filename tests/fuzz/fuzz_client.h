@@ -46,8 +46,10 @@
 #include "config_internal.h"
 #include "fuzz_common.h"
 #include "loop.h"
+#include "loops.h"
 #include "pool_control.h"
 #include "proto.h"
+#include "snapshot.h"
 #include "stats.h"
 
 #define FAKE_PORT        7    /* the socket is <dir>/.s.PGSQL.7 */
@@ -332,12 +334,22 @@ static Loop *fuzz_loop_create(const char *auth_type, const char *pool_mode, bool
         fprintf(stderr, "fuzz: databases: %s\n", err);
         abort();
     }
-    Loop *loop = loop_create(cfg);
-    if (!loop) abort();
-    if (auth_apply_config(loop, cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "fuzz: auth_apply_config: %s\n", err);
+    /* one loop, set up as main.c sets up each of event_loops */
+    LoopSet *set = loops_create(cfg, 1, err, sizeof(err));
+    if (!set) {
+        fprintf(stderr, "fuzz: loops_create: %s\n", err);
         abort();
     }
+    Loop *loop = set->loops[0];
+    Snapshot snap;
+    config_ref(cfg);
+    if (snapshot_build(&snap, cfg, NULL, true, true, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fuzz: snapshot_build: %s\n", err);
+        abort();
+    }
+    snapshot_adopt(loop, &snap);
+    snapshot_release(&snap);
+    config_unref(cfg); /* the loop holds its own reference */
     if (stats_start(loop) < 0 || pool_control_start(loop) < 0) abort();
     return loop;
 }
@@ -355,9 +367,7 @@ static void fuzz_loop_destroy(Loop *loop)
     }
     pool_control_stop(loop);
     stats_stop(loop);
-    Config *cfg = loop->cfg;
-    loop_destroy(loop);
-    config_free(cfg);
+    loops_destroy(loop->set);
     fake_reset();
     /* The log writer frees lines on its own thread: wait for it, so that the
      * input ends with as many frees as mallocs and libFuzzer does not run a

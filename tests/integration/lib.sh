@@ -150,7 +150,8 @@ free_port() {
 # pf_write_ini [LINE…] — writes $PF_INI; every argument is appended as a line
 # (whole sections welcome, e.g. pf_write_ini "[pgbouncer]" "default_pool_size = 5").
 # With a single argument "-" the extra lines are read from stdin.
-# PF_LISTEN_PORT / PF_UNIX_SOCKET_DIR, when set, replace the defaults.
+# PF_LISTEN_PORT / PF_UNIX_SOCKET_DIR, when set, replace the defaults;
+# PF_EVENT_LOOPS, when set, adds event_loops (a test's own line comes later and wins).
 pf_write_ini() {
     PF_PORT=${PF_LISTEN_PORT:-$(free_port)}
     PF_INI=$TEST_TMP/pgfunnel.ini
@@ -172,6 +173,8 @@ pf_write_ini() {
         echo "logfile = $PF_LOG"
         echo "pidfile = $PF_PIDFILE"
         echo "admin_users = postgres"
+        # PF_EVENT_LOOPS: run a suite with several loops (make check-loops)
+        [ -z "${PF_EVENT_LOOPS:-}" ] || echo "event_loops = $PF_EVENT_LOOPS"
         if [ $# -eq 1 ] && [ "$1" = - ]; then
             cat
         elif [ $# -gt 0 ]; then

@@ -76,9 +76,9 @@ sanitizer_report() {
     local f
     for f in "$1"/*.stderr; do
         [ -f "$f" ] || continue
-        if grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$f"; then
+        if grep -qE 'ERROR: (Address|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$f"; then
             echo "    --- sanitizer report in $(basename "$f") ---"
-            grep -E -A12 'ERROR: (Address|Leak|Thread)Sanitizer|runtime error:' "$f" | head -40
+            grep -E -A12 'ERROR: (Address|Leak|Thread)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$f" | head -40
             return 0
         fi
     done

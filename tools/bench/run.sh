@@ -8,7 +8,8 @@
 # Environment: PGFUNNEL_BIN (./pgfunnel), IDLE_CLIENTS_BIN
 # (build/tools/idle_clients), BENCH_SECONDS (6; 3 quick), BENCH_ROUNDS (3;
 # 1 quick), BENCH_IDLE_CLIENTS (10000; 2000 quick), BENCH_SCALE (10),
-# BENCH_POOL (20), BENCH_OUT (results file; default
+# BENCH_POOL (20), BENCH_LOOPS (the event_loops axis beside 1: "2 auto"),
+# BENCH_OUT (results file; default
 # tools/bench/results/<date>.md, <date>-quick.md in quick mode),
 # PGBOUNCER_BIN (pgbouncer on PATH), KEEP_TMP=1.
 #
@@ -168,7 +169,7 @@ bash "$PGSANDBOX" psql "$TMP/pg" -q -d "$DB" -v ON_ERROR_STOP=1 \
 # One auth_file for every instance (plaintext passwords, PgBouncer format).
 printf '"postgres" ""\n"scramuser" "scrampass"\n' >"$TMP/userlist.txt"
 
-write_ini() { # FILE PORT AUTH_TYPE DIR
+write_ini() { # FILE PORT AUTH_TYPE DIR [EXTRA LINE]
     cat >"$1" <<EOF
 [databases]
 bench = host=127.0.0.1 port=$PGPORT dbname=$DB pool_mode=transaction
@@ -195,14 +196,16 @@ server_reset_query = DISCARD ALL
 server_check_delay = 30
 server_tls_sslmode = disable
 ignore_startup_parameters = extra_float_digits
+${5:-}
 EOF
 }
 
-start_pooler() { # NAME KIND(pgbouncer|pgfunnel) AUTH_TYPE
-    local name=$1 kind=$2 auth=$3 dir=$TMP/$1 port pid="" launcher
+start_pooler() { # NAME KIND(pgbouncer|pgfunnel) AUTH_TYPE [EVENT_LOOPS (pgfunnel; 1)]
+    local name=$1 kind=$2 auth=$3 dir=$TMP/$1 port pid="" launcher extra=""
     port=$(free_port)
     mkdir -p "$dir"
-    write_ini "$dir/$kind.ini" "$port" "$auth" "$dir"
+    [ "$kind" = pgfunnel ] && extra="event_loops = ${4:-1}"
+    write_ini "$dir/$kind.ini" "$port" "$auth" "$dir" "$extra"
     if [ "$kind" = pgbouncer ]; then
         if [ -n "$PGB_USER" ]; then
             chown -R "$PGB_USER" "$dir"
@@ -247,6 +250,15 @@ start_pooler pgfunnel pgfunnel trust
 start_pooler pgbouncer2 pgbouncer trust
 start_pooler pgbouncer-scram pgbouncer scram-sha-256
 start_pooler pgfunnel-scram pgfunnel scram-sha-256
+# the event_loops axis: the same pgfunnel with more loops (pgfunnel itself has 1)
+read -r -a LOOPS_AXIS <<<"${BENCH_LOOPS-2 auto}"
+LOOPS_TARGETS=()
+for l in "${LOOPS_AXIS[@]}"; do
+    start_pooler "pgfunnel-loops-$l" pgfunnel trust "$l"
+    LOOPS_TARGETS+=("pgfunnel-loops-$l")
+done
+# the workloads that run on them too (transaction mode)
+LOOPS_WORKLOADS=" select-simple select-prepared churn-trust clients-500 "
 
 # ---------------------------------------------------------------- one run
 cpu_ticks() { # PID -> utime+stime in ticks (fields 14, 15; comm may hold blanks)
@@ -311,6 +323,7 @@ run_workload() { # ROUND MODE SPEC
     [ "$user" = scramuser ] && targets=(direct pgbouncer-scram pgfunnel-scram)
     # the A/A pair: a second PgBouncer in the same rotation
     [ "$name" = select-simple ] && [ "$mode" = transaction ] && targets+=(pgbouncer2)
+    [ "$mode" = transaction ] && [[ $LOOPS_WORKLOADS == *" $name "* ]] && targets+=("${LOOPS_TARGETS[@]}")
     if [ "$mode" = session ]; then
         # session pooling gives each client its own server: never more clients than the pool
         [ "$clients" -ge 500 ] && return
@@ -445,6 +458,30 @@ table() {
         "simple $(fmt "$(cpu_us select-simple transaction pgfunnel)" %.1f)." \
         "(PgBouncer before 1.21 has no prepared statements in transaction mode: its row fails.)"
     echo
+    if [ ${#LOOPS_TARGETS[@]} -gt 0 ]; then
+        echo "Event loops (transaction mode; the pgfunnel columns above run event_loops = 1; auto = $(nproc) here):"
+        echo
+        echo "| workload | clients | loops | TPS | / 1 loop (paired) | / PgBouncer (paired) | CPU µs/txn |"
+        echo "|---|---:|---|---:|---:|---:|---:|"
+        local t l
+        for w in "${WORKLOADS[@]}"; do
+            IFS='|' read -r name clients _ user flags <<<"$w"
+            [[ $LOOPS_WORKLOADS == *" $name "* ]] || continue
+            printf '| %s | %s | 1 | %s | 1 | %s | %s |\n' "$name" "$clients" \
+                "$(fmt "$(med "$name" transaction pgfunnel 6)" %.0f)" \
+                "$(fmt "$(pratio "$name" transaction pgfunnel pgbouncer 6)" %.3f)" \
+                "$(fmt "$(cpu_us "$name" transaction pgfunnel)" %.1f)"
+            for t in "${LOOPS_TARGETS[@]}"; do
+                l=${t#pgfunnel-loops-}
+                printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$clients" "$l" \
+                    "$(fmt "$(med "$name" transaction "$t" 6)" %.0f)" \
+                    "$(fmt "$(pratio "$name" transaction "$t" pgfunnel 6)" %.3f)" \
+                    "$(fmt "$(pratio "$name" transaction "$t" pgbouncer 6)" %.3f)" \
+                    "$(fmt "$(cpu_us "$name" transaction "$t")" %.1f)"
+            done
+        done
+        echo
+    fi
     echo "Single client (-c 1), average latency:"
     echo
     echo "| mode | direct ms | PgBouncer ms | pgfunnel ms | PgBouncer added µs | pgfunnel added µs |"
