@@ -76,7 +76,13 @@ typedef struct dash_series {
     bool have_prev;    /* false in the tick that created the series */
     uint64_t last_seq; /* seq of the newest sample */
     uint32_t count;    /* samples held, at most DASH_WINDOW */
-    DashSample ring[DASH_WINDOW];
+    /*
+     * Allocated at the first sample that is not all zeros and freed once the
+     * last such sample has left the window: a pool unused for the whole
+     * window (an automatic database nobody uses any more) costs no ring.
+     */
+    DashSample *ring;   /* DASH_WINDOW entries, or NULL: every sample is zero */
+    uint64_t last_busy; /* seq of the newest sample that was not all zeros */
 } DashSeries;
 
 struct dash_state {
@@ -156,6 +162,7 @@ static void series_free(DashState *ds, DashSeries *s)
 {
     hmap_remove(&ds->index, s->key);
     list_remove(&ds->series, &s->node);
+    free(s->ring);
     free(s->key);
     free(s->database);
     free(s->user);
@@ -247,6 +254,23 @@ static void series_sample(const DashSeries *s, bool had_prev, double secs, DashS
     out->sv_idle = gauge_u32(c->sv_idle);
 }
 
+/* Keep sample seq of a series (see DashSeries.ring). */
+static void series_push(DashSeries *s, uint64_t seq, const DashSample *d)
+{
+    static const DashSample zero;
+    bool busy = memcmp(d, &zero, sizeof(zero)) != 0;
+    if (busy && !s->ring) s->ring = calloc(DASH_WINDOW, sizeof(DashSample)); /* all zero so far */
+    if (busy) s->last_busy = seq;
+    if (s->ring && seq - s->last_busy >= DASH_WINDOW) {
+        free(s->ring); /* nothing but zeros left in the window */
+        s->ring = NULL;
+    }
+    if (s->ring) s->ring[seq % DASH_WINDOW] = busy ? *d : zero;
+    /* out of memory for the ring: this pool's history reads as zeros for a while */
+    if (s->count < DASH_WINDOW) s->count++;
+    s->last_seq = seq;
+}
+
 /* The largest loop lag of the last second: the highest bucket that grew, at most lag_max. */
 static uint32_t lag_since(DashState *ds, const LoopStats *ls)
 {
@@ -291,18 +315,17 @@ static void dash_take(DashState *ds, bool record, usec_t now)
             continue;
         }
         if (record) {
-            DashSample *d = &s->ring[seq % DASH_WINDOW];
+            DashSample d;
             /* a series new in this tick has no prev: its pool is younger than a second */
-            series_sample(s, s->have_prev, secs, d, &h);
-            if (s->count < DASH_WINDOW) s->count++;
-            s->last_seq = seq;
+            series_sample(s, s->have_prev, secs, &d, &h);
+            series_push(s, seq, &d);
             stats_hist_merge(&total_hist, &h);
-            total.xact += d->xact;
-            total.query += d->query;
-            total.cl_active += d->cl_active;
-            total.cl_waiting += d->cl_waiting;
-            total.sv_active += d->sv_active;
-            total.sv_idle += d->sv_idle;
+            total.xact += d.xact;
+            total.query += d.query;
+            total.cl_active += d.cl_active;
+            total.cl_waiting += d.cl_waiting;
+            total.sv_active += d.sv_active;
+            total.sv_idle += d.sv_idle;
         }
         s->mode = s->cur.mode;
         s->size = s->cur.size;
@@ -437,8 +460,8 @@ static void put_array(struct evbuffer *out, const char *name, const void *ring, 
     size_t n = 0;
     evbuffer_add_printf(out, ",\"%s\":[", name);
     for (uint64_t seq = lo; seq <= hi && lo > 0; seq++) {
-        uint32_t v;
-        memcpy(&v, (const char *)ring + (seq % DASH_WINDOW) * stride + off, sizeof(v));
+        uint32_t v = 0; /* no ring: zeros */
+        if (ring) memcpy(&v, (const char *)ring + (seq % DASH_WINDOW) * stride + off, sizeof(v));
         char digits[10];
         int d = 0;
         do {

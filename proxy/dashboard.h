@@ -13,8 +13,9 @@
  * opened during an incident shows the last minutes at once, every viewer
  * sees the same numbers, and rates come from exact 1 s deltas of the
  * counters rather than from however often a browser happened to poll.
- * Memory is bounded: about 10 KB per pool, freed at the first tick after
- * its pool is gone.
+ * Memory is bounded: about 10 KB per pool that had clients, servers or
+ * traffic in the window, under 1 KB for one that had none, freed at the
+ * first tick after its pool is gone.
  *
  * Data collection happens in one place: dash_pool_snapshot() fills a plain
  * struct from a pool's lists and counters, and the tick merges snapshots by

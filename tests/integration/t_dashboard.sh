@@ -113,6 +113,77 @@ EOF
     pf_stop INT
 }
 
+HPY=$REPO_ROOT/tests/integration/hardening.py
+_hpy() { python3 "$HPY" "$@"; }
+
+# pgfunnel without admin_http_auth in front of a backend that refuses every login: each
+# client (user uNNNNN) makes a pool, and each pool's failed server login a WARNING.
+_dash_refused_pools() { # [INI LINE…]
+    HTTP_PORT=$(free_port)
+    export HTTP_PORT
+    local fake
+    fake=$(free_port)
+    python3 "$HPY" refusing-backend "$fake" >"$TEST_TMP/fake.out" 2>&1 &
+    # shellcheck disable=SC2064  # the pid is known now
+    trap "kill $! 2>/dev/null" EXIT
+    wait_until 10 grep -q listening "$TEST_TMP/fake.out"
+    pf_start "admin_http_port = $HTTP_PORT" "$@" "[databases]" "many = host=127.0.0.1 port=$fake dbname=x"
+}
+
+# The dashboard's pools ("database/user"), one a line, from /dashboard.json.
+_dash_pool_names() {
+    curl -s "http://127.0.0.1:$HTTP_PORT/dashboard.json" |
+        python3 -c 'import json,sys; [print(p["database"] + "/" + p["user"]) for p in json.load(sys.stdin)["pools"]]'
+}
+_dash_lists() { # N: true when the dashboard lists N pools
+    [ "$(_dash_pool_names | wc -l)" -eq "$1" ]
+}
+
+# timeout: 90
+test_dashboard_over_many_pools_is_sliced_and_bounded() {
+    local out
+    _dash_refused_pools
+    _hpy make-pools "$PF_PORT" many 3000
+    # two samples of every pool, then the whole answer: in slices, complete
+    sleep 2.2
+    out=$(OUT=$TEST_TMP/d.json _hpy http-get "$HTTP_PORT" /dashboard.json)
+    echo "$out"
+    assert_contains "$out" "status 200"
+    assert_contains "$out" "encoding chunked"
+    [ "$(awk '/^chunks/ {print $2}' <<<"$out")" -ge 5 ] || fail "/dashboard.json in fewer than 5 chunks"
+    assert_ok python3 - "$TEST_TMP/d.json" <<'EOF'
+import json, sys
+j = json.load(open(sys.argv[1]))
+users = {p["user"] for p in j["pools"] if p["database"] == "many"}
+assert users == {"u%05d" % i for i in range(3000)}, "pools: %d" % len(users)
+assert all(p["n"] >= 1 and len(p["xact"]) == p["n"] for p in j["pools"]), "series"
+assert j["process"]["pools"] == 3000, j["process"]["pools"]
+# thousands of warnings were logged; the answer carries the newest 20, each bounded
+w = j["warnings"]
+assert j["warnings_total"] > 100 and len(w) == 20, (j["warnings_total"], len(w))
+assert [x["seq"] for x in w] == list(range(j["warnings_total"] - 19, j["warnings_total"] + 1))
+assert all(len(x["text"].encode()) < 512 and "login failed" in x["text"] for x in w), w[-1]
+print("ok: %d pools, %d warnings logged" % (len(users), j["warnings_total"]))
+EOF
+    pf_stop INT
+}
+
+# timeout: 60
+test_dashboard_forgets_freed_pools() {
+    # pools nothing points to are freed after autodb_idle_timeout; their history goes with them
+    _dash_refused_pools "autodb_idle_timeout = 2"
+    _hpy make-pools "$PF_PORT" many 3
+    wait_until 10 _dash_lists 3
+    assert_eq "many/u00000 many/u00001 many/u00002" "$(_dash_pool_names | sort | xargs)"
+    wait_until 20 _dash_lists 0
+    assert_eq 0 "$(curl -s "http://127.0.0.1:$HTTP_PORT/dashboard.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["process"]["pools"])')"
+    # a pool made again is a new series: a new id, a history of its own
+    _hpy make-pools "$PF_PORT" many 1
+    wait_until 10 _dash_lists 1
+    assert_eq 4 "$(curl -s "http://127.0.0.1:$HTTP_PORT/dashboard.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pools"][0]["id"])')"
+    pf_stop INT
+}
+
 # Headless Chromium: Debian's `chromium`, installed when missing (as root); skips without it,
 # except in CI (CI=true), where tools/deps.sh has installed it and its absence is a failure.
 _dash_chromium_find() {

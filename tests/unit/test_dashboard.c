@@ -314,6 +314,58 @@ static void test_window_and_stale_cursors(void **state)
     }
 }
 
+/* The sum and the count of the numbers in `"xact":[...]` of the first pool. */
+static void xact_stats(const char *j, long *sum, int *n)
+{
+    const char *p = strstr(strstr(j, "\"pools\":["), "\"xact\":[");
+    assert_non_null(p);
+    p += 8;
+    *sum = 0;
+    *n = 0;
+    while (*p != ']') {
+        char *end;
+        *sum += strtol(p, &end, 10);
+        (*n)++;
+        p = *end == ',' ? end + 1 : end;
+    }
+}
+
+/* A pool idle for a whole window keeps no ring; its history still reads right. */
+static void test_idle_pool_history(void **state)
+{
+    Fixture *f = *state;
+    Pool *p = fake_pool(fake_db(f->loop, "app"), "u");
+    start(f);
+    p->stats.xact_count += 5;
+    tick(f, 1.0);
+    long sum;
+    int n;
+    for (int i = 0; i < DASH_WINDOW - 2; i++)
+        tick(f, 1.0);
+    char *j = json(f, NULL, 1 << 20);
+    xact_stats(j, &sum, &n);
+    assert_int_equal(n, DASH_WINDOW);
+    assert_int_equal(sum, 5); /* still in the window */
+    assert_has(j, "\"xact\":[0,5,0,");
+    free(j);
+    for (int i = 0; i < 20; i++) /* the 5 leaves the window: the ring goes */
+        tick(f, 1.0);
+    j = json(f, NULL, 1 << 20);
+    xact_stats(j, &sum, &n);
+    assert_int_equal(sum, 0);
+    free(j);
+    p->stats.xact_count += 7; /* busy again: a new ring, zeros before */
+    p->idle_clients.count = 1;
+    tick(f, 1.0);
+    j = json(f, NULL, 1 << 20);
+    xact_stats(j, &sum, &n);
+    assert_int_equal(n, DASH_WINDOW);
+    assert_int_equal(sum, 7);
+    assert_has(j, ",0,7],\"query\":[");
+    assert_has(j, ",0,1],\"cl_waiting\":[");
+    free(j);
+}
+
 static void test_slices_agree(void **state)
 {
     Fixture *f = *state;
@@ -393,6 +445,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rates_quantiles_and_cursor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pools_come_and_go, setup, teardown),
         cmocka_unit_test_setup_teardown(test_window_and_stale_cursors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_pool_history, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slices_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_process_series, setup, teardown),
         cmocka_unit_test_setup_teardown(test_page_and_csp, setup, teardown),
