@@ -23,7 +23,8 @@ ALL_CFLAGS = -std=gnu11 $(WARN) $(CPPFLAGS) $(CFLAGS) -D_GNU_SOURCE -Iproxy $(PK
 ALL_LIBS   = $(PKG_LIBS) -lpthread $(LDLIBS)
 
 SRCS      := $(wildcard proxy/*.c)
-OBJS      := $(SRCS:proxy/%.c=$(BUILD)/proxy/%.o)
+GEN_OBJS  := $(BUILD)/gen/dashboard_page.o
+OBJS      := $(SRCS:proxy/%.c=$(BUILD)/proxy/%.o) $(GEN_OBJS)
 LIB_OBJS  := $(filter-out $(BUILD)/proxy/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
@@ -50,6 +51,21 @@ $(BIN): $(OBJS) | $(DEPS_OK)
 
 $(BUILD)/proxy/%.o: proxy/%.c | $(DEPS_OK)
 	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The dashboard page (proxy/dashboard/index.html) is served from the binary: it
+# becomes a C array here, with od and sed (coreutils, always there; xxd is not).
+$(BUILD)/gen/dashboard_page.c: proxy/dashboard/index.html Makefile
+	@mkdir -p $(dir $@)
+	@{ echo '/* generated from $< by the Makefile: do not edit */'; \
+	   echo '#include "dashboard.h"'; \
+	   echo 'const unsigned char dash_index_html[] = {'; \
+	   od -An -v -tx1 $< | sed -e 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	   echo '0x00}; /* a NUL after the page: not counted in the length */'; \
+	   echo 'const size_t dash_index_html_len = sizeof(dash_index_html) - 1;'; } > $@.tmp
+	@mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c | $(DEPS_OK)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LIB_OBJS) | $(DEPS_OK)

@@ -1,5 +1,5 @@
 /*
- * http.c — /metrics, /healthz and /pools (see http.h).
+ * http.c — /metrics, /healthz, /pools and the dashboard's routes (see http.h).
  *
  * Metric names: pgfunnel_<what>[_unit][_total]; per pool labels database,
  * user, pool_mode; per database the label database.  Times are exported in
@@ -55,6 +55,7 @@
 #include "auth.h"
 #include "authq.h"
 #include "config.h"
+#include "dashboard.h"
 #include "http.h"
 #include "list.h"
 #include "log.h"
@@ -103,6 +104,7 @@ typedef struct http_server {
     uint64_t memo_clock;
     AuthMemo memo[HTTP_AUTH_MEMO];
     HttpStats stats;
+    DashState *dash; /* dashboard.c: the history behind / and /dashboard.json */
 } HttpServer;
 
 /* ---- helpers ---- */
@@ -284,6 +286,8 @@ typedef struct http_cursor {
     int family;
     bool header;
     uint64_t done;
+    const char *query; /* the request's query string (HttpConn.query) */
+    DashCursor dash;   /* /dashboard.json keeps its own */
 } HttpCursor;
 
 /* Write the items a family has not written yet until the slice is full; true when all are. */
@@ -821,6 +825,13 @@ static bool pools_slice(Loop *loop, struct evbuffer *out, HttpCursor *cur)
     return true;
 }
 
+/* ---- the dashboard (dashboard.c) ---- */
+
+static bool dashboard_slice(Loop *loop, struct evbuffer *out, HttpCursor *cur)
+{
+    return dash_json_slice(loop->http->dash, cur->query, out, &cur->dash, HTTP_SLICE);
+}
+
 /* ---- connections ---- */
 
 typedef enum {
@@ -844,6 +855,7 @@ typedef struct http_conn {
     bool head_only; /* HEAD request */
     bool http10;    /* no chunked encoding: the body ends when the connection does */
     char path[64];  /* the route, once the request head is read */
+    char query[64]; /* what followed '?' (cut at 63 bytes) */
     SliceFn slice;  /* HC_BODY: what produces the next slice */
     HttpCursor cur;
 } HttpConn;
@@ -852,6 +864,7 @@ typedef struct http_conn {
 typedef struct http_request {
     bool head_only, http10, has_auth;
     char path[64];
+    char query[64];
     char user[256];
     char password[512];
 } HttpRequest;
@@ -939,6 +952,7 @@ static void http_reply_stream(HttpConn *hc, const char *ctype, SliceFn fn)
     }
     hc->slice = fn;
     memset(&hc->cur, 0, sizeof(hc->cur));
+    hc->cur.query = hc->query;
     hc->phase = HC_BODY;
     http_body_slice(hc);
 }
@@ -962,9 +976,28 @@ static void http_route(HttpConn *hc)
         evbuffer_free(body);
     } else if (strcmp(hc->path, "/pools") == 0) {
         http_reply_stream(hc, "application/json", pools_slice);
+    } else if (strcmp(hc->path, "/") == 0 || strcmp(hc->path, "/index.html") == 0) {
+        /* the page is a constant: referenced, not copied */
+        struct evbuffer *body = evbuffer_new();
+        size_t len;
+        const unsigned char *page = dash_page(&len);
+        char extra[512];
+        if (!body || evbuffer_add_reference(body, page, len, NULL, NULL) < 0) {
+            if (body) evbuffer_free(body);
+            http_conn_free(hc);
+            return;
+        }
+        snprintf(extra, sizeof(extra),
+                 "Content-Security-Policy: %s\r\nCache-Control: no-cache\r\n"
+                 "X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
+                 dash_page_csp(hc->hs->dash));
+        http_reply(hc, 200, "OK", "text/html; charset=utf-8", extra, body);
+        evbuffer_free(body);
+    } else if (strcmp(hc->path, "/dashboard.json") == 0) {
+        http_reply_stream(hc, "application/json", dashboard_slice);
     } else {
         http_reply_text(hc, 404, "Not Found", NULL,
-                        "not found: try /metrics, /healthz or /pools\n");
+                        "not found: try /, /dashboard.json, /metrics, /healthz or /pools\n");
     }
 }
 
@@ -1180,7 +1213,13 @@ static int http_parse_head(const char *head, size_t len, HttpRequest *rq)
     const char *target = sp1 + 1;
     size_t tlen = (size_t)(sp2 - target);
     const char *q = memchr(target, '?', tlen);
-    if (q) tlen = (size_t)(q - target);
+    if (q) {
+        size_t qlen = (size_t)(target + tlen - q - 1);
+        if (qlen >= sizeof(rq->query)) qlen = 0; /* no query we read is that long */
+        memcpy(rq->query, q + 1, qlen);
+        rq->query[qlen] = 0;
+        tlen = (size_t)(q - target);
+    }
     if (tlen >= sizeof(rq->path)) tlen = sizeof(rq->path) - 1; /* no route is that long */
     memcpy(rq->path, target, tlen);
     rq->path[tlen] = 0;
@@ -1247,6 +1286,7 @@ static void http_on_read(struct bufferevent *bev, void *arg)
     hc->head_only = rq.head_only;
     hc->http10 = rq.http10;
     snprintf(hc->path, sizeof(hc->path), "%s", rq.path);
+    snprintf(hc->query, sizeof(hc->query), "%s", rq.query);
     if (code == 405)
         http_reply_text(hc, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n",
                         "GET or HEAD only\n");
@@ -1389,8 +1429,14 @@ int http_start(Loop *loop, char *err, size_t errlen)
         goto fail;
     }
     evconnlistener_set_error_cb(hs->listener, http_on_accept_error);
+    hs->dash = dash_create(loop);
+    if (!hs->dash) {
+        snprintf(err, errlen, "cannot start the HTTP endpoint: out of memory");
+        evconnlistener_free(hs->listener);
+        goto fail;
+    }
     loop->http = hs;
-    log_info("HTTP admin endpoint on http://%s:%d/ (metrics, healthz, pools)", addr,
+    log_info("HTTP admin endpoint on http://%s:%d/ (dashboard, metrics, healthz, pools)", addr,
              cfg->admin_http_port);
     return 0;
 fail:
@@ -1408,6 +1454,7 @@ void http_stop(Loop *loop)
     evconnlistener_free(hs->listener);
     event_free(hs->ev_resume);
     OPENSSL_cleanse(hs->memo, sizeof(hs->memo));
+    dash_free(hs->dash);
     free(hs);
     loop->http = NULL; /* password checks still running find no server */
 }

@@ -4,6 +4,8 @@
  *   GET /metrics   Prometheus text exposition format 0.0.4
  *   GET /healthz   200 or 503, with a JSON body saying why
  *   GET /pools     SHOW POOLS and per-database counters as JSON
+ *   GET /          the live dashboard page, GET /dashboard.json its data
+ *                  (dashboard.h)
  *
  * It runs on the loop thread, like everything that reads pools.  Long
  * answers (/metrics, /pools) are produced in slices as the socket drains,

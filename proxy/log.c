@@ -124,7 +124,7 @@ static uint64_t written_count;
 
 static const char *const level_names[] = {"FATAL", "ERROR", "WARNING", "LOG", "DEBUG", "NOISE"};
 
-static const char *log_level_name(int level)
+const char *log_level_name(int level)
 {
     if (level < LOG_LEVEL_FATAL) level = LOG_LEVEL_FATAL;
     if (level > LOG_LEVEL_NOISE) level = LOG_LEVEL_NOISE;
@@ -343,6 +343,59 @@ static void lb_put_text(LineBuf *b, const char *str, size_t n)
     }
 }
 
+/* ---- recent warnings (for the dashboard) ------------------------------ */
+
+/*
+ * A fixed ring: recent_seq counts every warning since start, the entry for
+ * seq n is recent[(n - 1) % LOG_RECENT_MAX].  recent_lock is a leaf: nothing
+ * else is locked while it is held, so any thread may log at any time.
+ */
+static pthread_mutex_t recent_lock = PTHREAD_MUTEX_INITIALIZER;
+static LogRecent recent[LOG_RECENT_MAX];
+static uint64_t recent_seq;
+
+/* Keep a warning or error: prefix and message escaped as in a text line. */
+static void recent_push(int level, const char *ts, const char *prefix, const char *msg,
+                        size_t msglen)
+{
+    char text[LOG_RECENT_TEXT];
+    LineBuf b = {.buf = text, .len = 0, .cap = sizeof(text) - LOG_TRUNC_MARK_LEN - 1};
+
+    while (msglen > 0 && (msg[msglen - 1] == '\n' || msg[msglen - 1] == '\r'))
+        msglen--;
+    if (prefix) {
+        lb_put_text(&b, prefix, strlen(prefix));
+        lb_puts(&b, ": ");
+    }
+    lb_put_text(&b, msg, msglen);
+    if (b.trunc) {
+        memcpy(text + b.len, LOG_TRUNC_MARK, LOG_TRUNC_MARK_LEN);
+        b.len += LOG_TRUNC_MARK_LEN;
+    }
+    text[b.len] = '\0';
+
+    pthread_mutex_lock(&recent_lock);
+    LogRecent *r = &recent[recent_seq % LOG_RECENT_MAX];
+    r->seq = ++recent_seq;
+    r->level = level;
+    snprintf(r->ts, sizeof(r->ts), "%s", ts);
+    memcpy(r->text, text, b.len + 1);
+    pthread_mutex_unlock(&recent_lock);
+}
+
+int log_recent_warnings(LogRecent *out, int max, uint64_t *total)
+{
+    pthread_mutex_lock(&recent_lock);
+    uint64_t n = recent_seq < LOG_RECENT_MAX ? recent_seq : LOG_RECENT_MAX;
+    if (max < 0) max = 0;
+    if (n > (uint64_t)max) n = (uint64_t)max;
+    for (uint64_t i = 0; i < n; i++) /* seq recent_seq - n + 1 .. recent_seq */
+        out[i] = recent[(recent_seq - n + i) % LOG_RECENT_MAX];
+    if (total) *total = recent_seq;
+    pthread_mutex_unlock(&recent_lock);
+    return (int)n;
+}
+
 /* "2026-11-26 05:30:35.123 UTC" */
 static void log_timestamp(char *out, size_t outlen)
 {
@@ -387,6 +440,7 @@ static LogLine *log_format_line(int format, int level, const char *prefix, const
 
     char ts[48];
     log_timestamp(ts, sizeof(ts));
+    if (level <= LOG_LEVEL_WARNING) recent_push(level, ts, prefix, msg, msglen);
     if (format == LOG_FORMAT_JSON) {
         snprintf(head, sizeof(head), "{\"ts\":\"%s\",\"pid\":%ld,\"level\":\"%s\"", ts,
                  (long)getpid(), log_level_name(level));

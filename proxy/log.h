@@ -81,6 +81,35 @@ uint64_t log_dropped_count(void);
 /* Lines written since start. */
 uint64_t log_written_count(void);
 
+/*
+ * The last warnings and errors (WARNING, ERROR, FATAL), kept in memory for
+ * the dashboard (http.c) whatever the destinations and the queue do: a ring
+ * of LOG_RECENT_MAX entries of at most LOG_RECENT_TEXT bytes each, written
+ * by whichever thread logs (under a lock of its own, taken for a copy).
+ * The text is the connection prefix and the message escaped as text-format
+ * lines are (no control characters, valid UTF-8), so a client-chosen name
+ * cannot forge a line there either; a longer one is cut and ends in "...".
+ */
+#define LOG_RECENT_MAX  32
+#define LOG_RECENT_TEXT 512
+
+typedef struct log_recent {
+    uint64_t seq; /* 1 for the first warning since start, then 2, ... */
+    int level;    /* LogLevel */
+    char ts[48];  /* "2026-11-26 05:30:35.123 UTC" */
+    char text[LOG_RECENT_TEXT];
+} LogRecent;
+
+/*
+ * Copy the newest min(max, LOG_RECENT_MAX) entries into out, oldest first;
+ * returns how many.  *total (may be NULL) gets the number of warnings and
+ * errors since start (the newest entry's seq).
+ */
+int log_recent_warnings(LogRecent *out, int max, uint64_t *total);
+
+/* "WARNING", "ERROR", ... */
+const char *log_level_name(int level);
+
 /* conn_prefix may be NULL; it is the "C-17 app@db 10.0.0.5:4312" of a connection. */
 void log_write(int level, const char *conn_prefix, const char *fmt, ...) PRINTF_LIKE(3, 4);
 void log_writev(int level, const char *conn_prefix, const char *fmt, va_list ap) PRINTF_LIKE(3, 0);

@@ -123,6 +123,7 @@ struct loop {
     void *reload_arg;
     atomic_bool shutdown_ready;   /* its part of a shutdown is done (loop 0 waits for all) */
     unsigned long long fz_joined; /* loops.c: the last freeze this loop joined */
+    int fz_nest;                  /* loops.c: loops_freeze calls of this loop not yet thawed */
     bool fz_live;                 /* loops.c, under fz_lock: it turns and will join a freeze */
     clockid_t cpu_clock;          /* its thread's CPU clock (SHOW LOOPS) */
     bool have_cpu_clock;

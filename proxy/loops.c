@@ -251,6 +251,7 @@ void loops_freeze(Loop *self)
 {
     LoopSet *s = self->set;
     if (!s || s->n == 1) return;
+    if (self->fz_nest++ > 0) return; /* already frozen by this loop: a nested reader */
     usec_t t0 = time_now_usec();
     while (pthread_mutex_trylock(&s->freezer) != 0) {
         /* another loop freezes everyone: be frozen by it first, then try again */
@@ -287,6 +288,7 @@ void loops_thaw(Loop *self)
 {
     LoopSet *s = self->set;
     if (!s || s->n == 1) return;
+    if (--self->fz_nest > 0) return;
     pthread_mutex_lock(&s->fz_lock);
     s->fz_active = false;
     pthread_cond_broadcast(&s->fz_cond);

@@ -93,7 +93,7 @@ int loops_broadcast(Loop *from, loop_msg_fn fn, void *arg, loop_msg_fn done) WUR
  * Stop every other loop at a barrier until loops_thaw; the caller may read
  * their objects meanwhile.  Call it only where this loop's own state is
  * consistent: while another loop freezes, this one is frozen by it first.
- * Free with one loop.
+ * Free with one loop; a nested call (a reader inside a frozen section) only counts.
  */
 void loops_freeze(Loop *self);
 void loops_thaw(Loop *self);

@@ -375,6 +375,65 @@ static void test_concurrent_accounting(void **state)
     free(s);
 }
 
+static void *warn_thread(void *arg)
+{
+    for (int i = 0; i < 50; i++)
+        log_warning("thread %d warning %d", (int)(intptr_t)arg, i);
+    return NULL;
+}
+
+/* The ring of recent warnings behind the dashboard: levels, escaping, bounds, threads. */
+static void test_recent_warnings(void **state)
+{
+    enum { T = 4 };
+    LogRecent r[LOG_RECENT_MAX + 4];
+    pthread_t th[T];
+    uint64_t t0, total;
+
+    (void)state;
+    configure(LOG_FORMAT_JSON, 0, 0); /* the ring keeps text whatever the format */
+    log_recent_warnings(r, 0, &t0);
+    log_info("not kept: LOG");
+    log_warning("w1 \"quoted\" \\ back\nnewline\x01 bad \xff end\n");
+    log_write(LOG_LEVEL_ERROR, "C-9 u@d 1.2.3.4:5", "e2");
+    int n = log_recent_warnings(r, 2, &total);
+    assert_int_equal(n, 2);
+    assert_true(total == t0 + 2);
+    assert_true(r[0].seq == t0 + 1 && r[1].seq == t0 + 2);
+    assert_int_equal(r[0].level, LOG_LEVEL_WARNING);
+    assert_int_equal(r[1].level, LOG_LEVEL_ERROR);
+    assert_string_equal(r[0].text, "w1 \"quoted\" \\\\ back\\nnewline\\x01 bad \\xff end");
+    assert_string_equal(r[1].text, "C-9 u@d 1.2.3.4:5: e2");
+    assert_true(matches("^" TS_RE "$", r[1].ts));
+    assert_string_equal(log_level_name(r[1].level), "ERROR");
+
+    /* long lines are cut to the entry's size and say so */
+    char *big = malloc(3000);
+    memset(big, 'x', 2999);
+    big[2999] = 0;
+    log_warning("%s", big);
+    free(big);
+    n = log_recent_warnings(r, 1, &total);
+    assert_int_equal(n, 1);
+    assert_true(strlen(r[0].text) < LOG_RECENT_TEXT);
+    assert_true(strlen(r[0].text) > LOG_RECENT_TEXT - 10);
+    assert_string_equal(r[0].text + strlen(r[0].text) - 3, "...");
+
+    /* from several threads at once: bounded, consecutive, newest last */
+    for (int i = 0; i < T; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, warn_thread, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    n = log_recent_warnings(r, LOG_RECENT_MAX + 4, &total);
+    assert_int_equal(n, LOG_RECENT_MAX);
+    assert_true(total == t0 + 3 + T * 50);
+    for (int i = 0; i < n; i++) {
+        assert_true(r[i].seq == total - (uint64_t)n + 1 + (uint64_t)i);
+        assert_true(matches("^thread [0-9] warning [0-9]+$", r[i].text));
+    }
+    log_shutdown();
+}
+
 static void test_truncation(void **state)
 {
     char *big = malloc(10001);
@@ -465,6 +524,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_change_logfile, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_queue_full, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_concurrent_accounting, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_recent_warnings, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_truncation, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_fatal_written_immediately, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_configure_errors, setup_dir, teardown_dir),
