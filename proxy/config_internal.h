@@ -34,7 +34,11 @@ int config_db_add(Config *cfg, const char *name, const char *value, const char *
 int config_user_add(Config *cfg, const char *name, const char *value, const char *file, int line,
                     char *msg, size_t msglen) WUR;
 
-/* Free every database and user entry of cfg (the lists only, not cfg). */
+/* The same for one [peers] line: `peer_id = host=... port=...`. */
+int config_peer_add(Config *cfg, const char *name, const char *value, const char *file, int line,
+                    char *msg, size_t msglen) WUR;
+
+/* Free every database, user and peer entry of cfg (the lists only, not cfg). */
 void config_db_free_all(Config *cfg);
 
 /* Seconds with an optional fraction ("30", "0.5") to usec; false if malformed. */
