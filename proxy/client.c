@@ -30,6 +30,7 @@
 #include "config.h"
 #include "log.h"
 #include "passthrough.h"
+#include "peers.h"
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
@@ -660,9 +661,11 @@ static int client_parse_options(Client *c, const char *opts, char *err, size_t e
 
 static void client_handle_cancel(Client *c, uint32_t pid, uint32_t key)
 {
+    /* a key another pgfunnel handed out goes to it (peers.c); c is closed when done */
+    if (peers_route_cancel(c, pid, key)) return;
     Client *target = loop_client_find(c->loop, pid);
     /* unknown keys are ignored silently, as PostgreSQL does */
-    if (target && target->cancel_key == key && target != c) {
+    if (target && peers_key_matches(c->loop->cfg, target->cancel_key, key) && target != c) {
         client_log(target, LOG_LEVEL_DEBUG, "cancel request");
         if (target->server && target->state == CLIENT_ACTIVE) server_cancel(target->server);
     }
@@ -1114,7 +1117,7 @@ void client_accept(Loop *loop, int fd, bool unix_socket, const struct sockaddr *
     params_init(&c->params);
     c->connect_time = c->last_activity = loop_update_now(loop);
     c->tx_status = 'I';
-    c->cancel_key = loop_random_u32(loop);
+    c->cancel_key = peers_cancel_key(loop->cfg, loop_random_u32(loop));
     if (loop_client_register(loop, c) < 0) {
         close(fd);
         free(c);

@@ -58,6 +58,9 @@ struct loop {
     Config *cfg;               /* current configuration; replaced whole on reload */
     struct auth_context *auth; /* auth.c: userlist, hba, caches; replaced on reload */
     struct authq *authq;       /* authq.c: auth_query connections and queue (NULL until used) */
+    struct host_registry
+        *hosts;                /* hosts.c: backend hosts, their health and role (NULL until used) */
+    struct peers_state *peers; /* peers.c: cancel requests being forwarded (NULL until used) */
     struct tls_context *tls;   /* tls.c: client TLS context (NULL = no TLS); replaced on reload */
     Workq *workq;
     List listeners;        /* Listener.node */

@@ -21,8 +21,10 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "hosts.h"
 #include "log.h"
 #include "passthrough.h"
 #include "pool.h"
@@ -55,6 +57,9 @@ static void database_free_settings(Database *db)
     free(db->timezone);
     free(db->application_name);
     free(db->server_tls);
+    free(db->port_list);
+    hosts_list_free(db->loop, &db->hosts);
+    db->port_list = NULL;
     db->dbname = db->host = db->user = db->password = db->connect_query = NULL;
     db->client_encoding = db->datestyle = db->timezone = db->application_name = NULL;
     db->server_tls = NULL;
@@ -86,8 +91,15 @@ static bool database_load(Database *db, const DbConf *dc)
         !str_equal(db->application_name, dc->application_name) ||
         !str_equal(db->connect_query, dc->connect_query);
     char tls[4096];
-    database_server_tls(db->loop->cfg, tls, sizeof(tls));
-    changed = changed || !str_equal(db->server_tls, tls);
+    Config *cfg = db->loop->cfg;
+    int tsa = dc->target_session_attrs != CONF_UNSET ? dc->target_session_attrs
+                                                     : cfg->target_session_attrs;
+    int lb =
+        dc->load_balance_hosts != CONF_UNSET ? dc->load_balance_hosts : cfg->load_balance_hosts;
+    database_server_tls(cfg, tls, sizeof(tls));
+    changed = changed || !str_equal(db->server_tls, tls) ||
+              !str_equal(db->port_list, dc->port_list) || tsa != db->hosts.tsa ||
+              lb != db->hosts.lb;
     if (!changed) return false;
     database_free_settings(db);
     db->dbname = xstrdup_or_null(dbname);
@@ -101,6 +113,22 @@ static bool database_load(Database *db, const DbConf *dc)
     db->timezone = xstrdup_or_null(dc->timezone);
     db->application_name = xstrdup_or_null(dc->application_name);
     db->server_tls = strdup(tls);
+    db->port_list = xstrdup_or_null(dc->port_list);
+    /*
+     * Health checks log in as the forced user, else as auth_user (password
+     * from auth_file); without either, libpq's default user: a login
+     * PostgreSQL refuses still shows the host is up, only its role stays
+     * unknown.
+     */
+    const char *check_user = db->user                            ? db->user
+                             : cfg->auth_user && *cfg->auth_user ? cfg->auth_user
+                                                                 : NULL;
+    const char *check_pw = db->user     ? db->password
+                           : check_user ? auth_backend_password(db->loop, check_user)
+                                        : NULL;
+    if (hosts_list_build(db->loop, &db->hosts, db->host, db->port, db->port_list, tsa, lb, true,
+                         db->dbname, check_user, check_pw) < 0)
+        log_warning("database %s: out of memory for its host list", db->name);
     free(db->hostaddr);
     db->hostaddr = NULL;
     db->resolved_at = 0;
@@ -498,6 +526,39 @@ static bool pool_evict_idle(Pool *p, bool by_db)
     return true;
 }
 
+/*
+ * No host of the database can serve its target_session_attrs now: no
+ * attempt is made, the clients stay queued (their timeout message says why),
+ * and a change of any host wakes the pool (pool_hosts_changed); otherwise it
+ * looks again after server_login_retry, as after a failed login.
+ */
+static void pool_no_usable_host(Pool *p, const char *why)
+{
+    if (!p->failure_msg || strcmp(p->failure_msg, why) != 0)
+        log_warning("pool %s@%s: %s; clients wait", p->username, p->db->name, why);
+    p->last_failure = time_now_usec();
+    p->failure_final = false;
+    free(p->failure_msg);
+    p->failure_msg = strdup(why);
+}
+
+/* Open one server connection on the hosts hosts_pick chose; false when none can be opened now. */
+static bool pool_connect(Pool *p)
+{
+    Database *db = p->db;
+    HostPick pick;
+    char why[512];
+    int n = hosts_pick(p->loop, &db->hosts, db->hostaddr, &pick, why, sizeof(why));
+    if (n < 0) return false;
+    if (n == 0 && db->hosts.n > 0) {
+        pool_no_usable_host(p, why);
+        return false;
+    }
+    Server *s = server_connect(p, n > 0 ? &pick : NULL);
+    hosts_pick_free(&pick);
+    return s != NULL;
+}
+
 /* Open new connections while clients wait for them and limits allow. */
 static void pool_launch(Pool *p)
 {
@@ -512,7 +573,7 @@ static void pool_launch(Pool *p)
         if (p->max_user > 0 && p->user->server_count >= p->max_user && !pool_evict_idle(p, false))
             return;
         if (!database_resolve(p->db)) return; /* dns_done launches again */
-        if (!server_connect(p, p->db->hostaddr)) return;
+        if (!pool_connect(p)) return;
     }
 }
 
@@ -587,6 +648,12 @@ void pool_server_idle(Server *s)
     }
     if (s->pool->db->generation != s->generation) {
         server_close(s, "database configuration changed");
+        return;
+    }
+    /* between transactions only: a server that lost its role is never reused */
+    if (!pool_server_fits(s)) {
+        server_close(s, "server no longer matches target_session_attrs=%s",
+                     config_tsa_name(p->db->hosts.tsa));
         return;
     }
     if (!p->db->paused && !list_empty(&p->waiting)) {
@@ -716,6 +783,48 @@ void pool_forget_login_failure(Pool *p)
     pool_request_server(p, NULL);
 }
 
+/* ---------------------------------------------------------------- host changes */
+
+static int pool_snapshot(List *l, Server ***out);
+
+bool pool_server_fits(const Server *s)
+{
+    const HostList *hl = &s->pool->db->hosts;
+    if (hl->tsa == TSA_ANY) return true;
+    const char *hs = params_get(&s->params, "in_hot_standby");
+    const char *ro = params_get(&s->params, "default_transaction_read_only");
+    return hosts_server_fits(hl, s->host, hs ? strcmp(hs, "on") == 0 : -1,
+                             ro && strcmp(ro, "on") == 0);
+}
+
+void pool_hosts_changed(Loop *loop)
+{
+    ListNode *dit, *pit, *ptmp;
+    if (loop->shutdown == SHUTDOWN_IMMEDIATE) return;
+    list_for_each(dit, &loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        unsigned changes = hosts_list_changes(&db->hosts);
+        if (changes == db->hosts.seen) continue;
+        db->hosts.seen = changes;
+        list_for_each_safe(pit, ptmp, &db->pools)
+        {
+            Pool *p = list_entry(pit, Pool, db_node);
+            Server **snap;
+            int n = pool_snapshot(&p->idle, &snap);
+            for (int i = 0; i < n; i++)
+                if (snap[i]->state == SERVER_IDLE && !pool_server_fits(snap[i]))
+                    server_close(snap[i], "server no longer matches target_session_attrs=%s",
+                                 config_tsa_name(db->hosts.tsa));
+            free(snap);
+            /* what failed before may work now: try at once, not after server_login_retry */
+            p->last_failure = 0;
+            p->failure_final = false;
+            if (!db->paused) pool_request_server(p, NULL);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- janitor */
 
 /*
@@ -776,7 +885,7 @@ static void pool_janitor_servers(Pool *p, usec_t now)
                (p->max_db <= 0 || p->db->server_count < p->max_db) &&
                (p->max_user <= 0 || p->user->server_count < p->max_user)) {
             if (!database_resolve(p->db)) break;
-            if (!server_connect(p, p->db->hostaddr)) break;
+            if (!pool_connect(p)) break;
         }
     }
     /* reserve pool and retries after server_login_retry */
@@ -827,6 +936,8 @@ void pool_janitor(Loop *loop, usec_t now)
      * other clients too (see pool_snapshot).
      */
     ListNode *dit, *pit, *ptmp;
+    /* roles servers reported since the last tick (hosts_note_role waits for this) */
+    pool_hosts_changed(loop);
     int n = janitor_collect(loop, &loop->login_clients, 0);
     list_for_each(dit, &loop->databases)
     {

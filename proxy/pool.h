@@ -16,6 +16,7 @@
 #define PGFUNNEL_POOL_H
 
 #include "hmap.h"
+#include "hosts.h"
 #include "list.h"
 #include "loop.h"
 #include "params.h"
@@ -54,13 +55,15 @@ struct database {
     char *dbname, *host, *user, *password, *connect_query;
     char *client_encoding, *datestyle, *timezone, *application_name;
     char *server_tls; /* the server_tls_* options in effect, as one string */
+    char *port_list;  /* port=p1,p2,... or NULL */
     int port;
-    int generation;      /* bumped when connection settings change: old servers drain */
-    bool paused;         /* PAUSE: hold new queries */
-    bool disabled;       /* DISABLE: refuse new clients */
-    List pools;          /* Pool.db_node */
-    Hmap pool_index;     /* Pool by backend user name */
-    int server_count;    /* for max_db_connections */
+    HostList hosts;   /* the hosts of `host`, their target_session_attrs and balancing (hosts.h) */
+    int generation;   /* bumped when connection settings change: old servers drain */
+    bool paused;      /* PAUSE: hold new queries */
+    bool disabled;    /* DISABLE: refuse new clients */
+    List pools;       /* Pool.db_node */
+    Hmap pool_index;  /* Pool by backend user name */
+    int server_count; /* for max_db_connections */
     usec_t unused_since; /* an automatic database without pools: since when (for
                             autodb_idle_timeout) */
     RetiredStats retired;
@@ -155,6 +158,14 @@ void pool_forget_login_failure(Pool *pool);
 bool pool_fast_close(Server *s);
 /* An internal query finished (called by server.c). */
 void pool_internal_done(Server *s, int kind, bool ok);
+/*
+ * Some host changed state or role (hosts.c after a check; the janitor for
+ * changes servers reported): pools of the databases using it close idle
+ * servers that no longer fit and give waiting clients a server now.
+ */
+void pool_hosts_changed(Loop *loop);
+/* Does the server still have the role its database's target_session_attrs asks for? */
+bool pool_server_fits(const Server *s);
 /* Total servers of the pool in any state. */
 int pool_server_total(const Pool *pool);
 

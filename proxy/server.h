@@ -24,6 +24,7 @@
 #include <libpq-fe.h>
 
 #include "conn.h"
+#include "hosts.h"
 #include "list.h"
 #include "loop.h"
 #include "params.h"
@@ -57,6 +58,7 @@ struct server {
     ListNode pool_node;
     Client *client; /* when ACTIVE */
     PGconn *pg;
+    Host *host;     /* the host it is connected to (a reference), once logged in; or NULL */
     int connect_fd; /* fd registered for PQconnectPoll */
     /* pass-through login from a stored secret, while CONNECTING (owned; passthrough.h) */
     struct pass_exchange *pass;
@@ -92,8 +94,12 @@ struct server {
     char prefix[160];
 };
 
-/* Start a new connection for the pool (hostaddr already resolved or NULL). */
-Server *server_connect(Pool *pool, const char *hostaddr) WUR;
+/*
+ * Start a new connection for the pool on the hosts of `pick` (hosts_pick:
+ * ordered, resolved); NULL pick = the database's host as it is (none: libpq's
+ * default socket).
+ */
+Server *server_connect(Pool *pool, const HostPick *pick) WUR;
 void server_close(Server *s, const char *fmt, ...) PRINTF_LIKE(2, 3);
 void server_set_state(Server *s, ServerState st);
 const char *server_state_name(ServerState st);
