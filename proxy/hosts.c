@@ -276,13 +276,14 @@ static void list_elem(const char *list, int i, char *out, size_t len)
     out[n] = 0;
 }
 
-static int append(char **s, size_t *len, const char *v)
+/* Append v to the comma list *s (of *len bytes); `first`: no comma before it (v may be ""). */
+static int append(char **s, size_t *len, const char *v, bool first)
 {
     size_t vl = strlen(v);
     char *g = realloc(*s, *len + vl + 2);
     if (!g) return -1;
     *s = g;
-    if (*len) g[(*len)++] = ',';
+    if (!first) g[(*len)++] = ',';
     memcpy(g + *len, v, vl + 1);
     *len += vl;
     return 0;
@@ -299,7 +300,6 @@ void hosts_pick_free(HostPick *pick)
 int hosts_pick(Loop *loop, HostList *hl, const char *hostaddr_list, HostPick *pick, char *why,
                size_t whylen)
 {
-    (void)loop;
     memset(pick, 0, sizeof(*pick));
     if (hl->n == 0) return 0;
     int order[HOSTS_LIST_MAX], n = 0;
@@ -327,14 +327,17 @@ int hosts_pick(Loop *loop, HostList *hl, const char *hostaddr_list, HostPick *pi
                 (size_t)snprintf(why + o, whylen - o, " %s:%d %s", h->name, h->port,
                                  st == HOST_DOWN ? "down" : hosts_role_name(atomic_load(&h->role)));
         }
-        /* clients wait for one: look more often until it comes */
+        /*
+         * Clients wait for one: look more often until it comes, or until
+         * they would have given up (each failed pick, at least one per
+         * server_login_retry while clients wait, extends it).
+         */
+        usec_t now = time_now_usec(), wait = loop->cfg->query_wait_timeout;
         for (int i = 0; i < hl->n; i++) {
             Host *h = hl->v[i];
-            if (h->checked && !h->wanted) {
-                h->wanted = true;
-                if (h->next_check > time_now_usec() + HOSTS_FAST_CHECK)
-                    h->next_check = time_now_usec() + HOSTS_FAST_CHECK;
-            }
+            if (!h->checked) continue;
+            h->wanted_until = now + (wait > 0 ? wait : 120 * USEC_PER_SEC);
+            if (h->next_check > now + HOSTS_FAST_CHECK) h->next_check = now + HOSTS_FAST_CHECK;
         }
         return 0;
     }
@@ -344,8 +347,9 @@ int hosts_pick(Loop *loop, HostList *hl, const char *hostaddr_list, HostPick *pi
         char addr[256], port[16];
         list_elem(hostaddr_list, i, addr, sizeof(addr));
         snprintf(port, sizeof(port), "%d", hl->v[i]->port);
-        if (append(&pick->host, &hl_len, hl->v[i]->name) < 0 ||
-            append(&pick->hostaddr, &al_len, addr) < 0 || append(&pick->port, &pl_len, port) < 0) {
+        if (append(&pick->host, &hl_len, hl->v[i]->name, k == 0) < 0 ||
+            append(&pick->hostaddr, &al_len, addr, k == 0) < 0 ||
+            append(&pick->port, &pl_len, port, k == 0) < 0) {
             hosts_pick_free(pick);
             return -1;
         }
@@ -367,7 +371,7 @@ int hosts_pick(Loop *loop, HostList *hl, const char *hostaddr_list, HostPick *pi
 static void host_changed(Loop *loop, Host *h, const char *what)
 {
     atomic_fetch_add(&h->changes, 1);
-    h->wanted = false;
+    h->wanted_until = 0;
     (void)loop;
     log_info("host %s:%d is now %s", h->name, h->port, what);
 }
@@ -595,7 +599,8 @@ static void check_done(WorkqJob *wj, int status)
         role_changed = old_role != j->role;
     }
     usec_t interval = loop->cfg->host_check_interval;
-    if (h->wanted && (interval == 0 || interval > HOSTS_FAST_CHECK)) interval = HOSTS_FAST_CHECK;
+    if (now < h->wanted_until && (interval == 0 || interval > HOSTS_FAST_CHECK))
+        interval = HOSTS_FAST_CHECK;
     h->next_check = interval ? now + interval : 0;
     if (old_state != j->state || role_changed) {
         char what[400];

@@ -73,12 +73,12 @@ struct host {
     int refs;
     ListNode node; /* HostRegistry.hosts */
     /* owner loop only */
-    bool checked;      /* a HostList wants it checked */
-    bool checking;     /* a check job is in flight */
-    bool recheck;      /* suspected while a check ran: check again at once */
-    bool wanted;       /* a pool found no usable host: check every HOSTS_FAST_CHECK */
-    usec_t next_check; /* monotonic */
-    void *check_conn;  /* PGconn kept between checks */
+    bool checked;        /* a HostList wants it checked */
+    bool checking;       /* a check job is in flight */
+    bool recheck;        /* suspected while a check ran: check again at once */
+    usec_t wanted_until; /* a pool found no usable host: check every HOSTS_FAST_CHECK until then */
+    usec_t next_check;   /* monotonic */
+    void *check_conn;    /* PGconn kept between checks */
     char *check_db, *check_user, *check_password; /* the check's login (password wiped) */
     char last_error[256];
 };

@@ -776,8 +776,14 @@ static void server_login_refused(Server *s, const char *sqlstate, const char *ms
 static void server_login_failed(Server *s, const char *text)
 {
     char sqlstate[6], msg[512];
-    bool final =
-        proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg)) && strcmp(sqlstate, "57P03") != 0;
+    /*
+     * Class 57 (operator intervention: 57P03 starting up or shutting down,
+     * 57P01/57P02 a backend ended by a shutdown or a crash, as when a primary
+     * is stopped for a failover while a login is under way) says "not now",
+     * not "never": the clients stay queued.
+     */
+    bool final = proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg)) &&
+                 strncmp(sqlstate, "57", 2) != 0;
     if (strstr(text, "no password supplied")) {
         final = true;
         /*
