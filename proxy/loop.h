@@ -58,9 +58,6 @@ struct loop {
     Config *cfg;               /* current configuration; replaced whole on reload */
     struct auth_context *auth; /* auth.c: userlist, hba, caches; replaced on reload */
     struct authq *authq;       /* authq.c: auth_query connections and queue (NULL until used) */
-    struct host_registry
-        *hosts;                /* hosts.c: backend hosts, their health and role (NULL until used) */
-    struct peers_state *peers; /* peers.c: cancel requests being forwarded (NULL until used) */
     struct tls_context *tls;   /* tls.c: client TLS context (NULL = no TLS); replaced on reload */
     Workq *workq;
     List listeners;        /* Listener.node */
@@ -93,6 +90,10 @@ struct loop {
     bool paused_accept; /* accept backs off after EMFILE */
     LoopStats stats;
     usec_t started_at;
+    /* backend hosts and peer instances, each owned by its module (NULL until used) */
+    struct host_registry *hosts; /* hosts.c: health and role of backend hosts */
+    struct peers_state *peers;   /* peers.c: cancel requests being forwarded */
+
     /* admin side, each owned by its module (NULL when not started) */
     struct stats_state *stats_state; /* stats.c: stats_period timer */
     struct pool_control *control;    /* pool_control.c: PAUSE/WAIT_CLOSE waiters */
