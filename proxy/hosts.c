@@ -18,6 +18,8 @@
  *                                        up, role unknown (it answers)
  *   refused, timed out, 57P03 (starting up, shutting down, not consistent)
  *                                        down
+ * Without a user to log in as (no forced user=, no auth_user) a check only
+ * connects (up or down); the role then comes from the servers.
  * The completion (loop thread) stores the result; when state or role
  * changed it bumps the host's change counter and tells the pools
  * (pool_hosts_changed), so waiting clients get a server on a host that
@@ -28,11 +30,15 @@
  * check's role applies only when the check started after role_at.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
@@ -442,6 +448,7 @@ typedef struct host_check_job {
     char *kw_store[12];
     const char *kw[12], *val[12];
     usec_t timeout;
+    bool probe_only; /* no login to check with: a TCP (or socket) connect only */
     /* results */
     usec_t started, latency;
     int state, role;
@@ -536,6 +543,57 @@ broken:
     return -1;
 }
 
+/* Connect to one address before the deadline and close: 0, or -1 with the error set. */
+static int probe_addr(HostCheckJob *j, const struct sockaddr *sa, socklen_t len, usec_t deadline)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err = 0;
+    if (fd < 0 || (connect(fd, sa, len) < 0 && (err = errno) != EINPROGRESS)) {
+        snprintf(j->error, sizeof(j->error), "connect: %s", strerror(fd < 0 ? errno : err));
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    if (err == EINPROGRESS) {
+        socklen_t elen = sizeof(err);
+        int r = wait_fd(fd, true, deadline);
+        if (r <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0 || err != 0) {
+            snprintf(j->error, sizeof(j->error), "connect: %s",
+                     r == 0 ? "timed out (host_check_timeout)" : strerror(r < 0 ? errno : err));
+            close(fd);
+            return -1;
+        }
+    }
+    /* closed before any byte: PostgreSQL logs nothing for that */
+    close(fd);
+    return 0;
+}
+
+/*
+ * Without a user to log in as, a login would only fill the server's log with
+ * failed authentications every interval: the check is then a connect, and
+ * the role comes from what servers report.
+ */
+static void check_probe(HostCheckJob *j, usec_t deadline)
+{
+    const char *host = j->val[0], *port = j->val[1];
+    int rc = -1;
+    if (host[0] == '/') {
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/.s.PGSQL.%s", host, port);
+        rc = probe_addr(j, (struct sockaddr *)&sun, sizeof(sun), deadline);
+    } else {
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+        int g = getaddrinfo(host, port, &hints, &res);
+        if (g != 0) snprintf(j->error, sizeof(j->error), "could not resolve: %s", gai_strerror(g));
+        for (struct addrinfo *ai = res; ai && rc < 0; ai = ai->ai_next)
+            rc = probe_addr(j, ai->ai_addr, ai->ai_addrlen, deadline);
+        if (res) freeaddrinfo(res);
+    }
+    if (rc == 0) {
+        j->state = HOST_UP;
+        j->error[0] = 0;
+    }
+}
+
 static void check_work(WorkqJob *wj)
 {
     HostCheckJob *j = (HostCheckJob *)wj;
@@ -543,6 +601,11 @@ static void check_work(WorkqJob *wj)
     usec_t deadline = j->started + j->timeout;
     j->state = HOST_DOWN;
     j->role = HOST_ROLE_UNKNOWN;
+    if (j->probe_only) {
+        check_probe(j, deadline);
+        j->latency = time_now_usec() - j->started;
+        return;
+    }
     /* a kept connection first; if it broke (the server restarted), one new login */
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = false;
@@ -658,6 +721,7 @@ static void check_start(Loop *loop, Host *h)
     check_kv(j, &n, "sslcert", cfg->server_tls_cert_file);
     check_kv(j, &n, "sslkey", cfg->server_tls_key_file);
     j->kw[n] = j->val[n] = NULL;
+    j->probe_only = !h->check_user || !*h->check_user;
     j->conn = h->check_conn;
     h->check_conn = NULL;
     HostRegistry *r = loop->hosts;

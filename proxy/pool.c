@@ -116,9 +116,8 @@ static bool database_load(Database *db, const DbConf *dc)
     db->port_list = xstrdup_or_null(dc->port_list);
     /*
      * Health checks log in as the forced user, else as auth_user (password
-     * from auth_file); without either, libpq's default user: a login
-     * PostgreSQL refuses still shows the host is up, only its role stays
-     * unknown.
+     * from auth_file); without either they only connect (hosts.c), and the
+     * role comes from what servers report.
      */
     const char *check_user = db->user                            ? db->user
                              : cfg->auth_user && *cfg->auth_user ? cfg->auth_user

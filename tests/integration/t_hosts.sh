@@ -142,3 +142,24 @@ test_show_hosts_metrics_and_cancel_key() {
     assert_eq 0 $((pid >> 24)) "top 8 bits of the pid"
     pf_stop
 }
+
+# Without user= or auth_user a check has no login: it only connects (nothing
+# in PostgreSQL's log), and the role comes from what servers report.
+# (Databases, and so their hosts, exist once a client has used them.)
+# timeout: 30
+test_checks_without_credentials_only_connect() {
+    local dead
+    dead=$(free_port)
+    pf_start "host_check_interval = 0.3" \
+        "[databases]" \
+        "nouser = host=127.0.0.1,127.0.0.1 port=$dead,$PGPORT dbname=postgres"
+    assert_eq 1 "$(pf_psql -d nouser -c 'select 1')"
+    wait_until 5 _host_is 127.0.0.1 "$dead" "down|unknown"
+    wait_until 5 _host_is 127.0.0.1 "$PGPORT" "up|primary"
+    sleep 1 # a few more checks
+    assert_eq "up|primary|" "$(_host_field 127.0.0.1 "$PGPORT" 3)|$(_host_field 127.0.0.1 "$PGPORT" 4)|$(_host_field 127.0.0.1 "$PGPORT" 10)" \
+        "state, role and last_error of a connect-only check"
+    assert_contains "$(_host_field 127.0.0.1 "$dead" 10)" "onnection refused"
+    assert_eq 0 "$(pg_psql -c "select count(*) from pg_stat_activity where application_name = 'pgfunnel host check'")"
+    pf_stop
+}
