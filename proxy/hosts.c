@@ -319,6 +319,9 @@ int hosts_pick(Loop *loop, HostList *hl, const char *hostaddr_list, HostPick *pi
             const Host *h = hl->v[i];
             bool standby = atomic_load(&h->role) == HOST_ROLE_STANDBY;
             if (!host_usable(h, hl->tsa)) continue;
+            char addr[8];
+            list_elem(hostaddr_list, i, addr, sizeof(addr));
+            if (strcmp(addr, "!") == 0) continue; /* its name did not resolve (pool.c) */
             if (standbys_first && (pass == 0) != standby) continue;
             order[n++] = i;
         }
@@ -329,9 +332,12 @@ int hosts_pick(Loop *loop, HostList *hl, const char *hostaddr_list, HostPick *pi
         for (int i = 0; i < hl->n && o < whylen; i++) {
             const Host *h = hl->v[i];
             int st = atomic_load(&h->state);
-            o +=
-                (size_t)snprintf(why + o, whylen - o, " %s:%d %s", h->name, h->port,
-                                 st == HOST_DOWN ? "down" : hosts_role_name(atomic_load(&h->role)));
+            char addr[8];
+            list_elem(hostaddr_list, i, addr, sizeof(addr));
+            const char *what = strcmp(addr, "!") == 0 ? "unresolved"
+                               : st == HOST_DOWN      ? "down"
+                                                      : hosts_role_name(atomic_load(&h->role));
+            o += (size_t)snprintf(why + o, whylen - o, " %s:%d %s", h->name, h->port, what);
         }
         /*
          * Clients wait for one: look more often until it comes, or until

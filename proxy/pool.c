@@ -380,7 +380,8 @@ static void dns_work(WorkqJob *j)
     char *out = calloc(1, cap);
     if (!out) return;
     size_t o = 0;
-    int elem = 0;
+    int elem = 0, resolved = 0, failed = 0;
+    char first_error[256] = "";
     for (const char *p = dj->hosts; *p; elem++) {
         size_t n = strcspn(p, ",");
         char name[256] = "";
@@ -393,9 +394,17 @@ static void dns_work(WorkqJob *j)
             struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
             int rc = getaddrinfo(name, NULL, &hints, &res);
             if (rc != 0 || !res) {
-                snprintf(dj->error, sizeof(dj->error), "could not resolve \"%.200s\": %s", name,
-                         gai_strerror(rc));
+                /*
+                 * "!" marks a name that did not resolve: hosts_pick leaves that
+                 * host out (libpq would otherwise resolve it on the loop).  Only
+                 * when no name resolves does the lookup fail as a whole.
+                 */
+                if (!failed++)
+                    snprintf(first_error, sizeof(first_error), "could not resolve \"%.200s\": %s",
+                             name, gai_strerror(rc));
+                strcpy(addr, "!");
             } else {
+                resolved++;
                 if (res->ai_family == AF_INET)
                     inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, addr,
                               sizeof(addr));
@@ -410,6 +419,7 @@ static void dns_work(WorkqJob *j)
         p += n;
         if (*p == ',') p++;
     }
+    if (failed && !resolved) snprintf(dj->error, sizeof(dj->error), "%s", first_error);
     dj->result = out;
 }
 

@@ -105,6 +105,8 @@ static void test_ports_and_addresses(void **state)
                         "db1,10.0.0.2,/tmp 6001,6002,6003 192.0.2.1,,");
     assert_string_equal(pick(loop, &hl, "192.0.2.1,,", b, sizeof(b)),
                         "10.0.0.2,/tmp,db1 6002,6003,6001 ,,192.0.2.1");
+    /* a name that did not resolve ("!", pool.c) is left out */
+    assert_string_equal(pick(loop, &hl, "!,,", b, sizeof(b)), "/tmp,10.0.0.2 6003,6002 -");
     assert_ptr_equal(hosts_list_find(&hl, "/tmp", "6003"), hl.v[2]);
     assert_null(hosts_list_find(&hl, "/tmp", "6001"));
     hosts_list_free(loop, &hl);
