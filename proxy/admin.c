@@ -397,6 +397,7 @@ static void show_help(Loop *loop, PktBuf *b, ShowCursor *cur)
         "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
         "\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
         "\tSHOW DNS_HOSTS|DNS_ZONES\n"
+        "\tSHOW HOSTS          (pgfunnel: backend hosts, their health and role)\n"
         "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
         "\tSHOW LATENCY        (pgfunnel: p50/p95/p99 of query, transaction, wait time)\n"
         "\tSHOW LOOPS          (pgfunnel: clients, servers, lag and CPU of each event loop)\n"
@@ -1274,6 +1275,62 @@ out:
     res_end(&r, NULL);
 }
 
+/*
+ * SHOW HOSTS (pgfunnel): every backend host of the [databases] entries in
+ * use, once per host:port, with what the health checks and its servers say.
+ */
+static void show_hosts(Loop *loop, PktBuf *b, ShowCursor *cur)
+{
+    static const Col cols[] = {S("host"),
+                               I4("port"),
+                               S("state"),
+                               S("role"),
+                               S("checked"),
+                               TS("last_check"),
+                               I8("check_latency_us"),
+                               I4("servers"),
+                               S("databases"),
+                               S("last_error")};
+    Result r;
+    ListNode *it;
+    res_begin(&r, b, cur, cols, NCOLS(cols));
+    const Host *h;
+    for (size_t i = 0; (h = hosts_at(loop, i)) != NULL; i++) {
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
+        char dbs[512];
+        size_t o = 0;
+        dbs[0] = 0;
+        list_for_each(it, &loop->databases)
+        {
+            Database *db = list_entry(it, Database, node);
+            for (int k = 0; k < db->hosts.n && o < sizeof(dbs); k++) {
+                if (db->hosts.v[k] != h) continue;
+                o += (size_t)snprintf(dbs + o, sizeof(dbs) - o, "%s%s", o ? "," : "", db->name);
+                break;
+            }
+        }
+        usec_t last = (usec_t)atomic_load(&h->last_check);
+        put_str(&r, h->name);
+        put_int(&r, h->port);
+        put_str(&r, hosts_state_name(atomic_load(&h->state)));
+        put_str(&r, hosts_role_name(atomic_load(&h->role)));
+        put_str(&r, h->checked ? "yes" : "no");
+        put_time(&r, last);
+        if (last)
+            put_int(&r, (long long)atomic_load(&h->check_usec));
+        else
+            put_str(&r, NULL);
+        put_int(&r, atomic_load(&h->servers));
+        put_str(&r, dbs);
+        put_str(&r, h->last_error);
+        res_row_end(&r);
+    }
+out:
+    res_end(&r, NULL);
+}
+
 static void show_dns_zones(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("zonename"), I8("serial"), I4("count")};
@@ -1408,6 +1465,7 @@ static const struct show_command {
     {"mem", show_mem, 0},
     {"state", show_state, 0},
     {"dns_hosts", show_dns_hosts, 0},
+    {"hosts", show_hosts, 0},
     {"dns_zones", show_dns_zones, 0},
     {"fds", show_fds, 0},
     {"loops", show_loops, 0},

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "loops.h"
 #include "passthrough.h"
+#include "peers.h"
 #include "pool.h"
 #include "prepared.h"
 #include "proto.h"
@@ -678,7 +679,8 @@ static void client_cancel_local(Loop *loop, uint32_t pid, uint32_t key)
 {
     Client *target = loop_client_find(loop, pid);
     /* unknown keys are ignored silently, as PostgreSQL does */
-    if (target && target->cancel_key == key && target->state != CLIENT_CLOSING) {
+    if (target && peers_key_matches(loop->cfg, target->cancel_key, key) &&
+        target->state != CLIENT_CLOSING) {
         client_log(target, LOG_LEVEL_DEBUG, "cancel request");
         if (target->server && target->state == CLIENT_ACTIVE) server_cancel(target->server);
     }
@@ -699,6 +701,8 @@ static void client_cancel_on_loop(Loop *loop, void *arg)
 /* A CancelRequest: the pid's top bits name the loop of the client it is for. */
 static void client_handle_cancel(Client *c, uint32_t pid, uint32_t key)
 {
+    /* a key another pgfunnel handed out goes to it (peers.c); c is closed when done */
+    if (peers_route_cancel(c, pid, key)) return;
     Loop *owner = loops_of_client_id(c->loop->set, pid);
     if (owner == c->loop) {
         if (pid != c->id) client_cancel_local(c->loop, pid, key);
@@ -1162,7 +1166,7 @@ void client_accept(Loop *loop, int fd, bool unix_socket, const struct sockaddr *
     params_init(&c->params);
     c->connect_time = c->last_activity = loop_update_now(loop);
     c->tx_status = 'I';
-    c->cancel_key = loop_random_u32(loop);
+    c->cancel_key = peers_cancel_key(loop->cfg, loop_random_u32(loop));
     if (loop_client_register(loop, c) < 0) {
         close(fd);
         free(c);

@@ -34,6 +34,9 @@ static const char *const auth_type_unsupported[] = {"pam", "ldap", NULL};
 static const char *const sslmode_choices[] = {"disable",   "allow",       "prefer", "require",
                                               "verify-ca", "verify-full", NULL};
 static const char *const log_format_choices[] = {"text", "json", NULL};
+static const char *const tsa_choices[] = {"any",     "read-write",     "read-only", "primary",
+                                          "standby", "prefer-standby", NULL};
+static const char *const lb_choices[] = {"disable", "round-robin", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -146,6 +149,18 @@ static const OptionDef options[] = {
         "Protocol-level prepared statements tracked per connection in transaction mode; 0 = off"),
     BOOL(application_name_add_host, "0", RELOAD,
          "Append the client address and port to application_name"),
+    ENUM(load_balance_hosts, "round-robin", lb_choices, RELOAD,
+         "Host lists: each new server connection starts at the next host (round-robin), or "
+         "stays on one host until a connection to it fails (disable)"),
+    ENUM(target_session_attrs, "any", tsa_choices, RELOAD,
+         "Which servers of a host list new server connections accept (libpq's meanings)"),
+    TIME(host_check_interval, "1", RELOAD,
+         "Seconds between health checks (connect + role) of each host of a multi-host entry; "
+         "0 = off"),
+    TIME(host_check_timeout, "2", RELOAD,
+         "Seconds a host health check may take before the host counts as down"),
+    INT(peer_id, "0", 0, PEER_ID_MAX, RESTART,
+        "This instance's id among peers sharing cancel requests ([peers]); 0 = peering off"),
 
     /* server connections */
     STR(server_reset_query, "DISCARD ALL", RELOAD,
@@ -596,6 +611,16 @@ const char *config_sslmode_name(int mode)
     return choice_name(sslmode_choices, 6, mode);
 }
 
+const char *config_tsa_name(int tsa)
+{
+    return choice_name(tsa_choices, 6, tsa);
+}
+
+const char *config_lb_name(int lb)
+{
+    return choice_name(lb_choices, 2, lb);
+}
+
 bool config_list_contains(const char *list, const char *name)
 {
     size_t len = strlen(name);
@@ -643,8 +668,11 @@ void config_write_sample(FILE *out)
           ";; name = key=value ...  Keys: dbname host port user password auth_user\n"
           ";; auth_query auth_dbname pool_size min_pool_size reserve_pool_size\n"
           ";; max_db_connections pool_mode server_lifetime connect_query\n"
-          ";; client_encoding datestyle timezone application_name.\n"
+          ";; client_encoding datestyle timezone application_name\n"
+          ";; load_balance_hosts target_session_attrs.\n"
           ";; Values with blanks are single-quoted; '' is a literal quote.\n"
+          ";; host may list several hosts (host=h1,h2); port then gives one port\n"
+          ";; for all or one per host (port=5432,5433).\n"
           "\n"
           ";; any database, on the local PostgreSQL server\n"
           "* = host=127.0.0.1 port=5432\n"
@@ -654,6 +682,10 @@ void config_write_sample(FILE *out)
           ";; several hosts, a forced user, and session defaults\n"
           ";reports = host=db1,db2 dbname=reports user=report password=secret "
           "pool_mode=session\n"
+          ";; a primary and its standbys: writes follow the primary after a failover,\n"
+          ";; reads go to the standbys while there is one\n"
+          ";app = host=pg1,pg2,pg3 dbname=app target_session_attrs=read-write\n"
+          ";app_ro = host=pg1,pg2,pg3 dbname=app target_session_attrs=prefer-standby\n"
           ";; a quoted value\n"
           ";legacy = dbname=legacy connect_query='SET search_path TO ''legacy'', public'\n"
           "\n",
@@ -663,6 +695,16 @@ void config_write_sample(FILE *out)
           ";; name = key=value ...  Keys: pool_mode pool_size reserve_pool_size\n"
           ";; max_user_connections.\n"
           ";batch = pool_mode=session max_user_connections=10\n"
+          "\n",
+          out);
+
+    fputs("[peers]\n"
+          ";; peer_id = host=... port=...  Other pgfunnel (or PgBouncer 1.21+) instances\n"
+          ";; behind the same TCP load balancer: a cancel request whose key belongs to\n"
+          ";; one of them is forwarded there.  Set peer_id below; an entry for this\n"
+          ";; instance's own id is allowed and ignored.\n"
+          ";1 = host=10.0.0.1 port=6432\n"
+          ";2 = host=10.0.0.2 port=6432\n"
           "\n",
           out);
 

@@ -46,6 +46,22 @@ typedef enum {
 
 typedef enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON } LogFormat;
 
+/* target_session_attrs, libpq's values and meanings (choice order = value) */
+typedef enum {
+    TSA_ANY = 0,
+    TSA_READ_WRITE,
+    TSA_READ_ONLY,
+    TSA_PRIMARY,
+    TSA_STANDBY,
+    TSA_PREFER_STANDBY,
+} TargetSessionAttrs;
+
+/* load_balance_hosts, PgBouncer 1.24's values (choice order = value) */
+typedef enum { LB_DISABLE = 0, LB_ROUND_ROBIN } LoadBalanceHosts;
+
+/* Largest peer_id, as in PgBouncer: it takes 14 bits of the cancel key. */
+#define PEER_ID_MAX 16383
+
 /* How deep %include may nest; deeper is reported as an error (catches loops). */
 #define CONFIG_MAX_INCLUDE_DEPTH 10
 
@@ -57,23 +73,26 @@ typedef enum { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON } LogFormat;
 
 /* One [databases] entry: `name = key=value ...`.  Strings are NULL when absent. */
 struct db_conf {
-    char *name;             /* the name clients connect to; "*" is the fallback */
-    char *dbname;           /* backend database; NULL = same as name */
-    char *host;             /* comma-separated list; NULL = libpq default (unix socket) */
-    int port;               /* 0 = 5432 */
-    char *user;             /* forced backend user; NULL = client's own name */
-    char *password;         /* password for `user` */
-    char *auth_user;        /* per-database auth_user */
-    char *auth_query;       /* per-database auth_query */
-    char *auth_dbname;      /* database that auth_query runs in */
-    int pool_size;          /* CONF_UNSET = default_pool_size */
-    int min_pool_size;      /* CONF_UNSET = global */
-    int reserve_pool_size;  /* CONF_UNSET = global */
-    int max_db_connections; /* CONF_UNSET = global */
-    int pool_mode;          /* CONF_UNSET or a PoolMode */
-    usec_t server_lifetime; /* CONF_UNSET = global */
-    char *connect_query;    /* run once on each new server connection */
-    char *client_encoding;  /* connection defaults passed to the backend */
+    char *name;               /* the name clients connect to; "*" is the fallback */
+    char *dbname;             /* backend database; NULL = same as name */
+    char *host;               /* comma-separated list; NULL = libpq default (unix socket) */
+    int port;                 /* 0 = 5432; with a port list, its first port */
+    char *port_list;          /* port=p1,p2,...: one per host (checked at load); NULL = `port` */
+    int target_session_attrs; /* CONF_UNSET or a TargetSessionAttrs */
+    int load_balance_hosts;   /* CONF_UNSET or a LoadBalanceHosts */
+    char *user;               /* forced backend user; NULL = client's own name */
+    char *password;           /* password for `user` */
+    char *auth_user;          /* per-database auth_user */
+    char *auth_query;         /* per-database auth_query */
+    char *auth_dbname;        /* database that auth_query runs in */
+    int pool_size;            /* CONF_UNSET = default_pool_size */
+    int min_pool_size;        /* CONF_UNSET = global */
+    int reserve_pool_size;    /* CONF_UNSET = global */
+    int max_db_connections;   /* CONF_UNSET = global */
+    int pool_mode;            /* CONF_UNSET or a PoolMode */
+    usec_t server_lifetime;   /* CONF_UNSET = global */
+    char *connect_query;      /* run once on each new server connection */
+    char *client_encoding;    /* connection defaults passed to the backend */
     char *datestyle;
     char *timezone;
     char *application_name;
@@ -92,6 +111,17 @@ struct user_conf {
     const char *file;
     int line;
     UserConf *next;
+};
+
+/* One [peers] entry: `peer_id = host=... port=...` (PgBouncer 1.19 syntax). */
+struct peer_conf {
+    int id;        /* 1..PEER_ID_MAX */
+    char *host;    /* name, IP, or a unix socket directory (starts with '/') */
+    int port;      /* 0 = 6432 */
+    int pool_size; /* accepted for PgBouncer compatibility; CONF_UNSET when absent */
+    const char *file;
+    int line;
+    PeerConf *next;
 };
 
 struct config {
@@ -127,6 +157,11 @@ struct config {
     bool server_round_robin;
     char *ignore_startup_parameters; /* comma list */
     char *track_extra_parameters;    /* comma list */
+    int load_balance_hosts;          /* LoadBalanceHosts: default of the [databases] key */
+    int target_session_attrs;        /* TargetSessionAttrs: default of the [databases] key */
+    usec_t host_check_interval;      /* health checks of multi-host entries; 0 = off */
+    usec_t host_check_timeout;
+    int peer_id; /* 0 = peering off */
     int max_prepared_statements;
     bool application_name_add_host;
     /* server connections */
@@ -197,6 +232,7 @@ struct config {
 
     DbConf *databases; /* in file order; the "*" entry is kept in the list too */
     UserConf *users;
+    PeerConf *peers; /* [peers], in file order */
     Hmap db_index;   /* DbConf by name (lookups on every login) */
     Hmap user_index; /* UserConf by name */
     atomic_int refs; /* config_ref/config_unref: every loop holds one while it uses this */
@@ -271,6 +307,8 @@ int config_set(Config *cfg, const char *name, const char *value, char *err, size
 /* Look a database up by name, falling back to the "*" entry; NULL if neither. */
 const DbConf *config_find_db(const Config *cfg, const char *name);
 const UserConf *config_find_user(const Config *cfg, const char *name);
+/* The [peers] entry of a peer id; NULL if there is none. */
+const PeerConf *config_find_peer(const Config *cfg, int id);
 
 /* Write the commented sample configuration (all options with defaults and docs). */
 void config_write_sample(FILE *out);
@@ -281,6 +319,8 @@ void config_write_man(FILE *out);
 const char *config_pool_mode_name(int mode);
 const char *config_auth_type_name(int type);
 const char *config_sslmode_name(int mode);
+const char *config_tsa_name(int tsa);
+const char *config_lb_name(int lb);
 
 /* True if `name` is in the comma/space separated list (case-insensitive). */
 bool config_list_contains(const char *list, const char *name);

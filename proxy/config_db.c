@@ -33,6 +33,9 @@ typedef enum {
     KEY_INT,    /* int, checked against min..max */
     KEY_MODE,   /* int PoolMode */
     KEY_TIME,   /* usec_t, seconds in the file */
+    KEY_TSA,    /* int TargetSessionAttrs */
+    KEY_LB,     /* int LoadBalanceHosts */
+    KEY_PORTS,  /* a port or a comma list of ports: int `port` (the first) + char *port_list */
 } KeyType;
 
 typedef struct conn_key {
@@ -57,7 +60,7 @@ typedef struct conn_key {
 static const ConnKey db_keys[] = {
     DB_KEY(dbname, KEY_STRING, 0, 0),
     DB_KEY(host, KEY_STRING, 0, 0),
-    DB_KEY(port, KEY_INT, 1, 65535),
+    DB_KEY(port, KEY_PORTS, 1, 65535),
     DB_KEY(user, KEY_STRING, 0, 0),
     DB_KEY(password, KEY_STRING, 0, 0),
     DB_KEY(auth_user, KEY_STRING, 0, 0),
@@ -76,6 +79,8 @@ static const ConnKey db_keys[] = {
     DB_KEY(datestyle, KEY_STRING, 0, 0),
     DB_KEY(timezone, KEY_STRING, 0, 0),
     DB_KEY(application_name, KEY_STRING, 0, 0),
+    DB_KEY(target_session_attrs, KEY_TSA, 0, 0),
+    DB_KEY(load_balance_hosts, KEY_LB, 0, 0),
 };
 
 static const ConnKey user_keys[] = {
@@ -249,6 +254,83 @@ static void free_wiped(char *s)
     free(s);
 }
 
+/*
+ * port=5432 or port=5432,5433,...: each a number 1..65535.  `port` keeps the
+ * first; a list is kept whole in port_list and checked against the host list
+ * once the entry is complete (db_hosts_check).
+ */
+static int db_ports_set(DbConf *db, const char *val, const char *name, char *msg, size_t msglen)
+{
+    char *copy = NULL;
+    int first = 0;
+    const char *p = val;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        char num[16];
+        long v;
+        if (n == 0 || n >= sizeof(num)) goto bad;
+        memcpy(num, p, n);
+        num[n] = 0;
+        if (!config_parse_long(num, &v) || v < 1 || v > 65535) goto bad;
+        if (!first) first = (int)v;
+        p += n;
+        if (*p == '\0') break;
+        p++; /* the comma: another port must follow */
+    }
+    if (strchr(val, ',') && (copy = strdup(val)) == NULL) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
+    free(db->port_list);
+    db->port_list = copy;
+    db->port = first;
+    return 0;
+bad:
+    snprintf(msg, msglen,
+             "invalid value \"%s\" for \"port\" in database \"%s\": expected a port 1..65535 or "
+             "a comma-separated list of them, one per host",
+             val, name);
+    return -1;
+}
+
+/* How many elements a comma list has; 0 when one of them is empty. */
+static int list_count_nonempty(const char *s)
+{
+    int n = 0;
+    for (;;) {
+        size_t len = strcspn(s, ",");
+        if (len == 0) return 0;
+        n++;
+        s += len;
+        if (*s == '\0') return n;
+        s++;
+    }
+}
+
+/* A host list and a port list must match, and neither may have an empty element. */
+static int db_hosts_check(const DbConf *db, char *msg, size_t msglen)
+{
+    int hosts = 1, ports;
+    if (db->host && db->host[0]) {
+        hosts = list_count_nonempty(db->host);
+        if (hosts == 0) {
+            snprintf(msg, msglen, "empty host in the host list \"%s\" of database \"%s\"", db->host,
+                     db->name);
+            return -1;
+        }
+    }
+    if (!db->port_list) return 0;
+    ports = list_count_nonempty(db->port_list);
+    if (ports != hosts) {
+        snprintf(msg, msglen,
+                 "database \"%s\" lists %d host%s but %d ports: give one port for all hosts or "
+                 "one per host",
+                 db->name, hosts, hosts == 1 ? "" : "s", ports);
+        return -1;
+    }
+    return 0;
+}
+
 /* Store one value into the entry at `base` as described by k. */
 static int conn_key_set(void *base, const ConnKey *k, const char *val, const char *what,
                         const char *name, char *msg, size_t msglen)
@@ -289,6 +371,28 @@ static int conn_key_set(void *base, const ConnKey *k, const char *val, const cha
         }
         *(int *)(void *)field = mode;
         return 0;
+    case KEY_TSA:
+    case KEY_LB: {
+        static const char *const tsa[] = {"any",     "read-write", "read-only",
+                                          "primary", "standby",    "prefer-standby"};
+        static const char *const lb[] = {"disable", "round-robin"};
+        const char *const *names = k->type == KEY_TSA ? tsa : lb;
+        int n_names = k->type == KEY_TSA ? 6 : 2;
+        for (int i = 0; i < n_names; i++) {
+            if (strcasecmp(val, names[i]) == 0) {
+                *(int *)(void *)field = i;
+                return 0;
+            }
+        }
+        snprintf(msg, msglen, "invalid value \"%s\" for \"%s\" in %s \"%s\": expected %s", val,
+                 k->name, what, name,
+                 k->type == KEY_TSA
+                     ? "any, read-write, read-only, primary, standby or prefer-standby"
+                     : "disable or round-robin");
+        return -1;
+    }
+    case KEY_PORTS:
+        return db_ports_set((DbConf *)base, val, name, msg, msglen);
     case KEY_TIME:
         if (!config_parse_seconds(val, &t)) {
             snprintf(msg, msglen,
@@ -343,6 +447,7 @@ static void db_conf_free(DbConf *db)
     free(db->name);
     free(db->dbname);
     free(db->host);
+    free(db->port_list);
     free(db->user);
     free_wiped(db->password);
     free(db->auth_user);
@@ -391,9 +496,12 @@ int config_db_add(Config *cfg, const char *name, const char *value, const char *
     db->max_db_connections = CONF_UNSET;
     db->pool_mode = CONF_UNSET;
     db->server_lifetime = CONF_UNSET;
+    db->target_session_attrs = CONF_UNSET;
+    db->load_balance_hosts = CONF_UNSET;
     db->file = file;
     db->line = line;
-    if (conninfo_apply(db, db_keys, N_KEYS(db_keys), value, "database", name, msg, msglen) < 0) {
+    if (conninfo_apply(db, db_keys, N_KEYS(db_keys), value, "database", name, msg, msglen) < 0 ||
+        db_hosts_check(db, msg, msglen) < 0) {
         db_conf_free(db);
         return -1;
     }
@@ -515,6 +623,9 @@ int config_db_clone(Config *dst, const Config *src)
         n->file = clone_file(dst, src, d->file);
         *dpos = n;
         dpos = &n->next;
+        /* not a key of its own (set with `port`): duplicated here */
+        n->port_list = NULL;
+        if (d->port_list && !(n->port_list = strdup(d->port_list))) return -1;
         if (hmap_put(&dst->db_index, n->name, n) < 0) return -1;
     }
     UserConf **upos = &dst->users;
@@ -528,11 +639,107 @@ int config_db_clone(Config *dst, const Config *src)
         upos = &n->next;
         if (hmap_put(&dst->user_index, n->name, n) < 0) return -1;
     }
+    PeerConf **ppos = &dst->peers;
+    for (const PeerConf *p = src->peers; p; p = p->next) {
+        PeerConf *n = malloc(sizeof(*n));
+        if (!n) return -1;
+        *n = *p;
+        n->next = NULL;
+        n->file = clone_file(dst, src, p->file);
+        if (p->host && !(n->host = strdup(p->host))) {
+            free(n);
+            return -1;
+        }
+        *ppos = n;
+        ppos = &n->next;
+    }
     return 0;
+}
+
+static void peer_conf_free(PeerConf *pc)
+{
+    free(pc->host);
+    free(pc);
+}
+
+#define PEER_KEY(n, t, lo, hi)                                                                     \
+    {                                                                                              \
+#n, t, offsetof(PeerConf, n), lo, hi                                                       \
+    }
+
+/* [peers] keys, PgBouncer's: pool_size is accepted and not used (see peers.c). */
+static const ConnKey peer_keys[] = {
+    PEER_KEY(host, KEY_STRING, 0, 0),
+    PEER_KEY(port, KEY_INT, 1, 65535),
+    PEER_KEY(pool_size, KEY_INT, 0, POOL_MAX),
+};
+
+int config_peer_add(Config *cfg, const char *name, const char *value, const char *file, int line,
+                    char *msg, size_t msglen)
+{
+    PeerConf *pc, **pos;
+    long id;
+
+    if (!config_parse_long(name, &id) || id < 1 || id > PEER_ID_MAX) {
+        snprintf(msg, msglen, "invalid peer id \"%s\": expected an integer 1..%d", name,
+                 PEER_ID_MAX);
+        return -1;
+    }
+    pc = calloc(1, sizeof(*pc));
+    if (pc == NULL) {
+        snprintf(msg, msglen, "out of memory");
+        return -1;
+    }
+    pc->id = (int)id;
+    pc->pool_size = CONF_UNSET;
+    pc->file = file;
+    pc->line = line;
+    if (conninfo_apply(pc, peer_keys, N_KEYS(peer_keys), value, "peer", name, msg, msglen) < 0) {
+        peer_conf_free(pc);
+        return -1;
+    }
+    if (pc->host == NULL || pc->host[0] == '\0') {
+        snprintf(msg, msglen, "peer %d has no host", pc->id);
+        peer_conf_free(pc);
+        return -1;
+    }
+    for (pos = &cfg->peers; *pos != NULL; pos = &(*pos)->next) {
+        if ((*pos)->id == pc->id) {
+            PeerConf *old = *pos;
+
+            if (config_add_warning(cfg,
+                                   "%s:%d: peer %d redefined (previous definition at %s:%d); the "
+                                   "last definition wins",
+                                   file, line, pc->id, old->file, old->line) < 0) {
+                peer_conf_free(pc);
+                snprintf(msg, msglen, "out of memory");
+                return -1;
+            }
+            pc->next = old->next;
+            *pos = pc;
+            peer_conf_free(old);
+            return 0;
+        }
+    }
+    *pos = pc;
+    return 0;
+}
+
+const PeerConf *config_find_peer(const Config *cfg, int id)
+{
+    for (const PeerConf *pc = cfg->peers; pc != NULL; pc = pc->next)
+        if (pc->id == id) return pc;
+    return NULL;
 }
 
 void config_db_free_all(Config *cfg)
 {
+    while (cfg->peers != NULL) {
+        PeerConf *pc = cfg->peers;
+
+        cfg->peers = pc->next;
+        peer_conf_free(pc);
+    }
     hmap_free(&cfg->db_index);
     hmap_free(&cfg->user_index);
     while (cfg->databases != NULL) {

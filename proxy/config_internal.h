@@ -35,12 +35,17 @@ int config_user_add(Config *cfg, const char *name, const char *value, const char
                     char *msg, size_t msglen) WUR;
 
 /*
- * Copy src's database and user entries into dst (whose files[] must already
- * be copies of src's, in the same order: entries point into them).  0 or -1.
+ * Copy src's database, user and peer entries into dst (whose files[] must
+ * already be copies of src's, in the same order: entries point into them).
+ * 0 or -1.
  */
 int config_db_clone(Config *dst, const Config *src) WUR;
 
-/* Free every database and user entry of cfg (the lists only, not cfg). */
+/* The same for one [peers] line: `peer_id = host=... port=...`. */
+int config_peer_add(Config *cfg, const char *name, const char *value, const char *file, int line,
+                    char *msg, size_t msglen) WUR;
+
+/* Free every database, user and peer entry of cfg (the lists only, not cfg). */
 void config_db_free_all(Config *cfg);
 
 /* Seconds with an optional fraction ("30", "0.5") to usec; false if malformed. */

@@ -46,7 +46,8 @@ typedef enum {
     SECTION_PGBOUNCER,
     SECTION_DATABASES,
     SECTION_USERS,
-    SECTION_IGNORED, /* [peers]: PgBouncer-only, warned about once */
+    SECTION_PEERS,
+    SECTION_IGNORED, /* a PgBouncer-only section, warned about once (none at present) */
     SECTION_UNKNOWN, /* reported once at its header; its lines are skipped */
 } Section;
 
@@ -231,7 +232,7 @@ static Section section_kind(const char *name, size_t len)
     } known[] = {
         {"pgbouncer", SECTION_PGBOUNCER}, {"pgfunnel", SECTION_PGBOUNCER},
         {"databases", SECTION_DATABASES}, {"users", SECTION_USERS},
-        {"peers", SECTION_IGNORED},
+        {"peers", SECTION_PEERS},
     };
 
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
@@ -358,6 +359,10 @@ static int config_handle_pair(void *user, const char *section, const char *name,
         break;
     case SECTION_USERS:
         if (config_user_add(cfg, name, value, st->file, st->line, msg, sizeof(msg)) < 0)
+            load_error(st, st->file, st->line, "%s", msg);
+        break;
+    case SECTION_PEERS:
+        if (config_peer_add(cfg, name, value, st->file, st->line, msg, sizeof(msg)) < 0)
             load_error(st, st->file, st->line, "%s", msg);
         break;
     case SECTION_IGNORED:

@@ -61,6 +61,7 @@
 #include "log.h"
 #include "loops.h"
 #include "loop.h"
+#include "peers.h"
 #include "pool.h"
 #include "pooldir.h"
 #include "pool_control.h"
@@ -524,6 +525,56 @@ static void metrics_loops(Loop *loop, struct evbuffer *out)
         sum_;                                                                                      \
     })
 
+/*
+ * SHOW HOSTS as gauges, labelled host and port; the hosts come from the
+ * configuration, so there are few of them: one slice.  Unknown roles and
+ * hosts never checked have no pgfunnel_host_standby / _check samples.
+ */
+static void metrics_hosts(Loop *loop, struct evbuffer *out)
+{
+    static const char *const fam[][2] = {
+        {"pgfunnel_host_up", "1 while the host passes its health checks (or served a login)"},
+        {"pgfunnel_host_standby", "1 for a standby (in hot standby), 0 for a primary"},
+        {"pgfunnel_host_check_latency_seconds", "How long the last health check took"},
+        {"pgfunnel_host_last_check_age_seconds", "Seconds since the last health check ended"},
+        {"pgfunnel_host_server_connections", "Server connections open to the host"},
+    };
+    usec_t now = time_now_usec();
+    for (int f = 0; f < 5; f++) {
+        help_type(out, fam[f][0], "gauge", fam[f][1]);
+        const Host *h;
+        for (size_t i = 0; (h = hosts_at(loop, i)) != NULL; i++) {
+            int role = atomic_load(&h->role);
+            usec_t last = (usec_t)atomic_load(&h->last_check);
+            double v;
+            if (f == 0)
+                v = atomic_load(&h->state) == HOST_UP;
+            else if (f == 1 && role != HOST_ROLE_UNKNOWN)
+                v = role == HOST_ROLE_STANDBY;
+            else if (f == 2 && last)
+                v = (double)atomic_load(&h->check_usec) / 1e6;
+            else if (f == 3 && last)
+                v = (double)(now - last) / 1e6;
+            else if (f == 4)
+                v = atomic_load(&h->servers);
+            else
+                continue;
+            evbuffer_add_printf(out, "%s{host=\"", fam[f][0]);
+            put_label(out, h->name);
+            evbuffer_add_printf(out, "\",port=\"%d\"} %.17g\n", h->port, v);
+        }
+    }
+    PeersStats ps;
+    peers_get_stats(loop, &ps);
+    gauge1(out, "pgfunnel_cancel_requests_forwarded_total", "counter",
+           "Cancel requests forwarded to the peer that owns their key", (double)ps.forwarded);
+    gauge1(out, "pgfunnel_cancel_forward_failures_total", "counter",
+           "Cancel requests whose peer could not be reached (dropped)", (double)ps.forward_failed);
+    gauge1(out, "pgfunnel_cancel_requests_dropped_total", "counter",
+           "Cancel requests for an unknown peer, already forwarded, or over the in-flight limit",
+           (double)ps.dropped);
+}
+
 /* SHOW LISTS, process and loop health, the HTTP endpoint itself. */
 static void metrics_tail(Loop *loop, struct evbuffer *out)
 {
@@ -546,6 +597,7 @@ static void metrics_tail(Loop *loop, struct evbuffer *out)
             if (list_entry(dit, Client, all_node)->state < CLIENT_LOGIN_WAIT) login++;
         }
     }
+    metrics_hosts(loop, out);
     gauge1(out, "pgfunnel_databases", "gauge", "Databases in use (SHOW LISTS databases)", dbs);
     gauge1(out, "pgfunnel_users", "gauge", "Backend users in use", users);
     gauge1(out, "pgfunnel_pools", "gauge", "Pools", pools);

@@ -13,10 +13,12 @@
 #include "listener.h"
 #include "tls.h"
 #include "config.h"
+#include "hosts.h"
 #include "log.h"
 #include "loop.h"
 #include "loops.h"
 #include "notify.h"
+#include "peers.h"
 #include "pool.h"
 #include "server.h"
 #include "workq.h"
@@ -272,6 +274,7 @@ static void loop_on_janitor(evutil_socket_t fd, short ev, void *arg)
     (void)ev;
     usec_t now = loop_update_now(loop);
     pool_janitor(loop, now);
+    hosts_tick(loop, now); /* loop 0 runs the checks of every loop's hosts */
     /* kept auth_query connections age like idle servers (10 min when that is off) */
     usec_t idle = loop->cfg->server_idle_timeout;
     authq_janitor(loop, now, idle > 0 ? idle : 600 * USEC_PER_SEC);
@@ -355,6 +358,8 @@ void loop_destroy(Loop *loop)
     authq_free(loop);
     pool_free_all(loop);
     loop_run_deferred(loop);
+    hosts_free_all(loop);
+    peers_free(loop);
     if (loop->ev_reap) event_free(loop->ev_reap);
     if (loop->ev_janitor) event_free(loop->ev_janitor);
     if (loop->ev_handover) event_free(loop->ev_handover);

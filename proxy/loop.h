@@ -105,6 +105,10 @@ struct loop {
     bool paused_accept; /* accept backs off after EMFILE */
     LoopStats stats;
     usec_t started_at;
+    /* backend hosts and peer instances, each owned by its module (NULL until used) */
+    struct host_registry *hosts; /* hosts.c: health and role of backend hosts */
+    struct peers_state *peers;   /* peers.c: cancel requests being forwarded */
+
     /* admin side, each owned by its module (NULL when not started) */
     struct stats_state *stats_state; /* stats.c: stats_period timer */
     struct pool_control *control;    /* pool_control.c: PAUSE/WAIT_CLOSE waiters */

@@ -38,6 +38,7 @@
 #include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "hosts.h"
 #include "log.h"
 #include "loop.h"
 #include "loops.h"
@@ -464,7 +465,8 @@ LoopSet *loops_create(Config *cfg, int n, char *err, size_t errlen)
     pthread_cond_init(&s->fz_cond, NULL);
     s->dir = pooldir_create();
     s->auth = auth_shared_create();
-    if (!s->dir || !s->auth) goto oom;
+    s->hosts = hosts_registry_new();
+    if (!s->dir || !s->auth || !s->hosts) goto oom;
     s->wpool = workq_pool_create(cfg->workers, 4096);
     if (!s->wpool) {
         snprintf(err, errlen, "cannot start the worker threads: %s", strerror(errno));
@@ -478,6 +480,7 @@ LoopSet *loops_create(Config *cfg, int n, char *err, size_t errlen)
             loops_destroy(s);
             return NULL;
         }
+        s->loops[i]->hosts = s->hosts;
     }
     loop_note_thread(s->loops[0]); /* loop 0 runs on the calling (main) thread */
     /* loop 0 answers freezes from its dispatch, and in loops_join after it */
@@ -558,6 +561,7 @@ void loops_destroy(LoopSet *s)
     if (s->wpool) workq_pool_free(s->wpool);
     pooldir_free(s->dir);
     auth_shared_free(s->auth);
+    hosts_registry_free(s->hosts); /* after the loops: their databases and servers let go */
     pthread_mutex_destroy(&s->freezer);
     pthread_mutex_destroy(&s->fz_lock);
     pthread_cond_destroy(&s->fz_cond);

@@ -52,10 +52,11 @@ struct loop_set {
     pthread_t *threads;
     bool *started; /* threads[i] runs */
     struct workq_pool *wpool;
-    struct pooldir *dir;      /* pooldir.c: what pools of every loop share */
-    struct auth_shared *auth; /* auth.c: verifier cache and counters of every loop */
-    atomic_int clients;       /* over every loop, for max_client_conn */
-    atomic_uint next_deal;    /* round-robin of accepted sockets */
+    struct pooldir *dir;         /* pooldir.c: what pools of every loop share */
+    struct auth_shared *auth;    /* auth.c: verifier cache and counters of every loop */
+    struct host_registry *hosts; /* hosts.c: backend hosts of every loop; loop 0 checks them */
+    atomic_int clients;          /* over every loop, for max_client_conn */
+    atomic_uint next_deal;       /* round-robin of accepted sockets */
     /* the freeze barrier */
     pthread_mutex_t freezer; /* held by the loop that freezes the others */
     pthread_mutex_t fz_lock;

@@ -30,8 +30,10 @@
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 
+#include "auth.h"
 #include "client.h"
 #include "config.h"
+#include "hosts.h"
 #include "log.h"
 #include "loops.h"
 #include "passthrough.h"
@@ -66,6 +68,9 @@ static void database_free_settings(Database *db)
     free(db->timezone);
     free(db->application_name);
     free(db->server_tls);
+    free(db->port_list);
+    hosts_list_free(db->loop, &db->hosts);
+    db->port_list = NULL;
     db->dbname = db->host = db->user = db->password = db->connect_query = NULL;
     db->client_encoding = db->datestyle = db->timezone = db->application_name = NULL;
     db->server_tls = NULL;
@@ -97,8 +102,15 @@ static bool database_load(Database *db, const DbConf *dc)
         !str_equal(db->application_name, dc->application_name) ||
         !str_equal(db->connect_query, dc->connect_query);
     char tls[4096];
-    database_server_tls(db->loop->cfg, tls, sizeof(tls));
-    changed = changed || !str_equal(db->server_tls, tls);
+    Config *cfg = db->loop->cfg;
+    int tsa = dc->target_session_attrs != CONF_UNSET ? dc->target_session_attrs
+                                                     : cfg->target_session_attrs;
+    int lb =
+        dc->load_balance_hosts != CONF_UNSET ? dc->load_balance_hosts : cfg->load_balance_hosts;
+    database_server_tls(cfg, tls, sizeof(tls));
+    changed = changed || !str_equal(db->server_tls, tls) ||
+              !str_equal(db->port_list, dc->port_list) || tsa != db->hosts.tsa ||
+              lb != db->hosts.lb;
     if (!changed) return false;
     database_free_settings(db);
     db->dbname = xstrdup_or_null(dbname);
@@ -112,6 +124,21 @@ static bool database_load(Database *db, const DbConf *dc)
     db->timezone = xstrdup_or_null(dc->timezone);
     db->application_name = xstrdup_or_null(dc->application_name);
     db->server_tls = strdup(tls);
+    db->port_list = xstrdup_or_null(dc->port_list);
+    /*
+     * Health checks log in as the forced user, else as auth_user (password
+     * from auth_file); without either they only connect (hosts.c), and the
+     * role comes from what servers report.
+     */
+    const char *check_user = db->user                            ? db->user
+                             : cfg->auth_user && *cfg->auth_user ? cfg->auth_user
+                                                                 : NULL;
+    const char *check_pw = db->user     ? db->password
+                           : check_user ? auth_backend_password(db->loop, check_user)
+                                        : NULL;
+    if (hosts_list_build(db->loop, &db->hosts, db->host, db->port, db->port_list, tsa, lb, true,
+                         db->dbname, check_user, check_pw) < 0)
+        log_warning("database %s: out of memory for its host list", db->name);
     free(db->hostaddr);
     db->hostaddr = NULL;
     db->resolved_at = 0;
@@ -345,6 +372,7 @@ static void pool_free(Pool *p, bool retire)
     if (list_empty(&db->pools)) {
         db->unused_since = loop_now(p->loop);
         db->shared = NULL; /* freed with its last pool on every loop */
+        db->hosts.turn = NULL;
     }
     pooldir_put(p->loop->set->dir, p->shared);
     params_free(&p->welcome);
@@ -518,7 +546,8 @@ static void dns_work(WorkqJob *j)
     char *out = calloc(1, cap);
     if (!out) return;
     size_t o = 0;
-    int elem = 0;
+    int elem = 0, resolved = 0, failed = 0;
+    char first_error[256] = "";
     for (const char *p = dj->hosts; *p; elem++) {
         size_t n = strcspn(p, ",");
         char name[256] = "";
@@ -531,9 +560,17 @@ static void dns_work(WorkqJob *j)
             struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
             int rc = getaddrinfo(name, NULL, &hints, &res);
             if (rc != 0 || !res) {
-                snprintf(dj->error, sizeof(dj->error), "could not resolve \"%.200s\": %s", name,
-                         gai_strerror(rc));
+                /*
+                 * "!" marks a name that did not resolve: hosts_pick leaves that
+                 * host out (libpq would otherwise resolve it on the loop).  Only
+                 * when no name resolves does the lookup fail as a whole.
+                 */
+                if (!failed++)
+                    snprintf(first_error, sizeof(first_error), "could not resolve \"%.200s\": %s",
+                             name, gai_strerror(rc));
+                strcpy(addr, "!");
             } else {
+                resolved++;
                 if (res->ai_family == AF_INET)
                     inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, addr,
                               sizeof(addr));
@@ -548,6 +585,7 @@ static void dns_work(WorkqJob *j)
         p += n;
         if (*p == ',') p++;
     }
+    if (failed && !resolved) snprintf(dj->error, sizeof(dj->error), "%s", first_error);
     dj->result = out;
 }
 
@@ -700,6 +738,43 @@ static bool pool_acquire(Pool *p, int allowed)
            pooldir_acquire(p->shared, allowed, p->max_db, p->max_user);
 }
 
+/*
+ * No host of the database can serve its target_session_attrs now: no
+ * attempt is made, the clients stay queued (their timeout message says why),
+ * and a change of any host wakes the pool (pool_hosts_changed); otherwise it
+ * looks again after server_login_retry, as after a failed login.
+ */
+static void pool_no_usable_host(Pool *p, const char *why)
+{
+    LoginFailure f;
+    if (!pooldir_failure(p->shared, &f) || strcmp(f.msg, why) != 0)
+        log_warning("pool %s@%s: %s; clients wait", p->username, p->db->name, why);
+    pooldir_login_failed(p->shared, "08006", why, false);
+}
+
+/*
+ * Open one server connection, counted by pool_acquire, on the hosts
+ * hosts_pick chose; false (the count given back) when none can be opened now.
+ */
+static bool pool_connect(Pool *p)
+{
+    Database *db = p->db;
+    HostPick pick;
+    char why[512];
+    db->hosts.turn =
+        &db->shared->host_turn; /* every loop's list of the entry takes turns together */
+    int n = hosts_pick(p->loop, &db->hosts, db->hostaddr, &pick, why, sizeof(why));
+    if (n < 0 || (n == 0 && db->hosts.n > 0)) {
+        pooldir_release(p->shared);
+        if (n == 0) pool_no_usable_host(p, why);
+        return false;
+    }
+    Server *s = server_connect(p, n > 0 ? &pick : NULL);
+    if (n > 0) hosts_pick_free(&pick);
+    if (!s) pooldir_release(p->shared); /* out of memory: no server to close */
+    return s != NULL;
+}
+
 /* Open new connections while clients wait for them and limits allow. */
 static void pool_launch(Pool *p)
 {
@@ -736,7 +811,7 @@ static void pool_launch(Pool *p)
             (void)pool_nudge(p, false, 0);
             return;
         }
-        if (!server_connect(p, p->db->hostaddr)) return;
+        if (!pool_connect(p)) return;
     }
 }
 
@@ -1084,6 +1159,12 @@ void pool_server_idle(Server *s)
         server_close(s, "database configuration changed");
         return;
     }
+    /* between transactions only: a server that lost its role is never reused */
+    if (!pool_server_fits(s)) {
+        server_close(s, "server no longer matches target_session_attrs=%s",
+                     config_tsa_name(p->db->hosts.tsa));
+        return;
+    }
     if (!p->db->paused && !list_empty(&p->waiting) && !pool_remote_waited_longer(p)) {
         Client *w = list_entry(list_first(&p->waiting), Client, pool_node);
         client_link_server(w, s);
@@ -1259,6 +1340,47 @@ void pool_forget_login_failure(Pool *p)
         pool_request_server(p, NULL);
 }
 
+/* ---------------------------------------------------------------- host changes */
+
+static int pool_snapshot(List *l, Server ***out);
+
+bool pool_server_fits(const Server *s)
+{
+    const HostList *hl = &s->pool->db->hosts;
+    if (hl->tsa == TSA_ANY) return true;
+    const char *hs = params_get(&s->params, "in_hot_standby");
+    const char *ro = params_get(&s->params, "default_transaction_read_only");
+    return hosts_server_fits(hl, s->host, hs ? strcmp(hs, "on") == 0 : -1,
+                             ro && strcmp(ro, "on") == 0);
+}
+
+void pool_hosts_changed(Loop *loop)
+{
+    ListNode *dit, *pit, *ptmp;
+    if (loop->shutdown == SHUTDOWN_IMMEDIATE) return;
+    list_for_each(dit, &loop->databases)
+    {
+        Database *db = list_entry(dit, Database, node);
+        unsigned changes = hosts_list_changes(&db->hosts);
+        if (changes == db->hosts.seen) continue;
+        db->hosts.seen = changes;
+        list_for_each_safe(pit, ptmp, &db->pools)
+        {
+            Pool *p = list_entry(pit, Pool, db_node);
+            Server **snap;
+            int n = pool_snapshot(&p->idle, &snap);
+            for (int i = 0; i < n; i++)
+                if (snap[i]->state == SERVER_IDLE && !pool_server_fits(snap[i]))
+                    server_close(snap[i], "server no longer matches target_session_attrs=%s",
+                                 config_tsa_name(db->hosts.tsa));
+            free(snap);
+            /* what failed before may work now: try at once, not after server_login_retry */
+            pooldir_login_ok(p->shared);
+            if (!db->paused) pool_request_server(p, NULL);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- janitor */
 
 /*
@@ -1319,7 +1441,7 @@ static void pool_janitor_servers(Pool *p, usec_t now)
         int min = p->min_size < p->size ? p->min_size : p->size;
         while (pool_server_total_all(p) < min && database_resolve(p->db) &&
                pooldir_acquire(p->shared, min, p->max_db, p->max_user)) {
-            if (!server_connect(p, p->db->hostaddr)) break;
+            if (!pool_connect(p)) break;
         }
     }
     /* reserve pool and retries after server_login_retry */
@@ -1370,6 +1492,8 @@ void pool_janitor(Loop *loop, usec_t now)
      * other clients too (see pool_snapshot).
      */
     ListNode *dit, *pit, *ptmp;
+    /* roles servers reported since the last tick (hosts_note_role waits for this) */
+    pool_hosts_changed(loop);
     int n = janitor_collect(loop, &loop->login_clients, 0);
     list_for_each(dit, &loop->databases)
     {

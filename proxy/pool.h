@@ -16,6 +16,7 @@
 #define PGFUNNEL_POOL_H
 
 #include "hmap.h"
+#include "hosts.h"
 #include "list.h"
 #include "loop.h"
 #include "params.h"
@@ -56,7 +57,9 @@ struct database {
     char *dbname, *host, *user, *password, *connect_query;
     char *client_encoding, *datestyle, *timezone, *application_name;
     char *server_tls; /* the server_tls_* options in effect, as one string */
+    char *port_list;  /* port=p1,p2,... or NULL */
     int port;
+    HostList hosts; /* the hosts of `host`, their target_session_attrs and balancing (hosts.h) */
     int seen_generation; /* the shared generation when this loop last changed it */
     struct db_shared
         *shared;         /* pooldir.h: while the database has pools (server count, generation) */
@@ -158,6 +161,14 @@ void pool_forget_login_failure(Pool *pool);
 bool pool_fast_close(Server *s);
 /* An internal query finished (called by server.c). */
 void pool_internal_done(Server *s, int kind, bool ok);
+/*
+ * Some host changed state or role (hosts.c after a check, on every loop; the
+ * janitor for changes servers reported): pools of the databases using it
+ * close idle servers that no longer fit and give waiting clients a server now.
+ */
+void pool_hosts_changed(Loop *loop);
+/* Does the server still have the role its database's target_session_attrs asks for? */
+bool pool_server_fits(const Server *s);
 /* Servers of this loop's part of the pool, in any state. */
 int pool_server_total(const Pool *pool);
 /* Servers of the pool on every loop. */

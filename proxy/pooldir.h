@@ -50,6 +50,7 @@ typedef struct db_shared {
     char *name;
     atomic_int servers;    /* every server of the database, every loop */
     atomic_int generation; /* bumped when its servers must be replaced */
+    atomic_uint host_turn; /* HostList.turn of its host list on every loop (hosts.h) */
     Hmap pools;            /* PoolShared by backend user (directory lock) */
     int refs;              /* its pools (directory lock) */
 } DbShared;

@@ -136,6 +136,10 @@ void server_close(Server *s, const char *fmt, ...)
     pooldir_release(p->shared); /* counted by pooldir_acquire before server_connect */
     server_set_state(s, SERVER_CLOSING);
     s->loop->server_count--;
+    if (s->host) {
+        hosts_server_closed(s->loop, s->host);
+        s->host = NULL;
+    }
     if (s->ev_connect_set) {
         event_del(&s->ev_connect);
         s->ev_connect_set = false;
@@ -283,6 +287,9 @@ static void server_track_param(Server *s, const uint8_t *msg, uint32_t total)
     const char *value = rd_str(&r);
     if (r.bad) return;
     if (params_set(&s->params, name, value) < 0) s->dirty = true;
+    /* a standby promoted (PostgreSQL 14+ reports it): the host's role changed */
+    if (strcmp(name, "in_hot_standby") == 0)
+        hosts_note_role(s->loop, s->host, strcmp(value, "on") == 0);
     Client *c = s->client;
     if (!c || params_is_startup_only(name)) return;
     if (s->internal == INTERNAL_NONE) {
@@ -627,6 +634,14 @@ static void server_process_idle(Server *s)
         }
         if (p[0] == 'S') {
             server_track_param(s, p, (uint32_t)total);
+            conn_consume(&s->conn, (uint32_t)total);
+            /* an idle server is between transactions: one that lost its role goes now */
+            if (!pool_server_fits(s)) {
+                server_close(s, "server no longer matches target_session_attrs=%s",
+                             config_tsa_name(s->pool->db->hosts.tsa));
+                return;
+            }
+            continue;
         } else if (p[0] == 'E') {
             ErrorFields ef;
             proto_parse_error(p + 5, len - 4, &ef);
@@ -668,6 +683,7 @@ static void server_on_read(evutil_socket_t fd, short ev, void *arg)
     int n = conn_fill(&s->conn);
     if (n == 0 || n == -1) {
         Client *c = s->client;
+        hosts_suspect(s->loop, s->host); /* the host may be gone: check it now */
         if (c && s->state == SERVER_ACTIVE && conn_avail(&s->conn) == 0) {
             s->client = NULL;
             c->server = NULL;
@@ -806,6 +822,8 @@ static void server_login_refused(Server *s, const char *sqlstate, const char *ms
     Pool *p = s->pool;
     s->loop->stats.servers_failed++;
     log_at(LOG_LEVEL_WARNING, s->prefix, "login failed: %s %s", sqlstate, msg);
+    /* a host may have gone: sticky picks move on, and the hosts are checked now */
+    if (!final) hosts_list_failed(s->loop, &p->db->hosts);
     /* first the failure (so closing does not retry at once), then the close */
     pool_server_login_failed(p, sqlstate, msg, final);
     server_close(s, "login failed");
@@ -814,8 +832,14 @@ static void server_login_refused(Server *s, const char *sqlstate, const char *ms
 static void server_login_failed(Server *s, const char *text)
 {
     char sqlstate[6], msg[512];
-    bool final =
-        proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg)) && strcmp(sqlstate, "57P03") != 0;
+    /*
+     * Class 57 (operator intervention: 57P03 starting up or shutting down,
+     * 57P01/57P02 a backend ended by a shutdown or a crash, as when a primary
+     * is stopped for a failover while a login is under way) says "not now",
+     * not "never": the clients stay queued.
+     */
+    bool final = proto_parse_libpq_error(text, sqlstate, msg, sizeof(msg)) &&
+                 strncmp(sqlstate, "57", 2) != 0;
     if (strstr(text, "no password supplied")) {
         final = true;
         /*
@@ -855,6 +879,12 @@ static void server_login_done(Server *s)
             server_close(s, "out of memory");
             return;
         }
+    }
+    s->host = hosts_list_find(&s->pool->db->hosts, PQhost(s->pg), PQport(s->pg));
+    if (s->host) {
+        hosts_server_opened(s->loop, s->host);
+        const char *hs = PQparameterStatus(s->pg, "in_hot_standby");
+        if (hs) hosts_note_role(s->loop, s->host, strcmp(hs, "on") == 0);
     }
     conn_init(&s->conn, s->loop, fd);
     s->conn.keep_fd = true;
@@ -976,7 +1006,7 @@ static int server_kv(const char **kw, const char **val, int n, const char *k, co
     return n + 1;
 }
 
-Server *server_connect(Pool *pool, const char *hostaddr)
+Server *server_connect(Pool *pool, const HostPick *pick)
 {
     Database *db = pool->db;
     Server *s = calloc(1, sizeof(*s));
@@ -1001,10 +1031,12 @@ Server *server_connect(Pool *pool, const char *hostaddr)
     char port[16], options[512];
     int n = 0;
 #define KV(k, v) n = server_kv(kw, val, n, (k), (v))
-    KV("host", db->host);
-    KV("hostaddr", hostaddr);
+    KV("host", pick ? pick->host : db->host);
+    KV("hostaddr", pick ? pick->hostaddr : NULL);
     snprintf(port, sizeof(port), "%d", db->port ? db->port : 5432);
-    KV("port", port);
+    KV("port", pick ? pick->port : port);
+    /* libpq checks the role of each host it tries (all six values since libpq 14) */
+    if (db->hosts.tsa != TSA_ANY) KV("target_session_attrs", config_tsa_name(db->hosts.tsa));
     KV("dbname", db->dbname ? db->dbname : db->name);
     KV("user", pool->username);
     /* a forced user's password, else a plaintext secret from auth_file or auth_query */

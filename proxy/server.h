@@ -24,6 +24,7 @@
 #include <libpq-fe.h>
 
 #include "conn.h"
+#include "hosts.h"
 #include "list.h"
 #include "loop.h"
 #include "params.h"
@@ -59,6 +60,7 @@ struct server {
     ListNode handover_node; /* loop->handover_queue while an offer to another loop is due */
     Client *client;         /* when ACTIVE */
     PGconn *pg;
+    Host *host;     /* the host it is connected to (a reference), once logged in; or NULL */
     int connect_fd; /* fd registered for PQconnectPoll */
     /* pass-through login from a stored secret, while CONNECTING (owned; passthrough.h) */
     struct pass_exchange *pass;
@@ -96,10 +98,12 @@ struct server {
 };
 
 /*
- * Start a new connection for the pool (hostaddr already resolved or NULL).
- * The caller has counted it with pooldir_acquire; closing it releases that.
+ * Start a new connection for the pool on the hosts of `pick` (hosts_pick:
+ * ordered, resolved); NULL pick = the database's host as it is (none: libpq's
+ * default socket).  The caller has counted it with pooldir_acquire; closing
+ * it releases that.
  */
-Server *server_connect(Pool *pool, const char *hostaddr) WUR;
+Server *server_connect(Pool *pool, const HostPick *pick) WUR;
 /*
  * Hand-over between loops (pool.c): take an idle server out of its loop
  * (lists, events, counts) into SERVER_TRANSIT, and into another loop's pool

@@ -18,6 +18,7 @@
 typedef struct config Config;      /* config.h: the whole parsed INI, swapped on reload */
 typedef struct db_conf DbConf;     /* config.h: one [databases] entry */
 typedef struct user_conf UserConf; /* config.h: one [users] entry */
+typedef struct peer_conf PeerConf; /* config.h: one [peers] entry */
 typedef struct workq Workq;        /* workq.h: the worker thread pool */
 typedef struct loop Loop;          /* loop.h: the event loop context, owns everything below */
 typedef struct listener Listener;  /* listener.h: one listening socket */

@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential pkg-config libevent-dev libpq-dev libinih-dev libcmocka-dev libssl-dev libidn-dev libsystemd-dev
       postgresql postgresql-contrib postgresql-client clang-format clang libclang-rt-14-dev
-      curl openssl procps iproute2 valgrind python3
+      curl openssl procps iproute2 valgrind python3 haproxy
       dpkg-dev debhelper lintian man-db groff-base
       chromium fonts-dejavu-core"
 missing=()

@@ -35,3 +35,15 @@ test_host_list_tries_the_next_host() {
     assert_eq 1 "$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d twohosts -c 'select 1')"
     pf_stop
 }
+
+# In a host list, a name that does not resolve leaves only that host out
+# (a failed-over node whose DNS record is gone must not stop the others).
+# timeout: 30
+test_unresolvable_name_in_host_list_is_skipped() {
+    pf_start "[databases]" \
+        "mixed = host=no-such-host.invalid,localhost port=$PGPORT dbname=postgres user=postgres" \
+        "[pgbouncer]" "query_wait_timeout = 5"
+    assert_eq 1 "$(pf_psql -d mixed -c 'select 1' 2>&1)"
+    assert_contains "$(pf_psql -d pgbouncer -c 'show dns_hosts')" "no-such-host.invalid,localhost|"
+    pf_stop
+}

@@ -362,9 +362,10 @@ test_backend_started_later_answers_waiting_client() {
     pf_stop
 }
 
-# _fake_starting_up PORT — a backend that answers every login with FATAL 57P03
+# _fake_starting_up PORT [SQLSTATE MESSAGE] — a backend that answers every
+# login with FATAL 57P03 (or the given error)
 _fake_starting_up() {
-    python3 - "$1" <<'PY' &
+    python3 - "$1" "${2:-57P03}" "${3:-the database system is starting up}" <<'PY' &
 import socket, struct, sys, threading
 srv = socket.socket()
 srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -380,7 +381,7 @@ def serve(c):
                 c.sendall(b"N")  # no TLS, no GSS: the startup packet follows
                 continue
             break
-        f = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+        f = b"SFATAL\0VFATAL\0C" + sys.argv[2].encode() + b"\0M" + sys.argv[3].encode() + b"\0\0"
         c.sendall(b"E" + struct.pack("!I", len(f) + 4) + f)
     finally:
         c.close()
@@ -406,6 +407,29 @@ test_starting_up_57P03_login_waits() {
     out=$(pf_psql -d starting -c "select 1" 2>&1)
     dt=$(($(_ms) - t0))
     assert_contains "$out" "query_wait_timeout (the database system is starting up)" "the client's error"
+    [ "$dt" -ge 1800 ] || fail "the client failed after $dt ms, before query_wait_timeout"
+    [ "$(_login_attempts)" -ge 2 ] || fail "no retry after server_login_retry"
+    pf_stop
+    kill "$fk" 2>/dev/null
+}
+
+# 57P01: the backend was ended by a shutdown while the login ran (a primary
+# stopped for a failover).  Not a refusal: the client waits, as for 57P03.
+# timeout: 30
+test_shutdown_57P01_during_login_waits() {
+    local port out t0 dt fk
+    port=$(free_port)
+    _fake_starting_up "$port" 57P01 "terminating connection due to administrator command" \
+        >"$TEST_TMP/fake.log" 2>&1
+    fk=$!
+    trap 'kill $fk 2>/dev/null' EXIT
+    wait_until 5 grep -q listening "$TEST_TMP/fake.log"
+    pf_start "[databases]" "stopping = host=127.0.0.1 port=$port dbname=postgres" \
+        "[pgbouncer]" "server_login_retry = 0.5" "query_wait_timeout = 2"
+    t0=$(_ms)
+    out=$(pf_psql -d stopping -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "query_wait_timeout (terminating connection due to administrator command)"
     [ "$dt" -ge 1800 ] || fail "the client failed after $dt ms, before query_wait_timeout"
     [ "$(_login_attempts)" -ge 2 ] || fail "no retry after server_login_retry"
     pf_stop

@@ -457,12 +457,28 @@ static void test_sections(void **state)
     assert_non_null(config_find_user(cfg, "u"));
     config_free(cfg);
 
-    /* [peers] is ignored with a warning, its lines too */
-    cfg = load_text("[peers]\n1 = host=/tmp/x\n[pgbouncer]\n");
-    assert_non_null(cfg);
-    assert_int_equal(cfg->nwarnings, 1);
-    assert_true(has_warning(cfg, "t.ini:1: section [peers] is not supported"));
+    /* [peers]: PgBouncer 1.19 syntax */
+    cfg = load_text("[peers]\n1 = host=/tmp/x\n2 = host=10.0.0.2 port=6433 pool_size=5\n"
+                    "[pgbouncer]\npeer_id = 2\n");
+    if (cfg == NULL) fail_msg("%s", errbuf);
+    assert_int_equal(cfg->nwarnings, 0);
+    assert_int_equal(cfg->peer_id, 2);
+    assert_non_null(config_find_peer(cfg, 1));
+    assert_string_equal(config_find_peer(cfg, 1)->host, "/tmp/x");
+    assert_int_equal(config_find_peer(cfg, 1)->port, 0);
+    assert_int_equal(config_find_peer(cfg, 2)->port, 6433);
+    assert_null(config_find_peer(cfg, 3));
     config_free(cfg);
+
+    cfg = load_text("[peers]\n0 = host=a\nx = host=a\n16384 = host=a\n3 = port=1\n"
+                    "4 = host=a bogus=1\n[pgbouncer]\npeer_id = 16384\n");
+    assert_null(cfg);
+    assert_err_contains("t.ini:2: invalid peer id \"0\": expected an integer 1..16383");
+    assert_err_contains("t.ini:3: invalid peer id \"x\"");
+    assert_err_contains("t.ini:4: invalid peer id \"16384\"");
+    assert_err_contains("t.ini:5: peer 3 has no host");
+    assert_err_contains("t.ini:6: unknown parameter \"bogus\" in peer \"4\"");
+    assert_err_contains("t.ini:8: peer_id = 16384 is out of range (0..16383)");
 
     /* anything else is an error, reported once at its header */
     cfg = load_text("[pgbouncer]\n\n[frobnicate]\na = 1\nb = 2\n");
@@ -690,6 +706,30 @@ static void test_databases(void **state)
     assert_non_null(db);
     assert_string_equal(db->host, "h");
     assert_int_equal(db->port, 5432);
+    assert_null(db->port_list);
+    assert_int_equal(db->target_session_attrs, CONF_UNSET);
+    assert_int_equal(db->load_balance_hosts, CONF_UNSET);
+    config_free(cfg);
+
+    /* host and port lists, roles, balancing */
+    cfg = load_text("[databases]\n"
+                    "ha = host=h1,h2,h3 port=5432,5433,5434 target_session_attrs=read-write "
+                    "load_balance_hosts=disable\n"
+                    "ro = host=h1,h2 port=6000 target_session_attrs=Prefer-Standby\n"
+                    "[pgbouncer]\ntarget_session_attrs = standby\nload_balance_hosts = disable\n");
+    if (cfg == NULL) fail_msg("%s", errbuf);
+    db = config_find_db(cfg, "ha");
+    assert_string_equal(db->host, "h1,h2,h3");
+    assert_int_equal(db->port, 5432);
+    assert_string_equal(db->port_list, "5432,5433,5434");
+    assert_int_equal(db->target_session_attrs, TSA_READ_WRITE);
+    assert_int_equal(db->load_balance_hosts, LB_DISABLE);
+    db = config_find_db(cfg, "ro");
+    assert_int_equal(db->port, 6000);
+    assert_null(db->port_list);
+    assert_int_equal(db->target_session_attrs, TSA_PREFER_STANDBY);
+    assert_int_equal(cfg->target_session_attrs, TSA_STANDBY);
+    assert_int_equal(cfg->load_balance_hosts, LB_DISABLE);
 
     /* no "*" entry: unknown names are not found; names are case-sensitive */
     assert_null(config_find_db(cfg, "nope"));
@@ -751,6 +791,26 @@ static void test_database_errors(void **state)
     cfg = load_text("[databases]\nx = port=70000\n");
     assert_null(cfg);
     assert_err_contains("t.ini:2: invalid value \"70000\" for \"port\" in database \"x\"");
+
+    /* host lists: every error with its line */
+    cfg = load_text("[databases]\n"
+                    "a = host=h1,h2,h3 port=1,2\n"
+                    "b = host=h1,,h3\n"
+                    "c = host=h1,h2, port=1\n"
+                    "d = host=h1 target_session_attrs=master\n"
+                    "e = host=h1,h2 port=1,,2\n"
+                    "f = host=h1 load_balance_hosts=random\n"
+                    "g = host=h1,h2 port=1,2,3\n");
+    assert_null(cfg);
+    assert_err_contains("t.ini:2: database \"a\" lists 3 hosts but 2 ports");
+    assert_err_contains("t.ini:3: empty host in the host list \"h1,,h3\" of database \"b\"");
+    assert_err_contains("t.ini:4: empty host in the host list \"h1,h2,\" of database \"c\"");
+    assert_err_contains("t.ini:5: invalid value \"master\" for \"target_session_attrs\" in "
+                        "database \"d\": expected any, read-write, read-only, primary, standby "
+                        "or prefer-standby");
+    assert_err_contains("t.ini:6: invalid value \"1,,2\" for \"port\" in database \"e\"");
+    assert_err_contains("t.ini:7: invalid value \"random\" for \"load_balance_hosts\"");
+    assert_err_contains("t.ini:8: database \"g\" lists 2 hosts but 3 ports");
 
     cfg = load_text("[databases]\nx = pool_mode=sometimes\n");
     assert_null(cfg);
@@ -1065,11 +1125,11 @@ static void test_pgbouncer_compat(void **state)
 
     (void)state;
     if (cfg == NULL) fail_msg("%s", errbuf);
-    /* PgBouncer-only options and [peers] only warn */
-    assert_true(cfg->nwarnings >= 3);
+    /* PgBouncer-only options only warn; peer_id and [peers] are understood */
+    assert_true(cfg->nwarnings >= 1);
     assert_true(has_warning(cfg, "unknown option \"service_name\" ignored"));
-    assert_true(has_warning(cfg, "unknown option \"peer_id\" ignored"));
-    assert_true(has_warning(cfg, "section [peers] is not supported"));
+    assert_int_equal(cfg->peer_id, 1);
+    assert_string_equal(config_find_peer(cfg, 2)->host, "/tmp/pgbouncer2");
     for (int i = 0; i < cfg->nwarnings; i++)
         assert_non_null(strstr(cfg->warnings[i], "conf/pgbouncer-compat.ini:"));
 
