@@ -59,6 +59,8 @@ typedef enum {
 typedef struct load_file {
     FILE *fp;
     const char *path; /* points into cfg->files */
+    dev_t dev;        /* the open file, to catch an include loop at once */
+    ino_t ino;
     int line;
     char iobuf[BUFSIZ];
 } LoadFile;
@@ -80,6 +82,7 @@ typedef struct load_state {
     size_t bufcap;
     char **errors; /* "file:line: message", collected, never just the first */
     int nerrors;
+    int opened; /* files opened so far, %include ones too (LOAD_MAX_FILES) */
     bool oom;
     SetAt *set_at; /* one per option of the table, by index */
 } LoadState;
@@ -87,15 +90,30 @@ typedef struct load_state {
 static void load_error(LoadState *st, const char *file, int line, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
 
+/*
+ * Bounds of one load, whatever the files say: a file that includes another
+ * twice, ten levels deep, would otherwise be read 2^10 times, and every bad
+ * line of each reading kept as a message.
+ */
+#define LOAD_MAX_FILES  256
+#define LOAD_MAX_ERRORS 20 /* a screenful; the first ones are what to fix */
+
 static void load_error(LoadState *st, const char *file, int line, const char *fmt, ...)
 {
     char msg[1024];
     char *full, **grown;
     va_list ap;
 
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
+    if (st->nerrors > LOAD_MAX_ERRORS) return;
+    if (st->nerrors == LOAD_MAX_ERRORS) {
+        file = "(config)";
+        line = 0;
+        snprintf(msg, sizeof(msg), "more than %d errors; the rest are not listed", LOAD_MAX_ERRORS);
+    } else {
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
     if (line > 0) {
         if (asprintf(&full, "%s:%d: %s", file, line, msg) < 0) full = NULL;
     } else {
@@ -136,12 +154,31 @@ static int push_file(LoadState *st, const char *path, const char *shown)
     struct stat sb;
     FILE *fp;
 
+    if (st->opened >= LOAD_MAX_FILES) {
+        load_error(st, st->file, st->line, "%%include \"%s\": more than %d files read", shown,
+                   LOAD_MAX_FILES);
+        return -1;
+    }
+    st->opened++;
     fp = fopen(path, "r");
+    if (fp != NULL && fstat(fileno(fp), &sb) < 0) {
+        int e = errno;
+        fclose(fp);
+        fp = NULL;
+        errno = e;
+    }
     /* fopen() succeeds on a directory; say so now rather than as a read error */
-    if (fp != NULL && fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    if (fp != NULL && S_ISDIR(sb.st_mode)) {
         fclose(fp);
         fp = NULL;
         errno = EISDIR;
+    }
+    for (int i = 0; fp != NULL && i < st->depth; i++) {
+        if (st->stack[i].dev != sb.st_dev || st->stack[i].ino != sb.st_ino) continue;
+        fclose(fp);
+        load_error(st, st->file, st->line, "%%include \"%s\": an include loop (%s is being read)",
+                   shown, st->stack[i].path);
+        return -1;
     }
     if (fp == NULL) {
         int e = errno;
@@ -162,6 +199,8 @@ static int push_file(LoadState *st, const char *path, const char *shown)
     setvbuf(fp, st->stack[st->depth].iobuf, _IOFBF, sizeof(st->stack[st->depth].iobuf));
     st->stack[st->depth].fp = fp;
     st->stack[st->depth].path = kept;
+    st->stack[st->depth].dev = sb.st_dev;
+    st->stack[st->depth].ino = sb.st_ino;
     st->stack[st->depth].line = 0;
     st->depth++;
     return 0;

@@ -36,6 +36,19 @@ _sample_backends() {
 }
 _max_of() { sort -n "$1" | tail -n 1; }
 
+# _bench_sampled SECONDS CLIENTS OUT SAMPLES — _sleepy_bench while backends are
+# sampled into SAMPLES; returns pgbench's status
+_bench_sampled() {
+    local rc=0 sampler
+    : >"$4"
+    _sample_backends "$4" &
+    sampler=$!
+    _sleepy_bench "$1" "$2" "$3" || rc=$?
+    kill "$sampler"
+    wait "$sampler" 2>/dev/null
+    return $rc
+}
+
 # _sleepy_bench SECONDS CLIENTS OUT — pgbench of short transactions that hold a server
 _sleepy_bench() {
     printf 'select pg_sleep(0.002);\n' >"$TEST_TMP/sleepy.sql"
@@ -49,14 +62,9 @@ _assert_bench_ok() { # RC OUT
 
 # timeout: 90
 test_pool_limit_holds_with_200_clients_over_4_loops() {
-    local rc=0 samples=$TEST_TMP/samples sampler max accepted
+    local rc=0 samples=$TEST_TMP/samples max accepted
     _start "default_pool_size = 5" "max_client_conn = 300"
-    : >"$samples"
-    _sample_backends "$samples" &
-    sampler=$!
-    _sleepy_bench 5 200 "$TEST_TMP/bench.out" || rc=$?
-    kill "$sampler"
-    wait "$sampler" 2>/dev/null
+    _bench_sampled 5 200 "$TEST_TMP/bench.out" "$samples" || rc=$?
     _assert_bench_ok "$rc" "$TEST_TMP/bench.out"
     max=$(_max_of "$samples")
     [ "$(wc -l <"$samples")" -ge 20 ] || fail "only $(wc -l <"$samples") samples"
@@ -213,13 +221,8 @@ _console_tag() { # SQL — the command tag psql prints for a console command
 }
 _backend_gone() { [ "$(pg_psql -c "select count(*) from pg_stat_activity where pid = $1")" = 0 ]; }
 _limit_held() { # N — 60 sleepy clients over the loops never see more than N backends
-    local samples=$TEST_TMP/limit.$1 sampler rc=0
-    : >"$samples"
-    _sample_backends "$samples" &
-    sampler=$!
-    _sleepy_bench 3 60 "$TEST_TMP/limit-bench.out" || rc=$?
-    kill "$sampler"
-    wait "$sampler" 2>/dev/null
+    local samples=$TEST_TMP/limit.$1 rc=0
+    _bench_sampled 3 60 "$TEST_TMP/limit-bench.out" "$samples" || rc=$?
     _assert_bench_ok "$rc" "$TEST_TMP/limit-bench.out"
     assert_eq "$1" "$(_max_of "$samples")" "backends with default_pool_size = $1 over $LOOPS loops"
 }
