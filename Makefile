@@ -106,7 +106,7 @@ check: all
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 # The suite runs with event_loops = 1 (the default); these files run a second
 # time with 4 loops (t_loops.sh always uses 4).
-LOOPS_TESTS := t_pooling|t_prepared|t_admin|t_timeouts|t_failures|t_chaos|t_cancel|t_pool_maint
+LOOPS_TESTS := t_pooling|t_prepared|t_admin|t_timeouts|t_failures|t_chaos|t_cancel
 sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/pgfunnel \
 	    CFLAGS="$(SAN_FLAGS)" LDLIBS="-fsanitize=address,undefined" all unit integration
