@@ -49,6 +49,7 @@
 #include "client.h"
 #include "config.h"
 #include "log.h"
+#include "peers.h"
 #include "snapshot.h"
 #include "loops.h"
 #include "pool.h"
@@ -396,7 +397,7 @@ static void show_help(Loop *loop, PktBuf *b, ShowCursor *cur)
     static const char usage[] =
         "\n\tSHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
         "\tSHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
-        "\tSHOW DNS_HOSTS|DNS_ZONES\n"
+        "\tSHOW DNS_HOSTS|DNS_ZONES|PEERS|PEER_POOLS\n"
         "\tSHOW HOSTS          (pgfunnel: backend hosts, their health and role)\n"
         "\tSHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
         "\tSHOW LATENCY        (pgfunnel: p50/p95/p99 of query, transaction, wait time)\n"
@@ -878,6 +879,32 @@ out:
 
 /* ---- SHOW DATABASES / USERS / LISTS / MEM / FDS / STATE / CONFIG / DNS ---- */
 
+/* SHOW DATABASES: the settings columns, pool_size … max_connections, of an entry. */
+static void put_db_settings(Result *r, const Config *cfg, const DbConf *dc)
+{
+    usec_t lifetime =
+        dc && dc->server_lifetime != CONF_UNSET ? dc->server_lifetime : cfg->server_lifetime;
+    put_int(r, dc && dc->pool_size != CONF_UNSET ? dc->pool_size : cfg->default_pool_size);
+    put_int(r, dc && dc->min_pool_size != CONF_UNSET ? dc->min_pool_size : cfg->min_pool_size);
+    put_int(r, dc && dc->reserve_pool_size != CONF_UNSET ? dc->reserve_pool_size
+                                                         : cfg->reserve_pool_size);
+    put_int(r, lifetime / USEC_PER_SEC);
+    put_str(r, dc && dc->pool_mode != CONF_UNSET ? config_pool_mode_name(dc->pool_mode) : NULL);
+    put_str(r, NULL);
+    put_int(r, dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
+                                                          : cfg->max_db_connections);
+}
+
+/* Has any loop made a Database of this name (a client logged in to it)? */
+static bool database_in_use(Loop *loop, const char *name)
+{
+    FOR_EACH_LOOP(loop, L, li)
+    {
+        if (pool_database_get(L, name, false)) return true;
+    }
+    return false;
+}
+
 static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {
@@ -925,27 +952,36 @@ static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
         int w = res_item(&r);
         if (w < 0) goto out;
         if (w == 0) continue;
-        const DbConf *dc = config_find_db(cfg, db->name);
-        usec_t lifetime =
-            dc && dc->server_lifetime != CONF_UNSET ? dc->server_lifetime : cfg->server_lifetime;
         put_str(&r, db->name);
         put_str(&r, db->host);
         put_int(&r, db->port ? db->port : 5432);
         put_str(&r, db->dbname);
         put_str(&r, db->user);
-        put_int(&r, dc && dc->pool_size != CONF_UNSET ? dc->pool_size : cfg->default_pool_size);
-        put_int(&r, dc && dc->min_pool_size != CONF_UNSET ? dc->min_pool_size : cfg->min_pool_size);
-        put_int(&r, dc && dc->reserve_pool_size != CONF_UNSET ? dc->reserve_pool_size
-                                                              : cfg->reserve_pool_size);
-        put_int(&r, lifetime / USEC_PER_SEC);
-        put_str(&r,
-                dc && dc->pool_mode != CONF_UNSET ? config_pool_mode_name(dc->pool_mode) : NULL);
-        put_str(&r, NULL);
-        put_int(&r, dc && dc->max_db_connections != CONF_UNSET ? dc->max_db_connections
-                                                               : cfg->max_db_connections);
+        put_db_settings(&r, cfg, config_find_db(cfg, db->name));
         put_int(&r, pool_database_servers(db));
         put_int(&r, db->paused);
         put_int(&r, db->disabled);
+        res_row_end(&r);
+    }
+    /*
+     * [databases] entries no client has used yet: a Database is made at the
+     * first login (nothing is made before authentication), but PgBouncer lists
+     * every configured entry, and exporters read their settings from here.
+     */
+    for (const DbConf *dc = cfg->databases; dc; dc = dc->next) {
+        if (!strcmp(dc->name, "*") || database_in_use(loop, dc->name)) continue;
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w == 0) continue;
+        put_str(&r, dc->name);
+        put_str(&r, dc->host);
+        put_int(&r, dc->port ? dc->port : 5432);
+        put_str(&r, dc->dbname ? dc->dbname : dc->name);
+        put_str(&r, dc->user);
+        put_db_settings(&r, cfg, dc);
+        put_int(&r, 0);
+        put_int(&r, 0);
+        put_int(&r, 0);
         res_row_end(&r);
     }
 out:
@@ -1003,11 +1039,14 @@ static int count_pools(Loop *loop)
     return n;
 }
 
+/* The rows of SHOW DATABASES: the console, databases in use, entries not used yet. */
 static int count_databases(Loop *loop)
 {
     ListNode *it;
-    int n = 0;
+    int n = 1;
     FOR_EACH_DB_ONCE(loop, db, it) n++;
+    for (const DbConf *dc = loop->cfg->databases; dc; dc = dc->next)
+        if (strcmp(dc->name, "*") && !database_in_use(loop, dc->name)) n++;
     return n;
 }
 
@@ -1057,6 +1096,14 @@ static int count_dns_pending(Loop *loop)
     return n;
 }
 
+static int count_peers(Loop *loop)
+{
+    int n = 0;
+    for (const PeerConf *pc = loop->cfg->peers; pc; pc = pc->next)
+        n++;
+    return n;
+}
+
 static void show_lists(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("list"), I4("items")};
@@ -1070,9 +1117,9 @@ static void show_lists(Loop *loop, PktBuf *b, ShowCursor *cur)
     } while (0)
     LIST_ROW("databases", count_databases(loop));
     LIST_ROW("users", count_users(loop));
-    LIST_ROW("peers", 0);
+    LIST_ROW("peers", count_peers(loop));
     LIST_ROW("pools", count_pools(loop));
-    LIST_ROW("peer_pools", 0);
+    LIST_ROW("peer_pools", count_peers(loop));
     LIST_ROW("free_clients", 0);
     LIST_ROW("used_clients", SUM_LOOPS(loop, client_count));
     LIST_ROW("login_clients", count_login_clients(loop));
@@ -1340,6 +1387,73 @@ static void show_dns_zones(Loop *loop, PktBuf *b, ShowCursor *cur)
     res_end(&r, NULL);
 }
 
+/* SHOW PEERS: the [peers] entries, as PgBouncer 1.19+ shows them. */
+static void show_peers(Loop *loop, PktBuf *b, ShowCursor *cur)
+{
+    static const Col cols[] = {I4("peer_id"), S("host"), I4("port"), I4("pool_size")};
+    const Config *cfg = loop->cfg;
+    Result r;
+    res_begin(&r, b, cur, cols, 4);
+    for (const PeerConf *pc = cfg->peers; pc; pc = pc->next) {
+        put_int(&r, pc->id);
+        put_str(&r, pc->host);
+        put_int(&r, pc->port ? pc->port : 6432);
+        put_int(&r, pc->pool_size != CONF_UNSET ? pc->pool_size : cfg->default_pool_size);
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+/*
+ * SHOW PEER_POOLS: one row per peer.  A forwarded cancel request is one
+ * connection a worker opens, sends and closes (peers.c), so it counts as a
+ * client cancel in progress and as a server connection forwarding it; there
+ * is no queue in front of it and no login.
+ */
+static void show_peer_pools(Loop *loop, PktBuf *b, ShowCursor *cur)
+{
+    static const Col cols[] = {I4("peer_id"), I4("cl_active_cancel_req"),
+                               I4("cl_waiting_cancel_req"), I4("sv_active_cancel"), I4("sv_login")};
+    Result r;
+    res_begin(&r, b, cur, cols, 5);
+    for (const PeerConf *pc = loop->cfg->peers; pc; pc = pc->next) {
+        int busy = peers_forwarding_to(loop, pc->id);
+        put_int(&r, pc->id);
+        put_int(&r, busy);
+        put_int(&r, 0);
+        put_int(&r, busy);
+        put_int(&r, 0);
+        res_row_end(&r);
+    }
+    res_end(&r, NULL);
+}
+
+/*
+ * Session settings that drivers send to any PostgreSQL they connect to (JDBC
+ * sends SET extra_float_digits, some tools SHOW client_encoding): the console
+ * answers them as PgBouncer's does, SET with a notice and no effect, SHOW
+ * with a fixed value, so such clients can use it.
+ */
+static const struct fake_param {
+    const char *name;
+    const char *value;
+} fake_params[] = {
+    {"client_encoding", "UTF8"},
+    {"default_transaction_isolation", "read committed"},
+    {"standard_conforming_strings", "on"},
+    {"datestyle", "ISO"},
+    {"timezone", "GMT"},
+    {"extra_float_digits", "1"},
+    {"application_name", ""},
+};
+
+static const struct fake_param *fake_param_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof(fake_params) / sizeof(fake_params[0]); i++)
+        if (!strcasecmp(name, fake_params[i].name)) return &fake_params[i];
+    return NULL;
+}
+
 /* ---- parsing ---- */
 
 typedef struct token {
@@ -1469,6 +1583,8 @@ static const struct show_command {
     {"dns_zones", show_dns_zones, 0},
     {"fds", show_fds, 0},
     {"loops", show_loops, 0},
+    {"peers", show_peers, 0},
+    {"peer_pools", show_peer_pools, 0},
 };
 
 /* Build the next slice of a SHOW; true when it is complete (CommandComplete appended). */
@@ -1488,6 +1604,12 @@ static AdminRc admin_show(Client *c, const char *what, PktBuf *b)
     const struct show_command *sc = NULL;
     for (size_t i = 0; i < sizeof(show_commands) / sizeof(show_commands[0]); i++)
         if (!strcmp(what, show_commands[i].name)) sc = &show_commands[i];
+    const struct fake_param *fp = sc ? NULL : fake_param_find(what);
+    if (fp) {
+        pkt_row_description(b, &fp->name, 1);
+        pkt_data_row(b, &fp->value, 1);
+        return admin_ok(b, "SHOW");
+    }
     if (!sc) return admin_error(b, "unknown SHOW command: %s (use SHOW HELP;)", what);
     if (sc->fn == show_fds) {
         bool admin;
@@ -1586,6 +1708,10 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
         if (n != 4 || tok[1].string || (strcmp(tok[2].text, "=") && strcmp(tok[2].text, "to")) ||
             tok[2].quoted)
             return admin_error(b, "invalid command '%.200s', use SHOW HELP;", sql);
+        if (fake_param_find(tok[1].text)) {
+            pkt_notice(b, "SET ignored");
+            return admin_ok(b, "SET");
+        }
         if (!admin) return admin_error(b, "admin access needed");
         if (admin_set(c, tok[1].text, tok[3].text, err, sizeof(err)) < 0)
             return admin_error(b, "SET failed: %s", err);
@@ -1621,7 +1747,7 @@ static AdminRc admin_exec(Client *c, const char *sql, PktBuf *b)
         errno = 0;
         unsigned long id = arg && !tok[1].quoted ? strtoul(arg, &end, 10) : 0;
         if (!arg || tok[1].quoted || *end || errno || id == 0 || id > UINT32_MAX)
-            return admin_error(b, "invalid client id supplied");
+            return admin_error(b, "invalid client pointer supplied");
         if (id == c->id) return admin_error(b, "cannot kill your own connection");
         if (pool_control_kill_client(loop, (uint32_t)id, c->id, admin_wait_finished, err,
                                      sizeof(err)) < 0)
@@ -1670,8 +1796,9 @@ static void admin_wait_finished(Loop *loop, uint32_t client_id, const char *tag,
     c->admin_waiting = false;
     PktBuf b;
     pkt_init(&b);
+    /* a failed RELOAD is a configuration file error (F0000), as in PgBouncer */
     if (error)
-        pkt_error(&b, "ERROR", "08P01", "%s", error);
+        pkt_error(&b, "ERROR", strcmp(tag, "RELOAD") ? "08P01" : "F0000", "%s", error);
     else
         pkt_command_complete(&b, tag);
     pkt_ready(&b, 'I');

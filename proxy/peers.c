@@ -39,10 +39,12 @@
 
 typedef struct peers_state {
     PeersStats stats;
+    List forwarding; /* ForwardJob.node: forwards on the workers, for SHOW PEER_POOLS */
 } PeersState;
 
 typedef struct forward_job {
     WorkqJob job;
+    ListNode node; /* in PeersState.forwarding; touched on the loop only */
     Loop *loop;
     uint32_t client_id;
     int peer_id;
@@ -56,7 +58,10 @@ typedef struct forward_job {
 
 static PeersState *peers_get(Loop *loop)
 {
-    if (!loop->peers) loop->peers = calloc(1, sizeof(PeersState));
+    if (!loop->peers) {
+        loop->peers = calloc(1, sizeof(PeersState));
+        if (loop->peers) list_init(&loop->peers->forwarding);
+    }
     return loop->peers;
 }
 
@@ -182,6 +187,7 @@ static void forward_done(WorkqJob *wj, int status)
     Loop *loop = j->loop;
     PeersState *ps = loop->peers;
     ps->stats.in_flight--;
+    list_remove(&ps->forwarding, &j->node);
     if (status == 0 && j->ok) {
         ps->stats.forwarded++;
         log_at(LOG_LEVEL_DEBUG, NULL, "cancel request forwarded to peer %d (%s:%d)", j->peer_id,
@@ -240,6 +246,7 @@ bool peers_route_cancel(Client *c, uint32_t pid, uint32_t key)
         return peers_drop(c, owner, "the worker queue is full");
     }
     ps->stats.in_flight++;
+    list_append(&ps->forwarding, &j->node);
     /* nothing more comes from it; it is closed when the forward is done */
     conn_want_read(&c->conn, false);
     return true;
@@ -258,6 +265,21 @@ void peers_get_stats(Loop *loop, PeersStats *out)
         out->dropped += ps->stats.dropped;
         out->in_flight += ps->stats.in_flight;
     }
+}
+
+int peers_forwarding_to(Loop *loop, int peer_id)
+{
+    int n = loop->set ? loop->set->n : 1, count = 0;
+    for (int i = 0; i < n; i++) {
+        const PeersState *ps = loop->set ? loop->set->loops[i]->peers : loop->peers;
+        if (!ps) continue;
+        ListNode *it;
+        list_for_each(it, &ps->forwarding)
+        {
+            if (list_entry(it, ForwardJob, node)->peer_id == peer_id) count++;
+        }
+    }
+    return count;
 }
 
 void peers_free(Loop *loop)

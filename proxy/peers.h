@@ -49,6 +49,9 @@ typedef struct peers_stats {
 } PeersStats;
 void peers_get_stats(Loop *loop, PeersStats *out);
 
+/* Cancel requests being forwarded to `peer_id` now, over every loop (frozen by the caller). */
+int peers_forwarding_to(Loop *loop, int peer_id);
+
 void peers_free(Loop *loop);
 
 #endif

@@ -125,6 +125,11 @@ void pkt_error(PktBuf *b, const char *severity, const char *sqlstate, const char
     pkt_error_fields(b, 'E', severity, sqlstate, msg);
 }
 
+void pkt_notice(PktBuf *b, const char *msg)
+{
+    pkt_error_fields(b, 'N', "NOTICE", "00000", msg);
+}
+
 void pkt_auth_ok(PktBuf *b)
 {
     pkt_begin(b, 'R');

@@ -52,6 +52,8 @@ void pkt_put_str(PktBuf *b, const char *s); /* with terminating NUL */
 /* ErrorResponse ('E'). */
 void pkt_error(PktBuf *b, const char *severity, const char *sqlstate, const char *fmt, ...)
     PRINTF_LIKE(4, 5);
+/* NoticeResponse ('N'), severity NOTICE, SQLSTATE 00000. */
+void pkt_notice(PktBuf *b, const char *msg);
 void pkt_auth_ok(PktBuf *b);
 void pkt_param_status(PktBuf *b, const char *name, const char *value);
 void pkt_backend_key(PktBuf *b, uint32_t pid, uint32_t key);

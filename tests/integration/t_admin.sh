@@ -232,6 +232,80 @@ test_console_errors_are_08P01() {
     pf_stop INT
 }
 
+# What drivers send to any server they connect to, answered as PgBouncer's
+# console does: SET with a notice and no effect, SHOW with a fixed value; the
+# PgBouncer wording of KILL_CLIENT's and RELOAD's errors (F0000 for a bad file).
+test_console_answers_driver_settings_like_pgbouncer() {
+    local out
+    _admin_ini
+    out=$(_adm -c "SET extra_float_digits = 2" 2>&1)
+    assert_contains "$out" "NOTICE:  SET ignored"
+    assert_contains "$out" "SET"
+    # a stats user may send them too (JDBC does, whoever logs in)
+    out=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U statsuser -d pgbouncer \
+        -c "SET application_name = 'PostgreSQL JDBC Driver'" -c "SHOW client_encoding" 2>&1)
+    assert_contains "$out" "SET ignored"
+    assert_contains "$out" "UTF8"
+    assert_eq "read committed" "$(_adm -c 'SHOW default_transaction_isolation')"
+    assert_eq "on" "$(_adm -c 'SHOW standard_conforming_strings')"
+    # nothing else of the pooler changed
+    assert_eq "$(_col 'SHOW CONFIG' value '^default_pool_size')" "20" "default_pool_size"
+    out=$(_adm -v VERBOSITY=verbose -c "KILL_CLIENT nosuchclient" 2>&1)
+    assert_contains "$out" "ERROR:  08P01: invalid client pointer supplied"
+    echo "server_lifetime = not_a_number" >>"$PF_INI"
+    out=$(_adm -v VERBOSITY=verbose -c "RELOAD" 2>&1)
+    assert_contains "$out" "ERROR:  F0000: RELOAD failed, see logs for additional details"
+    pf_alive || fail "pgfunnel died after a bad RELOAD"
+    assert_eq 1 "$(_q 'select 1')" "still serving after the failed RELOAD"
+    pf_stop INT
+}
+
+# Every [databases] entry is listed, also before a client has used it (as in
+# PgBouncer); SHOW LISTS counts the same rows.
+test_show_databases_lists_entries_not_used_yet() {
+    _admin_ini "[databases]" "unused = host=127.0.0.1 port=$PGPORT dbname=pgfunnel_test user=postgres pool_size=7"
+    assert_contains "$(_adm -c 'SHOW DATABASES')" "unused|127.0.0.1|$PGPORT|pgfunnel_test|postgres|7|"
+    assert_eq "$(_adm -c 'SHOW DATABASES' | wc -l)" "$(_col 'SHOW LISTS' items '^databases')" "SHOW LISTS databases"
+    assert_eq 1 "$(pf_psql -d unused -c 'select 1')"
+    assert_eq 1 "$(_adm -c 'SHOW DATABASES' | grep -c '^unused|')" "one row once it is in use"
+    pf_stop INT
+}
+
+_peer_pool_row_is() { [ "$(_adm -c 'SHOW PEER_POOLS' | head -1)" = "$1" ]; }
+
+# SHOW PEERS and SHOW PEER_POOLS (PgBouncer 1.19+): the [peers] entries, and a
+# cancel request being forwarded to a peer that does not answer.
+# timeout: 40
+test_show_peers_and_peer_pools() {
+    local port lslog out key
+    port=$(free_port)
+    lslog=$TEST_TMP/listener.log
+    [ -x "$TOOLS_DIR/silent_listener" ] || fail "$TOOLS_DIR/silent_listener missing (make build/tools/silent_listener)"
+    "$TOOLS_DIR/silent_listener" 127.0.0.1 "$port" >"$lslog" 2>&1 &
+    local lsn=$!
+    trap 'kill $lsn 2>/dev/null' EXIT
+    wait_until 5 grep -q listening "$lslog"
+    _admin_ini "peer_id = 1" "cancel_wait_timeout = 3" \
+        "[peers]" "2 = host=127.0.0.1 port=$port pool_size=4" "3 = host=/tmp/nosuchdir"
+    assert_eq "2|127.0.0.1|$port|4
+3|/tmp/nosuchdir|6432|20" "$(_adm -c 'SHOW PEERS')"
+    assert_eq "2|0|0|0|0
+3|0|0|0|0" "$(_adm -c 'SHOW PEER_POOLS')"
+    assert_eq 2 "$(_col 'SHOW LISTS' items '^peers')" "SHOW LISTS peers"
+    # a cancel request for a session of peer 2: forwarded, and peer 2 never answers
+    key=$(((2 << 18) | 99))
+    "$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --cancel 7 "$key" --timeout 8 >"$TEST_TMP/c.out" 2>&1 &
+    local cl=$!
+    wait_until 5 grep -q accepted "$lslog"
+    wait_until 2 _peer_pool_row_is '2|1|0|1|0'
+    wait_until 6 grep -q 'forwarding a cancel request to peer 2 .* failed: no answer: timed out' "$PF_LOG"
+    assert_eq "2|0|0|0|0" "$(_adm -c 'SHOW PEER_POOLS' | head -1)"
+    wait "$cl"
+    assert_contains "$(cat "$TEST_TMP/c.out")" "EOF"
+    pf_stop INT
+    kill "$lsn" 2>/dev/null
+}
+
 # timeout: 60
 test_shutdown_wait_for_clients() {
     local rc bg
