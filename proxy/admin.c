@@ -815,7 +815,7 @@ out:
 static void show_totals(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {S("name"), I8("value")};
-    uint64_t tot[NSTAT] = {0}, avg[NSTAT] = {0};
+    uint64_t tot[NSTAT] = {0}, avg[NSTAT] = {0}, logins = 0;
     ListNode *it;
     FOR_EACH_DB_ONCE(loop, db, it)
     {
@@ -825,6 +825,7 @@ static void show_totals(Loop *loop, PktBuf *b, ShowCursor *cur)
         stats_db_averages(loop, db, &a);
         stat_values(&t, vc);
         stat_values(&a, va);
+        logins += t.logins;
         for (int i = 0; i < NSTAT; i++) {
             tot[i] += vc[i];
             avg[i] += va[i];
@@ -842,6 +843,10 @@ static void show_totals(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_int(&r, (long long)avg[i]);
         res_row_end(&r);
     }
+    /* as the column SHOW STATS appends */
+    put_str(&r, "total_client_login_count");
+    put_int(&r, (long long)logins);
+    res_row_end(&r);
     res_end(&r, NULL);
 }
 
@@ -988,6 +993,35 @@ out:
     res_end(&r, NULL);
 }
 
+/* One row of SHOW USERS: "" for a size the [users] entry does not set, as PgBouncer. */
+static void user_row(Result *r, const Config *cfg, const char *name, int servers)
+{
+    const UserConf *uc = config_find_user(cfg, name);
+    put_str(r, name);
+    if (uc && uc->pool_size != CONF_UNSET)
+        put_int(r, uc->pool_size);
+    else
+        put_str(r, "");
+    if (uc && uc->reserve_pool_size != CONF_UNSET)
+        put_int(r, uc->reserve_pool_size);
+    else
+        put_str(r, "");
+    put_str(r, uc && uc->pool_mode != CONF_UNSET ? config_pool_mode_name(uc->pool_mode) : NULL);
+    put_int(r, uc && uc->max_user_connections != CONF_UNSET ? uc->max_user_connections
+                                                            : cfg->max_user_connections);
+    put_int(r, servers);
+    res_row_end(r);
+}
+
+static bool user_in_use(Loop *loop, const char *name)
+{
+    FOR_EACH_LOOP(loop, L, li)
+    {
+        if (hmap_get(&L->user_index, name)) return true;
+    }
+    return false;
+}
+
 static void show_users(Loop *loop, PktBuf *b, ShowCursor *cur)
 {
     static const Col cols[] = {
@@ -1009,23 +1043,14 @@ static void show_users(Loop *loop, PktBuf *b, ShowCursor *cur)
         if (!pool_first_user(u)) continue;
         int w = res_item(&r);
         if (w < 0) goto out;
-        if (w == 0) continue;
-        const UserConf *uc = config_find_user(cfg, u->name);
-        put_str(&r, u->name);
-        if (uc && uc->pool_size != CONF_UNSET)
-            put_int(&r, uc->pool_size);
-        else
-            put_str(&r, "");
-        if (uc && uc->reserve_pool_size != CONF_UNSET)
-            put_int(&r, uc->reserve_pool_size);
-        else
-            put_str(&r, "");
-        put_str(&r,
-                uc && uc->pool_mode != CONF_UNSET ? config_pool_mode_name(uc->pool_mode) : NULL);
-        put_int(&r, uc && uc->max_user_connections != CONF_UNSET ? uc->max_user_connections
-                                                                 : cfg->max_user_connections);
-        put_int(&r, pool_user_servers_all(u));
-        res_row_end(&r);
+        if (w > 0) user_row(&r, cfg, u->name, pool_user_servers_all(u));
+    }
+    /* [users] entries nobody has logged in as yet are listed too, as in PgBouncer */
+    for (const UserConf *uc = cfg->users; uc; uc = uc->next) {
+        if (user_in_use(loop, uc->name)) continue;
+        int w = res_item(&r);
+        if (w < 0) goto out;
+        if (w > 0) user_row(&r, cfg, uc->name, 0);
     }
 out:
     res_end(&r, NULL);
@@ -1056,6 +1081,8 @@ static int count_users(Loop *loop)
     int n = 0;
     FOR_EACH_LOOP(loop, L, li)
     list_for_each(it, &L->users) n += pool_first_user(list_entry(it, PoolUser, node));
+    for (const UserConf *uc = loop->cfg->users; uc; uc = uc->next)
+        n += !user_in_use(loop, uc->name);
     return n;
 }
 

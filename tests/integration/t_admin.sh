@@ -260,14 +260,20 @@ test_console_answers_driver_settings_like_pgbouncer() {
     pf_stop INT
 }
 
-# Every [databases] entry is listed, also before a client has used it (as in
-# PgBouncer); SHOW LISTS counts the same rows.
-test_show_databases_lists_entries_not_used_yet() {
-    _admin_ini "[databases]" "unused = host=127.0.0.1 port=$PGPORT dbname=pgfunnel_test user=postgres pool_size=7"
+# Every [databases] and [users] entry is listed, also before a client has
+# used it (as in PgBouncer); SHOW LISTS counts the same rows; SHOW TOTALS has
+# the login count SHOW STATS appends.
+test_show_databases_and_users_list_entries_not_used_yet() {
+    _admin_ini "[databases]" "unused = host=127.0.0.1 port=$PGPORT dbname=pgfunnel_test user=postgres pool_size=7" \
+        "[users]" "cfguser = pool_size=1 reserve_pool_size=1" "other ="
     assert_contains "$(_adm -c 'SHOW DATABASES')" "unused|127.0.0.1|$PGPORT|pgfunnel_test|postgres|7|"
     assert_eq "$(_adm -c 'SHOW DATABASES' | wc -l)" "$(_col 'SHOW LISTS' items '^databases')" "SHOW LISTS databases"
+    assert_eq "cfguser|1|1||0|0
+other||||0|0" "$(_adm -c 'SHOW USERS')"
+    assert_eq 2 "$(_col 'SHOW LISTS' items '^users')" "SHOW LISTS users"
     assert_eq 1 "$(pf_psql -d unused -c 'select 1')"
     assert_eq 1 "$(_adm -c 'SHOW DATABASES' | grep -c '^unused|')" "one row once it is in use"
+    assert_eq 1 "$(_adm -c 'SHOW TOTALS' | grep -c '^total_client_login_count|1$')" "SHOW TOTALS logins"
     pf_stop INT
 }
 
