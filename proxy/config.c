@@ -173,7 +173,7 @@ static const OptionDef options[] = {
     BOOL(server_fast_close, "0", RELOAD,
          "Close servers marked for closing at the end of a transaction, even in session mode"),
     TIME(server_lifetime, "3600", RELOAD,
-         "Close server connections older than this many seconds; 0 = never"),
+         "Close unused server connections older than this many seconds; 0 = use each one once"),
     TIME(server_idle_timeout, "600", RELOAD,
          "Close server connections idle this many seconds; 0 = never"),
     TIME(server_connect_timeout, "15", RELOAD, "Seconds to wait for a server login to finish"),

@@ -1151,7 +1151,8 @@ void pool_server_idle(Server *s)
         server_close(s, "shutting down");
         return;
     }
-    if (p->server_lifetime > 0 && now - s->created > p->server_lifetime) {
+    /* server_lifetime = 0: each server serves one client, then goes (PgBouncer's meaning) */
+    if (p->server_lifetime == 0 ? s->link_count > 0 : now - s->created > p->server_lifetime) {
         server_close(s, "server lifetime over");
         return;
     }

@@ -87,6 +87,20 @@ test_server_lifetime_replaces_old_servers() {
     pf_stop
 }
 
+# server_lifetime = 0: each server serves one client and is closed when
+# released (PgBouncer's meaning), in session and transaction mode alike.
+test_server_lifetime_0_uses_each_server_once() {
+    local app=maint_life0_$$ a b c
+    _maint_start "$app" "server_lifetime = 0" "default_pool_size = 2" "pool_mode = session"
+    a=$(_q 'select pg_backend_pid()')
+    b=$(_q 'select pg_backend_pid()')
+    c=$(_q 'select pg_backend_pid()')
+    [ "$a" != "$b" ] && [ "$b" != "$c" ] && [ "$a" != "$c" ] || fail "backend pids $a $b $c: a server was reused"
+    wait_until 3 _backends_is "$app" 0
+    assert_eq 1 "$(_q 'select 1')" "still serving"
+    pf_stop
+}
+
 test_server_check_query_runs_on_idle_servers() {
     local app=maint_check_$$
     _maint_start "$app" "server_check_delay = 1" "server_check_query = select 4242" \
