@@ -412,6 +412,7 @@ static bool server_relay(Server *s)
         uint8_t *p = conn_data(&s->conn);
         uint32_t off = 0;
         char ready = 0;
+        uint32_t withheld = 0; /* a ReadyForQuery at the end of p[0..off) not to forward */
         bool inject_after = false;
         if (s->fwd_left) {
             off = avail < s->fwd_left ? avail : s->fwd_left;
@@ -466,7 +467,18 @@ static bool server_relay(Server *s)
                     else if (type == 'C')
                         ps_on_command_complete(s, p + off, (uint32_t)total);
                     off += (uint32_t)total;
-                    if (type == 'Z') ready = len >= 5 ? (char)p[off - 1] : 'I';
+                    if (type == 'Z') {
+                        ready = len >= 5 ? (char)p[off - 1] : 'I';
+                        /*
+                         * Statement mode refuses a transaction block: the
+                         * client gets the FATAL instead of this ReadyForQuery
+                         * (server_after_ready), so libpq reports the statement
+                         * as failed, as with PgBouncer.
+                         */
+                        if (ready != 'I' && s->pool->mode == POOL_MODE_STATEMENT &&
+                            c->expected_rfq <= 1 && !c->extended_open)
+                            withheld = (uint32_t)total;
+                    }
                     if (d.inject) inject_after = true;
                     if (ready || inject_after) break;
                     continue;
@@ -486,8 +498,8 @@ static bool server_relay(Server *s)
             }
         }
         if (off == 0) break; /* an incomplete header or message */
-        s->pool->stats.bytes_out += off;
-        if (conn_send(&c->conn, p, off) < 0) {
+        s->pool->stats.bytes_out += off - withheld;
+        if (off > withheld && conn_send(&c->conn, p, off - withheld) < 0) {
             conn_consume(&s->conn, off);
             client_close(c, NULL, "client write failed");
             return false;

@@ -284,6 +284,12 @@ test_statement_mode() {
     rc=$?
     assert_ne 0 "$rc" "a transaction block was accepted in statement mode: $out"
     assert_contains "$out" "transaction blocks not allowed in statement pooling mode"
+    # BEGIN as the only statement fails too: the FATAL comes instead of its
+    # ReadyForQuery, so libpq does not report it as done (as with PgBouncer)
+    rc=0
+    out=$(pf_psql -d "$db" -c 'begin' 2>&1) || rc=$?
+    assert_ne 0 "$rc" "psql -c begin succeeded in statement mode: $out"
+    assert_contains "$out" "transaction blocks not allowed in statement pooling mode"
 
     # the pool (of one server) still serves, and not inside that transaction
     out=$(pf_psql -d "$db" -c 'select now() = statement_timestamp()' 2>&1)
