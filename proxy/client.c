@@ -1260,6 +1260,21 @@ static void client_close_waiting(Client *c, const char *what)
         client_close(c, "08P01", "%s", what);
 }
 
+/*
+ * A queued client (for a server, or for its pool's first login): as in
+ * PgBouncer, query_timeout counts the time in the queue too and is checked
+ * first, then query_wait_timeout.
+ */
+static void client_check_queued(Client *c, usec_t now)
+{
+    Config *cfg = c->loop->cfg;
+    usec_t age = now - c->wait_start;
+    if (cfg->query_timeout > 0 && age > cfg->query_timeout)
+        client_close_waiting(c, "query_timeout");
+    else if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout)
+        client_close_waiting(c, "query_wait_timeout");
+}
+
 void client_check_timeouts(Client *c, usec_t now)
 {
     Config *cfg = c->loop->cfg;
@@ -1273,8 +1288,8 @@ void client_check_timeouts(Client *c, usec_t now)
         /* waiting for the pool's first server: both limits apply, as in PgBouncer */
         if (cfg->client_login_timeout > 0 && now - c->connect_time > cfg->client_login_timeout)
             client_close_waiting(c, "client_login_timeout (server down)");
-        else if (cfg->query_wait_timeout > 0 && now - c->wait_start > cfg->query_wait_timeout)
-            client_close_waiting(c, "query_wait_timeout");
+        else
+            client_check_queued(c, now);
         break;
     case CLIENT_IDLE:
         if (cfg->client_idle_timeout > 0 && !c->admin &&
@@ -1282,8 +1297,7 @@ void client_check_timeouts(Client *c, usec_t now)
             client_close(c, "57P05", "client_idle_timeout");
         break;
     case CLIENT_WAITING:
-        if (cfg->query_wait_timeout > 0 && now - c->wait_start > cfg->query_wait_timeout)
-            client_close_waiting(c, "query_wait_timeout");
+        client_check_queued(c, now);
         break;
     case CLIENT_ACTIVE:
         if (c->expected_rfq > 0 || c->extended_open) {

@@ -181,7 +181,8 @@ static const OptionDef options[] = {
 
     /* client timeouts */
     TIME(client_login_timeout, "60", RELOAD, "Disconnect clients that do not log in in time"),
-    TIME(query_timeout, "0", RELOAD, "Cancel queries running longer than this; 0 = off"),
+    TIME(query_timeout, "0", RELOAD,
+         "Cancel queries running (or queued for a server) longer than this; 0 = off"),
     TIME(query_wait_timeout, "120", RELOAD,
          "Disconnect clients waiting this long for a server; 0 = wait forever"),
     TIME(cancel_wait_timeout, "10", RELOAD,

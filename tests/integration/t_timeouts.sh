@@ -112,3 +112,40 @@ test_query_wait_timeout_fails_waiting_client() {
     assert_eq "b-ran" "$(pf_psql -c "select 'b-ran'" 2>&1)"
     pf_stop
 }
+
+# query_timeout counts a query's time in the queue too, and comes before
+# query_wait_timeout (as in PgBouncer): a client queued behind a paused
+# database, and one waiting for its pool's first server login, both give up
+# at query_timeout.
+# timeout: 30
+test_query_timeout_applies_to_queued_clients() {
+    local out t0 dt port lslog
+    port=$(free_port)
+    lslog=$TEST_TMP/listener.log
+    [ -x "$TOOLS_DIR/silent_listener" ] || fail "$TOOLS_DIR/silent_listener missing (make build/tools/silent_listener)"
+    "$TOOLS_DIR/silent_listener" 127.0.0.1 "$port" >"$lslog" 2>&1 &
+    local lsn=$!
+    trap 'kill $lsn 2>/dev/null' EXIT
+    wait_until 5 grep -q listening "$lslog"
+    pf_start "query_timeout = 1" "query_wait_timeout = 20" "server_connect_timeout = 10" \
+        "admin_users = postgres" \
+        "[databases]" "silentdb = host=127.0.0.1 port=$port dbname=postgres"
+    assert_eq 1 "$(pf_psql -c 'select 1')"
+    "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "PAUSE postgres" >/dev/null
+    t0=$(_ms)
+    out=$(pf_psql -c "select 'ran'" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "query_timeout" "queued client's output"
+    assert_not_contains "$out" "ran"
+    [ "$dt" -le 4000 ] || fail "the queued client gave up after $dt ms"
+    "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "RESUME postgres" >/dev/null
+    # the first login of silentdb never finishes: its client waits for it
+    t0=$(_ms)
+    out=$(pf_psql -d silentdb -c "select 'ran'" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "query_timeout" "output of the client waiting for the first login"
+    [ "$dt" -le 4000 ] || fail "the client waiting for the first login gave up after $dt ms"
+    assert_eq 1 "$(pf_psql -c 'select 1')" "still serving"
+    pf_stop
+    kill "$lsn" 2>/dev/null
+}
