@@ -245,6 +245,7 @@ struct auth_state {
     char *secret;       /* stored secret (NULL: unknown user or expired) */
     bool secret_known;  /* lookup finished */
     bool require_known; /* trust: the user must exist in auth_file or auth_query */
+    bool role_exists;   /* auth_query found the role, without a password (trust lets it in) */
     uint8_t md5_salt[4];
     ScramState *scram; /* owned here, or by a job while it runs */
 };
@@ -622,11 +623,20 @@ static void auth_query_done(Loop *loop, uint32_t client_id, const AuthqResult *r
     if (!c || c->state != CLIENT_AUTH || !c->auth || c->auth->step != STEP_LOOKUP) return;
     AuthState *a = c->auth;
     if (res->status == AUTHQ_ERROR) {
-        /* not a password prompt: the client learns why its login cannot be checked */
         client_log(c, LOG_LEVEL_WARNING, "%s", res->message);
-        client_close(c, res->sqlstate, "%s", res->message);
+        /*
+         * Not a password prompt: the client learns that its login cannot be
+         * checked.  A failed connection says why (the operator's setup); the
+         * query's own error is the pooler's configuration, logged but not
+         * shown to a client that has not authenticated (as PgBouncer).
+         */
+        if (res->query_failed)
+            client_close(c, "08P01", "bouncer config error");
+        else
+            client_close(c, res->sqlstate, "%s", res->message);
         return;
     }
+    if (res->status == AUTHQ_NO_SECRET) a->role_exists = true;
     if (res->status == AUTHQ_FOUND && !(a->secret = strdup(res->secret))) {
         client_close(c, "53200", "out of memory");
         return;
@@ -858,7 +868,7 @@ static void auth_continue(Client *c)
     AuthState *a = c->auth;
     switch (a->method) {
     case METHOD_TRUST:
-        if (a->require_known && !a->secret) {
+        if (a->require_known && !a->secret && !a->role_exists) {
             AUTH_COUNT(c->loop, failed);
             client_close(c, "28000", "role \"%s\" does not exist", c->user);
             return;

@@ -156,13 +156,16 @@ static void authq_work(WorkqJob *j)
                         PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
                             ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
                             : PQerrorMessage(pg));
+        r->res.query_failed = true;
     } else if (PQntuples(res) == 1 && PQnfields(res) >= 2 && !PQgetisnull(res, 0, 1) &&
                *PQgetvalue(res, 0, 1)) {
         r->res.secret = strdup(PQgetvalue(res, 0, 1));
         r->res.status = r->res.secret ? AUTHQ_FOUND : AUTHQ_ERROR;
         if (!r->res.secret) authq_set_error(r, "53200", "out of memory");
+    } else if (PQntuples(res) == 1 && PQnfields(res) >= 2) {
+        /* a role without a password: trust lets it in, a password method fails it */
+        r->res.status = AUTHQ_NO_SECRET;
     } else {
-        /* no such role, or one without a password: the caller fails it like a wrong password */
         r->res.status = AUTHQ_NOT_FOUND;
     }
     /* the result holds the secret: wipe it before libpq frees it */

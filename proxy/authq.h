@@ -30,7 +30,8 @@
 
 typedef enum {
     AUTHQ_FOUND = 1,     /* a row with a secret */
-    AUTHQ_NOT_FOUND = 0, /* no row, or a NULL / empty secret */
+    AUTHQ_NO_SECRET = 2, /* a row with a NULL / empty secret: the role exists, no password */
+    AUTHQ_NOT_FOUND = 0, /* no row */
     AUTHQ_ERROR = -1,    /* the connection or the query failed: sqlstate, message */
 } AuthqStatus;
 
@@ -39,6 +40,7 @@ typedef struct authq_result {
     char *secret; /* AUTHQ_FOUND: owned by the callee during the callback, wiped after */
     char sqlstate[6];
     char message[256];
+    bool query_failed; /* AUTHQ_ERROR from the query itself (not the connection) */
 } AuthqResult;
 
 /* Runs on the loop thread, once per lookup (also -ECANCELED at shutdown: status ERROR). */

@@ -268,6 +268,30 @@ test_trust_with_auth_user_looks_users_up_with_auth_query() {
     local out
     out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=pf_sec_nobody 2>&1)
     assert_contains "$out" 'E FATAL 28000 role "pf_sec_nobody" does not exist'
+    # a role without a password exists: trust lets it in (as PgBouncer)
+    pg_psql -q -c "do \$\$ begin create role pf_sec_nopw login; exception when duplicate_object then null; end \$\$"
+    assert_eq pf_sec_nopw "$("$PG_BINDIR/psql" -X -At -w -h 127.0.0.1 -p "$PF_PORT" -U pf_sec_nopw -d postgres -c 'select current_user' 2>&1)"
+    pf_stop
+    # with a password method it cannot log in: the same 28P01 as a wrong password
+    _auth_query_start md5
+    out=$(_login pf_sec_nopw whatever postgres -c 'select 1') && fail "a role without a password logged in with md5: $out"
+    assert_contains "$out" 'password authentication failed for user "pf_sec_nopw"'
+    pf_stop
+}
+
+# An auth_query that fails as a query (not as a connection) is the pooler's
+# configuration: logged, and the client is told only "bouncer config error".
+test_auth_query_sql_error_is_not_shown_to_the_client() {
+    _auth_query_roles
+    _userlist pf_sec_auth authpw
+    # shellcheck disable=SC2016  # $1 is auth_query's parameter
+    pf_start "auth_type = md5" "auth_file = $TEST_TMP/userlist.txt" "auth_user = pf_sec_auth" \
+        'auth_query = SELECT usename, passwd FROM pf_sec_no_such_table WHERE usename = $1'
+    local out
+    out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=pf_sec_alice 2>&1)
+    assert_contains "$out" 'E FATAL 08P01 bouncer config error'
+    assert_not_contains "$out" "pf_sec_no_such_table"
+    wait_until 3 grep -q 'auth_query failed: relation "pf_sec_no_such_table" does not exist' "$PF_LOG"
     pf_stop
 }
 
