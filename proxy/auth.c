@@ -559,19 +559,37 @@ static bool conninfo_add(char **ci, size_t *len, const char *key, const char *va
 }
 
 /*
- * The connection auth_query runs on: the database's server, as auth_user,
- * in auth_dbname (else the database itself).  Host names stay names: the
- * lookup runs on a worker, where libpq may resolve them.  NULL when out of
- * memory.  The string holds auth_user's password: the caller wipes it.
+ * The connection auth_query runs on, as auth_user: the server and database
+ * of the [databases] entry named by auth_dbname (PgBouncer's meaning; a "*"
+ * entry serves any name), else those of the client's own entry.  Host names
+ * stay names: the lookup runs on a worker, where libpq may resolve them.
+ * NULL when out of memory, or with *why set when auth_dbname names no usable
+ * entry.  The string holds auth_user's password: the caller wipes it.
  */
-static char *auth_query_conninfo(Client *c, const DbConf *dc, const char *auth_user)
+static char *auth_query_conninfo(Client *c, const DbConf *dc, const char *auth_user, char *why,
+                                 size_t whylen)
 {
     Config *cfg = c->loop->cfg;
-    const char *dbname = dc->auth_dbname                         ? dc->auth_dbname
+    const char *authdb = dc->auth_dbname                         ? dc->auth_dbname
                          : cfg->auth_dbname && *cfg->auth_dbname ? cfg->auth_dbname
-                         : dc->dbname                            ? dc->dbname
-                         : strcmp(dc->name, "*") == 0            ? c->database
-                                                                 : dc->name;
+                                                                 : NULL;
+    const char *dbname;
+    if (authdb) {
+        const DbConf *adc = admin_is_console_db(authdb) ? NULL : config_find_db(cfg, authdb);
+        Database *adb = adc ? pool_database_get(c->loop, authdb, false) : NULL;
+        if (admin_is_console_db(authdb))
+            snprintf(why, whylen, "cannot use the reserved \"%s\" database as an auth_dbname",
+                     authdb);
+        else if (!adc)
+            snprintf(why, whylen, "authentication database \"%s\" is not configured", authdb);
+        else if (adb && adb->disabled)
+            snprintf(why, whylen, "authentication database \"%s\" is disabled", authdb);
+        if (*why) return NULL;
+        dc = adc;
+        dbname = adc->dbname ? adc->dbname : authdb;
+    } else {
+        dbname = dc->dbname ? dc->dbname : strcmp(dc->name, "*") == 0 ? c->database : dc->name;
+    }
     const char *pw = dc->user && dc->password && strcmp(dc->user, auth_user) == 0
                          ? dc->password
                          : auth_backend_password(c->loop, auth_user);
@@ -676,7 +694,14 @@ static bool auth_lookup_secret(Client *c)
         a->secret_known = true;
         return true;
     }
-    char *ci = auth_query_conninfo(c, dc, auth_user);
+    char why[200] = "";
+    char *ci = auth_query_conninfo(c, dc, auth_user, why, sizeof(why));
+    if (!ci && *why) {
+        /* the operator's configuration: logged, and no more than that to the client */
+        client_log(c, LOG_LEVEL_WARNING, "%s", why);
+        client_close(c, "08P01", "bouncer config error");
+        return false;
+    }
     int rc = ci ? authq_lookup(loop, ci, query, c->user, c->id, auth_query_done) : -1;
     if (ci) {
         OPENSSL_cleanse(ci, strlen(ci));

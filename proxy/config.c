@@ -123,7 +123,8 @@ static const OptionDef options[] = {
         "pg_authid WHERE rolname=$1 AND rolcanlogin",
         RELOAD, "Query that fetches a user's password hash from the server"),
     STR(auth_user, "", RELOAD, "User that runs auth_query; empty = auth_query disabled"),
-    STR(auth_dbname, "", RELOAD, "Database that auth_query runs in; empty = the client's"),
+    STR(auth_dbname, "", RELOAD,
+        "[databases] entry whose server and database auth_query runs on; empty = the client's"),
 
     /* pooling */
     ENUM(pool_mode, "session", pool_mode_choices, RELOAD,

@@ -84,7 +84,7 @@ struct db_conf {
     char *password;           /* password for `user` */
     char *auth_user;          /* per-database auth_user */
     char *auth_query;         /* per-database auth_query */
-    char *auth_dbname;        /* database that auth_query runs in */
+    char *auth_dbname;        /* [databases] entry that auth_query runs on */
     int pool_size;            /* CONF_UNSET = default_pool_size */
     int min_pool_size;        /* CONF_UNSET = global */
     int reserve_pool_size;    /* CONF_UNSET = global */

@@ -448,6 +448,10 @@ static void config_validate(LoadState *st)
     if (cfg->listen_addr[0] == '\0' && cfg->unix_socket_dir[0] == '\0')
         check_error(st, "listen_addr",
                     "neither listen_addr nor unix_socket_dir is set: nothing to listen on");
+    /* auth_dbname names a [databases] entry; the console is none (as PgBouncer) */
+    if (!strcmp(cfg->auth_dbname, "pgbouncer") || !strcmp(cfg->auth_dbname, "pgfunnel"))
+        check_error(st, "auth_dbname", "cannot use the reserved \"%s\" database as an auth_dbname",
+                    cfg->auth_dbname);
 }
 
 /* Join the collected errors, one per line, into err (truncated to errlen). */

@@ -6,8 +6,8 @@
 -- through this SECURITY DEFINER function owned by a superuser; the auth_user
 -- itself stays unprivileged.
 --
--- Install, as a superuser, in every database that pgfunnel's auth_dbname (or
--- the client's target database) points at:
+-- Install, as a superuser, in the database of the [databases] entry that
+-- pgfunnel's auth_dbname names (or else in each client's target database):
 --
 --     psql -U postgres -d mydb -f sql/auth_query.sql
 --

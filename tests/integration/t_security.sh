@@ -279,6 +279,39 @@ test_trust_with_auth_user_looks_users_up_with_auth_query() {
     pf_stop
 }
 
+# auth_dbname names a [databases] entry (PgBouncer's meaning): auth_query runs
+# on that entry's server and database; a disabled or unknown entry, or the
+# console, is a configuration error the client sees as "bouncer config error".
+# timeout: 40
+test_auth_dbname_names_a_databases_entry() {
+    local out
+    _auth_query_start md5 "auth_dbname = authdb" "admin_users = pf_sec_auth" \
+        "[databases]" "authdb = host=127.0.0.1 port=$PGPORT dbname=postgres" \
+        "appdb = host=127.0.0.1 port=$PGPORT dbname=pgfunnel_test"
+    # pgfunnel.get_auth exists in postgres only: the lookup ran through authdb
+    assert_eq pgfunnel_test "$(_login pf_sec_alice alicepw appdb -c 'select current_database()')"
+    _login pf_sec_auth authpw pgbouncer -c 'DISABLE authdb' >/dev/null
+    out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=pf_sec_alice --param database=appdb 2>&1)
+    assert_contains "$out" 'E FATAL 08P01 bouncer config error'
+    wait_until 3 grep -q 'authentication database "authdb" is disabled' "$PF_LOG"
+    _login pf_sec_auth authpw pgbouncer -c 'ENABLE authdb' >/dev/null
+    assert_eq pgfunnel_test "$(_login pf_sec_alice alicepw appdb -c 'select current_database()')"
+    pf_stop
+    # an entry that does not exist (no "*" to serve it)
+    _userlist pf_sec_auth authpw
+    # shellcheck disable=SC2016  # $1 is auth_query's parameter
+    _start_no_wildcard "auth_type = md5" "auth_file = $TEST_TMP/userlist.txt" "auth_user = pf_sec_auth" \
+        'auth_query = SELECT usename, passwd FROM pgfunnel.get_auth($1)' "auth_dbname = nosuchentry"
+    out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=pf_sec_alice 2>&1)
+    assert_contains "$out" 'E FATAL 08P01 bouncer config error'
+    wait_until 3 grep -q 'authentication database "nosuchentry" is not configured' "$PF_LOG"
+    pf_stop
+    # the console is no auth_dbname: refused at load, with file:line
+    printf '[databases]\n* = host=127.0.0.1\n[pgbouncer]\nlisten_port = 1\nauth_dbname = pgbouncer\n' >"$TEST_TMP/bad.ini"
+    out=$("$PGFUNNEL_BIN" --check "$TEST_TMP/bad.ini" 2>&1) && fail "auth_dbname = pgbouncer was accepted: $out"
+    assert_contains "$out" "bad.ini:5: cannot use the reserved \"pgbouncer\" database as an auth_dbname"
+}
+
 # An auth_query that fails as a query (not as a connection) is the pooler's
 # configuration: logged, and the client is told only "bouncer config error".
 test_auth_query_sql_error_is_not_shown_to_the_client() {
