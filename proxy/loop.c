@@ -259,6 +259,13 @@ void loop_begin_shutdown(Loop *loop, ShutdownMode mode)
                 while (!list_empty(&p->idle))
                     server_close(list_entry(list_first(&p->idle), Server, pool_node),
                                  "shutting down");
+                /* and clients queued for one will not get one */
+                while (!list_empty(&p->waiting))
+                    client_close(list_entry(list_first(&p->waiting), Client, pool_node), "57P01",
+                                 "server shutting down");
+                while (!list_empty(&p->login_wait))
+                    client_close(list_entry(list_first(&p->login_wait), Client, pool_node), "57P01",
+                                 "server shutting down");
             }
         }
     }

@@ -7,6 +7,7 @@
  *   SIGHUP  reload the configuration and reopen the log file
  *   SIGINT  safe shutdown: stop accepting, wait until servers are released
  *   SIGTERM stop accepting, wait until every client has left
+ *           (either of them again during a shutdown: immediate shutdown)
  *   SIGQUIT exit now
  *   SIGUSR1 / SIGUSR2 PAUSE / RESUME of every database (pool_control.c)
  * RELOAD from the admin console runs the same process_reload() through the
@@ -297,12 +298,19 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
         }
         break;
     case SIGINT:
-        log_info("got SIGINT: safe shutdown, waiting for servers to be released");
-        loops_begin_shutdown(pr->loop, SHUTDOWN_WAIT_SERVERS);
-        break;
     case SIGTERM:
-        log_info("got SIGTERM: shutting down when all clients have left");
-        loops_begin_shutdown(pr->loop, SHUTDOWN_WAIT_CLIENTS);
+        /* the second one, while a shutdown is on its way, means now (as PgBouncer 1.23+) */
+        if (pr->loop->shutdown != SHUTDOWN_NONE) {
+            log_info("got %s while shutting down: immediate shutdown",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+            loops_begin_shutdown(pr->loop, SHUTDOWN_IMMEDIATE);
+        } else if (sig == SIGINT) {
+            log_info("got SIGINT: safe shutdown, waiting for servers to be released");
+            loops_begin_shutdown(pr->loop, SHUTDOWN_WAIT_SERVERS);
+        } else {
+            log_info("got SIGTERM: shutting down when all clients have left");
+            loops_begin_shutdown(pr->loop, SHUTDOWN_WAIT_CLIENTS);
+        }
         break;
     case SIGQUIT:
         log_info("got SIGQUIT: immediate shutdown");
@@ -311,6 +319,11 @@ static void on_signal(evutil_socket_t sig, short ev, void *arg)
     case SIGUSR1:
     case SIGUSR2: {
         char err[256];
+        if (sig == SIGUSR2 && pr->loop->shutdown != SHUTDOWN_NONE) {
+            /* a resume would not bring the listeners back: say so */
+            log_info("got SIGUSR2 while shutting down, ignoring");
+            break;
+        }
         log_info("got %s: %s", sig == SIGUSR1 ? "SIGUSR1" : "SIGUSR2",
                  sig == SIGUSR1 ? "pausing every database" : "resuming");
         if (pool_control_command(pr->loop, sig == SIGUSR1 ? CONTROL_PAUSE : CONTROL_RESUME, NULL, 0,

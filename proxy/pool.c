@@ -861,6 +861,11 @@ void pool_client_login(Pool *p, Client *c)
 
 void pool_request_server(Pool *p, Client *c)
 {
+    if (c && p->loop->shutdown == SHUTDOWN_WAIT_SERVERS) {
+        /* a safe shutdown opens no server: one that needs a new one goes (as PgBouncer) */
+        client_close(c, "57P01", "server shutting down");
+        return;
+    }
     if (c) {
         if (!p->db->paused && !list_empty(&p->idle) && list_empty(&p->waiting)) {
             Server *s = list_entry(list_first(&p->idle), Server, pool_node);

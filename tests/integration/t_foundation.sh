@@ -138,3 +138,59 @@ test_daemon_mode() {
     wait_until 5 test ! -e "$PF_PIDFILE"
     assert_fail port_open "$PF_PORT"
 }
+
+_running_is() { # QUERY N: PostgreSQL runs QUERY in N backends
+    [ "$(pg_psql -c "select count(*) from pg_stat_activity where query = \$q\$$1\$q\$")" = "$2" ]
+}
+
+# A second SIGTERM or SIGINT during a shutdown exits at once (PgBouncer 1.23+),
+# also with a client still connected; SIGUSR2 then is ignored.
+# timeout: 40
+test_second_sigterm_or_sigint_exits_at_once() {
+    local sig bg i
+    for sig in TERM INT; do
+        pf_start "pool_mode = session"
+        pf_psql -c "select pg_sleep(20), '$sig'" >/dev/null 2>&1 &
+        bg=$!
+        wait_until 5 _running_is "select pg_sleep(20), '$sig'" 1
+        kill "-$sig" "$PF_PID"
+        sleep 0.5
+        pf_alive || fail "pgfunnel exited on the first SIG$sig with a client connected"
+        kill -USR2 "$PF_PID"
+        wait_until 3 grep -q "got SIGUSR2 while shutting down, ignoring" "$PF_LOG"
+        kill "-$sig" "$PF_PID"
+        for ((i = 0; i < 30; i++)); do
+            pf_alive || break
+            sleep 0.1
+        done
+        pf_alive && fail "still running 3 s after a second SIG$sig"
+        wait "$PF_PID" 2>/dev/null
+        grep -q "got SIG$sig while shutting down: immediate shutdown" "$PF_LOG" || fail "no log line for the second SIG$sig"
+        wait "$bg" 2>/dev/null
+        rm -f "$PF_PIDFILE"
+    done
+}
+
+# SIGINT (wait for servers) opens no server any more: a client queued for one,
+# or asking for one later, is closed ("server shutting down"); the client that
+# has a server finishes its query, then pgfunnel exits.
+# timeout: 40
+test_sigint_closes_clients_that_need_a_server() {
+    local a b rc
+    pf_start "pool_mode = transaction" "default_pool_size = 1"
+    pf_psql -c "select pg_sleep(2), 'a-done'" >"$TEST_TMP/a.out" 2>&1 &
+    a=$!
+    wait_until 5 _running_is "select pg_sleep(2), 'a-done'" 1
+    pf_psql -c "select 'b-ran'" >"$TEST_TMP/b.out" 2>&1 &
+    b=$!
+    sleep 0.5
+    kill -INT "$PF_PID"
+    rc=0
+    wait "$b" || rc=$?
+    assert_ne 0 "$rc" "queued client B: $(cat "$TEST_TMP/b.out")"
+    assert_contains "$(cat "$TEST_TMP/b.out")" "server shutting down"
+    wait "$a"
+    assert_contains "$(cat "$TEST_TMP/a.out")" "a-done"
+    wait_until 10 bash -c "! kill -0 $PF_PID 2>/dev/null"
+    wait "$PF_PID" 2>/dev/null
+}
