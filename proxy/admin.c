@@ -50,6 +50,7 @@
 #include "config.h"
 #include "log.h"
 #include "peers.h"
+#include "pooldir.h"
 #include "snapshot.h"
 #include "loops.h"
 #include "pool.h"
@@ -900,6 +901,15 @@ static void put_db_settings(Result *r, const Config *cfg, const DbConf *dc)
                                                           : cfg->max_db_connections);
 }
 
+/* SHOW DATABASES: max_client_connections, current_client_connections. */
+static void put_db_clients(Result *r, Loop *loop, const Config *cfg, const DbConf *dc,
+                           const char *name)
+{
+    put_int(r, dc && dc->max_db_client_connections != CONF_UNSET ? dc->max_db_client_connections
+                                                                 : cfg->max_db_client_connections);
+    put_int(r, loop->set ? pooldir_count_of(loop->set->dir, COUNT_DATABASE, name) : 0);
+}
+
 /* Has any loop made a Database of this name (a client logged in to it)? */
 static bool database_in_use(Loop *loop, const char *name)
 {
@@ -926,6 +936,8 @@ static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
         S("load_balance_hosts"),
         I4("max_connections"),
         I4("current_connections"),
+        I4("max_client_connections"),
+        I4("current_client_connections"),
         I4("paused"),
         I4("disabled"),
     };
@@ -949,6 +961,8 @@ static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_int(&r, 0);
         put_int(&r, 0);
         put_int(&r, 0);
+        put_int(&r, count_admin_clients(loop));
+        put_int(&r, 0);
         put_int(&r, 0);
         res_row_end(&r);
     }
@@ -964,6 +978,7 @@ static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_str(&r, db->user);
         put_db_settings(&r, cfg, config_find_db(cfg, db->name));
         put_int(&r, pool_database_servers(db));
+        put_db_clients(&r, loop, cfg, config_find_db(cfg, db->name), db->name);
         put_int(&r, db->paused);
         put_int(&r, db->disabled);
         res_row_end(&r);
@@ -985,6 +1000,7 @@ static void show_databases(Loop *loop, PktBuf *b, ShowCursor *cur)
         put_str(&r, dc->user);
         put_db_settings(&r, cfg, dc);
         put_int(&r, 0);
+        put_db_clients(&r, loop, cfg, dc, dc->name);
         put_int(&r, 0);
         put_int(&r, 0);
         res_row_end(&r);
@@ -994,7 +1010,7 @@ out:
 }
 
 /* One row of SHOW USERS: "" for a size the [users] entry does not set, as PgBouncer. */
-static void user_row(Result *r, const Config *cfg, const char *name, int servers)
+static void user_row(Result *r, Loop *loop, const Config *cfg, const char *name, int servers)
 {
     const UserConf *uc = config_find_user(cfg, name);
     put_str(r, name);
@@ -1010,6 +1026,10 @@ static void user_row(Result *r, const Config *cfg, const char *name, int servers
     put_int(r, uc && uc->max_user_connections != CONF_UNSET ? uc->max_user_connections
                                                             : cfg->max_user_connections);
     put_int(r, servers);
+    put_int(r, uc && uc->max_user_client_connections != CONF_UNSET
+                   ? uc->max_user_client_connections
+                   : cfg->max_user_client_connections);
+    put_int(r, loop->set ? pooldir_count_of(loop->set->dir, COUNT_USER, name) : 0);
     res_row_end(r);
 }
 
@@ -1031,6 +1051,8 @@ static void show_users(Loop *loop, PktBuf *b, ShowCursor *cur)
         S("pool_mode"),
         I4("max_user_connections"),
         I4("current_connections"),
+        I4("max_user_client_connections"),
+        I4("current_client_connections"),
     };
     Config *cfg = loop->cfg;
     Result r;
@@ -1043,14 +1065,14 @@ static void show_users(Loop *loop, PktBuf *b, ShowCursor *cur)
         if (!pool_first_user(u)) continue;
         int w = res_item(&r);
         if (w < 0) goto out;
-        if (w > 0) user_row(&r, cfg, u->name, pool_user_servers_all(u));
+        if (w > 0) user_row(&r, loop, cfg, u->name, pool_user_servers_all(u));
     }
     /* [users] entries nobody has logged in as yet are listed too, as in PgBouncer */
     for (const UserConf *uc = cfg->users; uc; uc = uc->next) {
         if (user_in_use(loop, uc->name)) continue;
         int w = res_item(&r);
         if (w < 0) goto out;
-        if (w > 0) user_row(&r, cfg, uc->name, 0);
+        if (w > 0) user_row(&r, loop, cfg, uc->name, 0);
     }
 out:
     res_end(&r, NULL);

@@ -33,6 +33,7 @@
 #include "passthrough.h"
 #include "peers.h"
 #include "pool.h"
+#include "pooldir.h"
 #include "prepared.h"
 #include "proto.h"
 #include "server.h"
@@ -132,6 +133,11 @@ static void client_free(void *arg)
     passthrough_cred_free(c->pass_cred);
     admin_client_free(c);
     if (c->pool) {
+        Pooldir *dir = c->loop->set ? c->loop->set->dir : NULL;
+        if (dir) {
+            pooldir_count_leave(dir, c->db_count);
+            pooldir_count_leave(dir, c->user_count);
+        }
         ps_client_map_free(&c->ps, c->pool->ps);
         pool_unref(c->pool);
     }
@@ -811,6 +817,45 @@ static void client_start_login(Client *c, const StartupPacket *sp)
     auth_begin(c);
 }
 
+/*
+ * max_db_client_connections / max_user_client_connections (PgBouncer 1.24):
+ * the client counts in its database and its login user, over every loop.
+ * False when it was refused (closed).
+ */
+static bool client_count_enter(Client *c)
+{
+    Config *cfg = c->loop->cfg;
+    Pooldir *dir = c->loop->set ? c->loop->set->dir : NULL;
+    if (!dir) return true;
+    const DbConf *dc = config_find_db(cfg, c->database);
+    const UserConf *uc = config_find_user(cfg, c->user);
+    int db_max = dc && dc->max_db_client_connections != CONF_UNSET ? dc->max_db_client_connections
+                                                                   : cfg->max_db_client_connections;
+    int user_max = uc && uc->max_user_client_connections != CONF_UNSET
+                       ? uc->max_user_client_connections
+                       : cfg->max_user_client_connections;
+    bool full;
+    c->db_count = pooldir_count_enter(dir, COUNT_DATABASE, c->pool->db->name, db_max, &full);
+    if (!c->db_count) {
+        c->loop->stats.clients_rejected++;
+        if (full)
+            client_close(c, "53300", "client connections exceeded (max_db_client_connections)");
+        else
+            client_close(c, "53200", "out of memory");
+        return false;
+    }
+    c->user_count = pooldir_count_enter(dir, COUNT_USER, c->user, user_max, &full);
+    if (!c->user_count) {
+        c->loop->stats.clients_rejected++;
+        if (full)
+            client_close(c, "53300", "client connections exceeded (max_user_client_connections)");
+        else
+            client_close(c, "53200", "out of memory");
+        return false;
+    }
+    return true;
+}
+
 /* Called by auth.c when authentication succeeded. */
 void client_auth_ok(Client *c)
 {
@@ -831,6 +876,7 @@ void client_auth_ok(Client *c)
     }
     c->pool = p;
     pool_ref(p);
+    if (!client_count_enter(c)) return;
     p->stats.logins++;
     pool_client_login(p, c);
 }
@@ -1265,11 +1311,33 @@ static void client_close_waiting(Client *c, const char *what)
  * PgBouncer, query_timeout counts the time in the queue too and is checked
  * first, then query_wait_timeout.
  */
+/* Timeouts a [users] entry may set for the clients that log in as that user. */
+typedef struct client_timeouts {
+    usec_t query, idle_transaction, client_idle;
+} ClientTimeouts;
+
+static ClientTimeouts client_timeouts(const Client *c)
+{
+    const Config *cfg = c->loop->cfg;
+    ClientTimeouts t = {cfg->query_timeout, cfg->idle_transaction_timeout,
+                        cfg->client_idle_timeout};
+    /* no [users] section, no lookup: the janitor visits many clients */
+    const UserConf *uc = cfg->users && c->user ? config_find_user(cfg, c->user) : NULL;
+    if (uc) {
+        if (uc->query_timeout != CONF_UNSET) t.query = uc->query_timeout;
+        if (uc->idle_transaction_timeout != CONF_UNSET)
+            t.idle_transaction = uc->idle_transaction_timeout;
+        if (uc->client_idle_timeout != CONF_UNSET) t.client_idle = uc->client_idle_timeout;
+    }
+    return t;
+}
+
 static void client_check_queued(Client *c, usec_t now)
 {
     Config *cfg = c->loop->cfg;
     usec_t age = now - c->wait_start;
-    if (cfg->query_timeout > 0 && age > cfg->query_timeout)
+    usec_t query_timeout = client_timeouts(c).query;
+    if (query_timeout > 0 && age > query_timeout)
         client_close_waiting(c, "query_timeout");
     else if (cfg->query_wait_timeout > 0 && age > cfg->query_wait_timeout)
         client_close_waiting(c, "query_wait_timeout");
@@ -1291,26 +1359,28 @@ void client_check_timeouts(Client *c, usec_t now)
         else
             client_check_queued(c, now);
         break;
-    case CLIENT_IDLE:
-        if (cfg->client_idle_timeout > 0 && !c->admin &&
-            now - c->last_activity > cfg->client_idle_timeout)
+    case CLIENT_IDLE: {
+        usec_t idle = client_timeouts(c).client_idle;
+        if (idle > 0 && !c->admin && now - c->last_activity > idle)
             client_close(c, "57P05", "client_idle_timeout");
         break;
+    }
     case CLIENT_WAITING:
         client_check_queued(c, now);
         break;
-    case CLIENT_ACTIVE:
+    case CLIENT_ACTIVE: {
+        ClientTimeouts t = client_timeouts(c);
         if (c->expected_rfq > 0 || c->extended_open) {
-            if (cfg->query_timeout > 0 && c->query_start &&
-                now - c->query_start > cfg->query_timeout) {
+            if (t.query > 0 && c->query_start && now - c->query_start > t.query) {
                 if (c->server) server_cancel(c->server);
                 client_close(c, "57014", "query_timeout");
             }
-        } else if (c->tx_status != 'I' && cfg->idle_transaction_timeout > 0 &&
-                   now - c->last_activity > cfg->idle_transaction_timeout) {
+        } else if (c->tx_status != 'I' && t.idle_transaction > 0 &&
+                   now - c->last_activity > t.idle_transaction) {
             client_close(c, "25P03", "idle transaction timeout");
         }
         break;
+    }
     default:
         break;
     }

@@ -58,7 +58,8 @@ struct client {
     bool needs_sync;  /* apply parameters to the server before the next query */
     uint64_t want_fp; /* params_want_fp() of params, valid while want_gen == params.gen + 1 */
     uint32_t want_gen;
-    bool admin;              /* admin console connection */
+    bool admin;                                 /* admin console connection */
+    struct client_count *db_count, *user_count; /* pooldir.h: counted after login */
     bool over_limit;         /* accepted beyond max_client_conn: refused after its startup packet */
     bool linking;            /* server is applying our parameters */
     bool extended_open;      /* extended-protocol messages sent since the last Sync */

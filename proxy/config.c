@@ -140,6 +140,10 @@ static const OptionDef options[] = {
         "Maximum server connections per database; 0 = unlimited"),
     INT(max_user_connections, "0", 0, INT_MAX, RELOAD,
         "Maximum server connections per user; 0 = unlimited"),
+    INT(max_db_client_connections, "0", 0, INT_MAX, RELOAD,
+        "Maximum client connections per database; 0 = unlimited"),
+    INT(max_user_client_connections, "0", 0, INT_MAX, RELOAD,
+        "Maximum client connections per user; 0 = unlimited"),
     BOOL(server_round_robin, "0", RELOAD,
          "Reuse server connections round-robin instead of last-in first-out"),
     STR(ignore_startup_parameters, "", RELOAD,
@@ -669,8 +673,9 @@ void config_write_sample(FILE *out)
     fputs("[databases]\n"
           ";; name = key=value ...  Keys: dbname host port user password auth_user\n"
           ";; auth_query auth_dbname pool_size min_pool_size reserve_pool_size\n"
-          ";; max_db_connections pool_mode server_lifetime connect_query\n"
-          ";; client_encoding datestyle timezone application_name\n"
+          ";; max_db_connections max_db_client_connections pool_mode server_lifetime\n"
+          ";; connect_query"
+          " client_encoding datestyle timezone application_name\n"
           ";; load_balance_hosts target_session_attrs.\n"
           ";; Values with blanks are single-quoted; '' is a literal quote.\n"
           ";; host may list several hosts (host=h1,h2); port then gives one port\n"
@@ -695,7 +700,8 @@ void config_write_sample(FILE *out)
 
     fputs("[users]\n"
           ";; name = key=value ...  Keys: pool_mode pool_size reserve_pool_size\n"
-          ";; max_user_connections.\n"
+          ";; max_user_connections max_user_client_connections query_timeout\n"
+          ";; idle_transaction_timeout client_idle_timeout.\n"
           ";batch = pool_mode=session max_user_connections=10\n"
           "\n",
           out);

@@ -89,10 +89,11 @@ struct db_conf {
     int min_pool_size;        /* CONF_UNSET = global */
     int reserve_pool_size;    /* CONF_UNSET = global */
     int max_db_connections;   /* CONF_UNSET = global */
-    int pool_mode;            /* CONF_UNSET or a PoolMode */
-    usec_t server_lifetime;   /* CONF_UNSET = global */
-    char *connect_query;      /* run once on each new server connection */
-    char *client_encoding;    /* connection defaults passed to the backend */
+    int max_db_client_connections; /* CONF_UNSET = global */
+    int pool_mode;                 /* CONF_UNSET or a PoolMode */
+    usec_t server_lifetime;        /* CONF_UNSET = global */
+    char *connect_query;           /* run once on each new server connection */
+    char *client_encoding;         /* connection defaults passed to the backend */
     char *datestyle;
     char *timezone;
     char *application_name;
@@ -104,10 +105,13 @@ struct db_conf {
 /* One [users] entry: `name = key=value ...` */
 struct user_conf {
     char *name;
-    int pool_mode;            /* CONF_UNSET or a PoolMode */
-    int pool_size;            /* CONF_UNSET = database/default */
-    int reserve_pool_size;    /* CONF_UNSET */
-    int max_user_connections; /* CONF_UNSET = global */
+    int pool_mode;                   /* CONF_UNSET or a PoolMode */
+    int pool_size;                   /* CONF_UNSET = database/default */
+    int reserve_pool_size;           /* CONF_UNSET */
+    int max_user_connections;        /* CONF_UNSET = global */
+    int max_user_client_connections; /* CONF_UNSET = global */
+    /* for clients logging in as this user; CONF_UNSET = global */
+    usec_t query_timeout, idle_transaction_timeout, client_idle_timeout;
     const char *file;
     int line;
     UserConf *next;
@@ -152,8 +156,10 @@ struct config {
     int min_pool_size;
     int reserve_pool_size;
     usec_t reserve_pool_timeout;
-    int max_db_connections;   /* 0 = unlimited */
-    int max_user_connections; /* 0 = unlimited */
+    int max_db_connections;          /* 0 = unlimited */
+    int max_user_connections;        /* 0 = unlimited */
+    int max_db_client_connections;   /* 0 = unlimited */
+    int max_user_client_connections; /* 0 = unlimited */
     bool server_round_robin;
     char *ignore_startup_parameters; /* comma list */
     char *track_extra_parameters;    /* comma list */

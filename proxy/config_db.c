@@ -72,6 +72,7 @@ static const ConnKey db_keys[] = {
     /* PgBouncer's older spelling of reserve_pool_size */
     {"reserve_pool", KEY_INT, offsetof(DbConf, reserve_pool_size), 0, POOL_MAX},
     DB_KEY(max_db_connections, KEY_INT, 0, INT_MAX),
+    DB_KEY(max_db_client_connections, KEY_INT, 0, INT_MAX),
     DB_KEY(pool_mode, KEY_MODE, 0, 0),
     DB_KEY(server_lifetime, KEY_TIME, 0, 0),
     DB_KEY(connect_query, KEY_STRING, 0, 0),
@@ -89,6 +90,10 @@ static const ConnKey user_keys[] = {
     USER_KEY(reserve_pool_size, KEY_INT, 0, POOL_MAX),
     {"reserve_pool", KEY_INT, offsetof(UserConf, reserve_pool_size), 0, POOL_MAX},
     USER_KEY(max_user_connections, KEY_INT, 0, INT_MAX),
+    USER_KEY(max_user_client_connections, KEY_INT, 0, INT_MAX),
+    USER_KEY(query_timeout, KEY_TIME, 0, 0),
+    USER_KEY(idle_transaction_timeout, KEY_TIME, 0, 0),
+    USER_KEY(client_idle_timeout, KEY_TIME, 0, 0),
 };
 
 #define N_KEYS(a) (sizeof(a) / sizeof((a)[0]))
@@ -494,6 +499,7 @@ int config_db_add(Config *cfg, const char *name, const char *value, const char *
     db->min_pool_size = CONF_UNSET;
     db->reserve_pool_size = CONF_UNSET;
     db->max_db_connections = CONF_UNSET;
+    db->max_db_client_connections = CONF_UNSET;
     db->pool_mode = CONF_UNSET;
     db->server_lifetime = CONF_UNSET;
     db->target_session_attrs = CONF_UNSET;
@@ -549,6 +555,8 @@ int config_user_add(Config *cfg, const char *name, const char *value, const char
     u->pool_size = CONF_UNSET;
     u->reserve_pool_size = CONF_UNSET;
     u->max_user_connections = CONF_UNSET;
+    u->max_user_client_connections = CONF_UNSET;
+    u->query_timeout = u->idle_transaction_timeout = u->client_idle_timeout = CONF_UNSET;
     u->file = file;
     u->line = line;
     if (conninfo_apply(u, user_keys, N_KEYS(user_keys), value, "user", name, msg, msglen) < 0) {

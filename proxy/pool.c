@@ -1510,7 +1510,9 @@ void pool_janitor(Loop *loop, usec_t now)
             n = janitor_collect(loop, &p->login_wait, n);
             n = janitor_collect(loop, &p->waiting, n);
             n = janitor_collect(loop, &p->active_clients, n);
-            if (loop->cfg->client_idle_timeout > 0) n = janitor_collect(loop, &p->idle_clients, n);
+            /* idle clients only when a client_idle_timeout can apply ([users] may set one) */
+            if (loop->cfg->client_idle_timeout > 0 || loop->cfg->users)
+                n = janitor_collect(loop, &p->idle_clients, n);
         }
     }
     for (int i = 0; i < n; i++) {

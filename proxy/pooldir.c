@@ -13,6 +13,13 @@ struct pooldir {
     pthread_mutex_t lock; /* the maps and the reference counts below */
     Hmap dbs;             /* DbShared by name */
     Hmap users;           /* UserShared by name */
+    Hmap counts[2];       /* ClientCount by name, per CountKind */
+};
+
+struct client_count {
+    char *name;
+    CountKind kind;
+    int clients; /* lock */
 };
 
 Pooldir *pooldir_create(void)
@@ -29,6 +36,8 @@ void pooldir_free(Pooldir *d)
     /* every per-loop pool has put its reference back by now */
     hmap_free(&d->dbs);
     hmap_free(&d->users);
+    hmap_free(&d->counts[COUNT_DATABASE]);
+    hmap_free(&d->counts[COUNT_USER]);
     pthread_mutex_destroy(&d->lock);
     free(d);
 }
@@ -171,6 +180,59 @@ void pooldir_release(PoolShared *ps)
     atomic_fetch_sub(&ps->user->servers, 1);
     atomic_fetch_sub(&ps->db->servers, 1);
     atomic_fetch_sub(&ps->servers, 1);
+}
+
+/* ---------------------------------------------------------------- client counts */
+
+/*
+ * Under the directory lock: a login is rare next to the queries of a
+ * session, and a plain int with the entry's lifetime in one place is
+ * simpler than an atomic with a reference count.
+ */
+ClientCount *pooldir_count_enter(Pooldir *d, CountKind kind, const char *name, int max, bool *full)
+{
+    *full = false;
+    pthread_mutex_lock(&d->lock);
+    ClientCount *cc = hmap_get(&d->counts[kind], name);
+    if (!cc) {
+        cc = calloc(1, sizeof(*cc));
+        if (!cc || !(cc->name = strdup(name)) || hmap_put(&d->counts[kind], cc->name, cc) < 0) {
+            if (cc) free(cc->name);
+            free(cc);
+            pthread_mutex_unlock(&d->lock);
+            return NULL;
+        }
+        cc->kind = kind;
+    }
+    if (max > 0 && cc->clients >= max) { /* so clients > 0: the entry stays */
+        *full = true;
+        pthread_mutex_unlock(&d->lock);
+        return NULL;
+    }
+    cc->clients++;
+    pthread_mutex_unlock(&d->lock);
+    return cc;
+}
+
+void pooldir_count_leave(Pooldir *d, ClientCount *cc)
+{
+    if (!cc) return;
+    pthread_mutex_lock(&d->lock);
+    if (--cc->clients == 0) {
+        hmap_remove(&d->counts[cc->kind], cc->name);
+        free(cc->name);
+        free(cc);
+    }
+    pthread_mutex_unlock(&d->lock);
+}
+
+int pooldir_count_of(Pooldir *d, CountKind kind, const char *name)
+{
+    pthread_mutex_lock(&d->lock);
+    ClientCount *cc = hmap_get(&d->counts[kind], name);
+    int n = cc ? cc->clients : 0;
+    pthread_mutex_unlock(&d->lock);
+    return n;
 }
 
 /* ---------------------------------------------------------------- credentials */

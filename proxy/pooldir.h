@@ -133,6 +133,23 @@ bool pooldir_failure(PoolShared *ps, LoginFailure *out);
 void pooldir_welcome_keep(PoolShared *ps, const ParamSet *welcome);
 bool pooldir_welcome_copy(PoolShared *ps, ParamSet *out) WUR;
 
+/*
+ * Clients logged in per database and per login user, over every loop, for
+ * max_db_client_connections and max_user_client_connections (PgBouncer
+ * 1.24).  A client enters both after it authenticated and leaves when it is
+ * freed; an entry lives while a client counts in it.
+ */
+typedef enum { COUNT_DATABASE, COUNT_USER } CountKind;
+typedef struct client_count ClientCount;
+
+/* Count one more client of `name` if that stays within max (0 = unlimited): the entry, or NULL when
+ * full (*full set) or out of memory. */
+ClientCount *pooldir_count_enter(Pooldir *dir, CountKind kind, const char *name, int max,
+                                 bool *full) WUR;
+void pooldir_count_leave(Pooldir *dir, ClientCount *cc);
+/* Clients counted for `name` now (SHOW DATABASES / USERS). */
+int pooldir_count_of(Pooldir *dir, CountKind kind, const char *name);
+
 /* Visit every pool (for SHOW under a freeze); fn may not change the directory. */
 void pooldir_foreach(Pooldir *dir, void (*fn)(PoolShared *ps, void *arg), void *arg);
 

@@ -268,8 +268,8 @@ test_show_databases_and_users_list_entries_not_used_yet() {
         "[users]" "cfguser = pool_size=1 reserve_pool_size=1" "other ="
     assert_contains "$(_adm -c 'SHOW DATABASES')" "unused|127.0.0.1|$PGPORT|pgfunnel_test|postgres|7|"
     assert_eq "$(_adm -c 'SHOW DATABASES' | wc -l)" "$(_col 'SHOW LISTS' items '^databases')" "SHOW LISTS databases"
-    assert_eq "cfguser|1|1||0|0
-other||||0|0" "$(_adm -c 'SHOW USERS')"
+    assert_eq "cfguser|1|1||0|0|0|0
+other||||0|0|0|0" "$(_adm -c 'SHOW USERS')"
     assert_eq 2 "$(_col 'SHOW LISTS' items '^users')" "SHOW LISTS users"
     assert_eq 1 "$(pf_psql -d unused -c 'select 1')"
     assert_eq 1 "$(_adm -c 'SHOW DATABASES' | grep -c '^unused|')" "one row once it is in use"

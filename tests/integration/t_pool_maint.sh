@@ -204,3 +204,51 @@ test_max_user_connections_evicts_idle_server_of_other_database() {
     grep -q "evicted: max_user_connections" "$PF_LOG" || fail "no eviction logged"
     pf_stop
 }
+
+_admin_col() { # SQL COLUMN ROW-PREFIX: a named column of the console row starting with ROW-PREFIX
+    "$PG_BINDIR/psql" -X -A -F'|' -h 127.0.0.1 -p "$PF_PORT" -U postgres -d pgbouncer -c "$1" |
+        awk -F'|' -v col="$2" -v pat="$3" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next}
+            index($0, pat) == 1 && c {print $c; exit}'
+}
+_admin_col_is() { [ "$(_admin_col "$1" "$2" "$3")" = "$4" ]; }
+
+# max_db_client_connections / max_user_client_connections (PgBouncer 1.24):
+# clients over the limit are refused after login, SHOW DATABASES / USERS count
+# them, and a freed place can be taken again.  [users] timeouts apply to the
+# clients of that user only.
+# timeout: 60
+test_client_connection_limits_and_user_timeouts() {
+    local u=maint_cl_$$ slow=maint_slow_$$ out jobs=()
+    _role "$u"
+    _role "$slow"
+    pf_start "admin_users = postgres" "[databases]" \
+        "maint = host=127.0.0.1 port=$PGPORT dbname=postgres max_db_client_connections=2" \
+        "maint2 = host=127.0.0.1 port=$PGPORT dbname=postgres" \
+        "[users]" "$u = max_user_client_connections=1" "$slow = query_timeout=1"
+    _q 'select pg_sleep(3)' >/dev/null 2>&1 &
+    jobs+=($!)
+    _q 'select pg_sleep(3)' >/dev/null 2>&1 &
+    jobs+=($!)
+    wait_until 5 _admin_col_is 'SHOW DATABASES' current_client_connections 'maint|' 2
+    out=$(_q 'select 1' 2>&1) && fail "a third client of maint got in: $out"
+    assert_contains "$out" "client connections exceeded (max_db_client_connections)"
+    assert_eq 2 "$(_admin_col 'SHOW DATABASES' max_client_connections 'maint|')" "max_client_connections"
+    # one client of user $u at a time, whichever database
+    "$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U "$u" -d maint2 -c 'select pg_sleep(3)' >/dev/null 2>&1 &
+    jobs+=($!)
+    wait_until 5 _admin_col_is 'SHOW USERS' current_client_connections "$u|" 1
+    out=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U "$u" -d maint2 -c 'select 1' 2>&1) &&
+        fail "a second client of $u got in: $out"
+    assert_contains "$out" "client connections exceeded (max_user_client_connections)"
+    assert_eq 1 "$(_admin_col 'SHOW USERS' max_user_client_connections "$u|")" "max_user_client_connections"
+    # [users] query_timeout: only for that user
+    out=$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U "$slow" -d maint2 -c 'select pg_sleep(3)' 2>&1) &&
+        fail "the [users] query_timeout did not apply: $out"
+    assert_contains "$out" "query_timeout"
+    _wait_pids "${jobs[@]}"
+    # the places are free again
+    wait_until 5 _admin_col_is 'SHOW DATABASES' current_client_connections 'maint|' 0
+    assert_eq 1 "$(_q 'select 1')"
+    assert_eq 1 "$("$PG_BINDIR/psql" -X -At -h 127.0.0.1 -p "$PF_PORT" -U "$u" -d maint2 -c 'select 1')"
+    pf_stop
+}
