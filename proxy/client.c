@@ -612,12 +612,16 @@ static void client_process_idle(Client *c)
 
 /* ---------------------------------------------------------------- startup */
 
+/* PgBouncer's words for an options parameter it cannot apply */
+#define OPTIONS_UNSUPPORTED                                                                        \
+    "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed"
+
 static int client_add_option(Client *c, const char *arg, char *err, size_t errlen)
 {
     /* "name=value" from "-c name=value" or "--name=value"; dashes become underscores */
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg) {
-        snprintf(err, errlen, "invalid command-line argument for server process: %.100s", arg);
+        snprintf(err, errlen, "%s", OPTIONS_UNSUPPORTED);
         return -1;
     }
     char name[128];
@@ -641,7 +645,7 @@ static int client_add_option(Client *c, const char *arg, char *err, size_t errle
 /* Split libpq's "options" like PostgreSQL does: spaces separate, backslash escapes. */
 static int client_parse_options(Client *c, const char *opts, char *err, size_t errlen)
 {
-    char tok[1024];
+    char tok[PROTO_STARTUP_MAX]; /* any token of a startup packet fits */
     const char *p = opts;
     bool expect_c_value = false;
     for (;;) {
@@ -668,8 +672,7 @@ static int client_parse_options(Client *c, const char *opts, char *err, size_t e
         } else if (strncmp(tok, "--", 2) == 0) {
             if (client_add_option(c, tok + 2, err, errlen) < 0) return -1;
         } else {
-            snprintf(err, errlen, "unsupported startup option \"%.100s\" (only -c name=value)",
-                     tok);
+            snprintf(err, errlen, "%s", OPTIONS_UNSUPPORTED);
             return -1;
         }
     }

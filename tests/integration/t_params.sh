@@ -105,6 +105,25 @@ test_extra_float_digits_accepted_with_and_without_ignore() {
     pf_stop
 }
 
+# options of any length a startup packet can carry (PgBouncer: longer than
+# pkt_buf), with an ignored parameter; PgBouncer's words for options it cannot
+# apply (anything but -c name=value / --name=value).
+test_long_options_and_unsupported_options() {
+    local out long
+    _need_tool
+    pf_start "ignore_startup_parameters = extra_float_digits"
+    long=$(printf '1%.0s' $(seq 4096))
+    out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --param "options=-c extra_float_digits=$long" \
+        --query "select 1" 2>&1)
+    assert_not_contains "$out" "E " "4 kB of options"
+    assert_contains "$out" $'\nD 1\n'
+    for opt in "-d 5" "-c timezone"; do
+        out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --param "options=$opt" --query "select 1" 2>&1)
+        assert_contains "$out" "unsupported options startup parameter: only '-c config=val' and '--config=val' are allowed" "options=$opt"
+    done
+    pf_stop
+}
+
 # timeout: 30
 test_protocol_3_1_negotiated_down_then_auth_ok() {
     local out first second
