@@ -687,6 +687,13 @@ static bool auth_lookup_secret(Client *c)
         a->secret_known = true;
         return true;
     }
+    /*
+     * The console has no entry of its own: as in PgBouncer its users are
+     * looked up through the auth_dbname entry (only for the query: that
+     * entry's forced-user password is no console password).
+     */
+    if (!dc && c->admin && cfg->auth_dbname && *cfg->auth_dbname)
+        dc = config_find_db(cfg, cfg->auth_dbname);
     /* an unknown database has no auth_query: its client fails like a wrong password */
     const char *auth_user = dc && dc->auth_user ? dc->auth_user : cfg->auth_user;
     const char *query = dc && dc->auth_query ? dc->auth_query : cfg->auth_query;

@@ -285,11 +285,14 @@ test_trust_with_auth_user_looks_users_up_with_auth_query() {
 # timeout: 40
 test_auth_dbname_names_a_databases_entry() {
     local out
-    _auth_query_start md5 "auth_dbname = authdb" "admin_users = pf_sec_auth" \
+    _auth_query_start md5 "auth_dbname = authdb" "admin_users = pf_sec_auth" "stats_users = pf_sec_alice" \
         "[databases]" "authdb = host=127.0.0.1 port=$PGPORT dbname=postgres" \
         "appdb = host=127.0.0.1 port=$PGPORT dbname=pgfunnel_test"
     # pgfunnel.get_auth exists in postgres only: the lookup ran through authdb
     assert_eq pgfunnel_test "$(_login pf_sec_alice alicepw appdb -c 'select current_database()')"
+    # the console's users too (a stats user that only auth_query knows)
+    assert_contains "$(_login pf_sec_alice alicepw pgbouncer -c 'SHOW STATE')" "active|yes"
+    out=$(_login pf_sec_alice wrongpw pgbouncer -c 'SHOW STATE') && fail "console login with a wrong password: $out"
     _login pf_sec_auth authpw pgbouncer -c 'DISABLE authdb' >/dev/null
     out=$("$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --param user=pf_sec_alice --param database=appdb 2>&1)
     assert_contains "$out" 'E FATAL 08P01 bouncer config error'
