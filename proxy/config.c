@@ -131,7 +131,9 @@ static const OptionDef options[] = {
          "When a server connection returns to the pool"),
     INT(max_client_conn, "100", 1, INT_MAX, RELOAD, "Maximum number of client connections"),
     INT(default_pool_size, "20", 1, 100000, RELOAD, "Server connections per user/database pair"),
-    INT(min_pool_size, "0", 0, 100000, RELOAD, "Keep at least this many server connections open"),
+    INT(min_pool_size, "0", 0, 100000, RELOAD,
+        "Keep at least this many server connections open per pool (once used, or from the start "
+        "with a forced user)"),
     INT(reserve_pool_size, "0", 0, 100000, RELOAD,
         "Extra connections a pool may use when clients wait too long"),
     TIME(reserve_pool_timeout, "5", RELOAD,

@@ -1441,8 +1441,10 @@ static void pool_janitor_servers(Pool *p, usec_t now)
             if (snap[i]->state == SERVER_ACTIVE) pool_fast_close(snap[i]);
         free(snap);
     }
-    /* min_pool_size: keep warm connections once the pool has been used */
-    if (p->have_welcome && !pool_in_retry_window(p) && p->loop->shutdown == SHUTDOWN_NONE) {
+    /* min_pool_size: keep warm connections once the pool has been used, or from the start
+     * with a forced user (pool_forced_user_pools) */
+    if ((p->have_welcome || p->db->user) && !pool_in_retry_window(p) &&
+        p->loop->shutdown == SHUTDOWN_NONE) {
         /* over every loop: whichever loop's janitor comes first opens them */
         int min = p->min_size < p->size ? p->min_size : p->size;
         while (pool_server_total_all(p) < min && database_resolve(p->db) &&
@@ -1489,6 +1491,28 @@ static int janitor_collect(Loop *loop, List *l, int n)
     return n;
 }
 
+/*
+ * min_pool_size applies to a pool with a forced user before any client came
+ * (PgBouncer: "the entry ... has a value set for the user key, or there is
+ * at least one client"): such pools are made here, from the configuration
+ * (never from what a client sent), on loop 0; the janitor then fills them.
+ */
+static void pool_forced_user_pools(Loop *loop)
+{
+    const Config *cfg = loop->cfg;
+    if (loop->shutdown != SHUTDOWN_NONE) return;
+    for (const DbConf *dc = cfg->databases; dc; dc = dc->next) {
+        int min = dc->min_pool_size != CONF_UNSET ? dc->min_pool_size : cfg->min_pool_size;
+        if (!dc->user || min <= 0 || strcmp(dc->name, "*") == 0) continue;
+        Database *db = database_find(loop, dc->name);
+        if (db && hmap_get(&db->pool_index, dc->user)) continue;
+        const char *sqlstate;
+        char err[128];
+        if (!pool_for_client(loop, dc->name, dc->user, &sqlstate, err, sizeof(err)))
+            continue; /* disabled, or out of memory: the next tick tries again */
+    }
+}
+
 void pool_janitor(Loop *loop, usec_t now)
 {
     /*
@@ -1519,6 +1543,7 @@ void pool_janitor(Loop *loop, usec_t now)
         Client *c = loop_client_find(loop, loop->janitor_ids[i]);
         if (c) client_check_timeouts(c, now);
     }
+    if (loop->index == 0) pool_forced_user_pools(loop);
     ListNode *dtmp;
     list_for_each_safe(dit, dtmp, &loop->databases)
     {

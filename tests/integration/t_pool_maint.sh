@@ -60,6 +60,17 @@ test_min_pool_size_keeps_servers_warm() {
     pf_stop
 }
 
+# With a forced user, min_pool_size applies before any client came (PgBouncer:
+# forced user or a client in the pool); without one, only once used.
+test_min_pool_size_of_forced_user_entry_needs_no_client() {
+    local app=maint_minf_$$
+    _maint_start "$app" "min_pool_size = 2" "default_pool_size = 5"
+    wait_until 5 _backends_is "$app" 2
+    sleep 0.5
+    assert_eq 2 "$(_backends "$app")" "min_pool_size must not overshoot"
+    pf_stop
+}
+
 test_server_idle_timeout_closes_unused_servers() {
     local app=maint_idle_$$ i
     _maint_start "$app" "server_idle_timeout = 1" "default_pool_size = 4"
