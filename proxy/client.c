@@ -820,6 +820,22 @@ static void client_start_login(Client *c, const StartupPacket *sp)
     auth_begin(c);
 }
 
+static bool client_count_one(Client *c, Pooldir *dir, CountKind kind, const char *name, int max,
+                             struct client_count **out)
+{
+    bool full;
+    *out = pooldir_count_enter(dir, kind, name, max, &full);
+    if (*out) return true;
+    c->loop->stats.clients_rejected++;
+    if (!full)
+        client_close(c, "53200", "out of memory");
+    else if (kind == COUNT_DATABASE)
+        client_close(c, "53300", "client connections exceeded (max_db_client_connections)");
+    else
+        client_close(c, "53300", "client connections exceeded (max_user_client_connections)");
+    return false;
+}
+
 /*
  * max_db_client_connections / max_user_client_connections (PgBouncer 1.24):
  * the client counts in its database and its login user, over every loop.
@@ -837,26 +853,8 @@ static bool client_count_enter(Client *c)
     int user_max = uc && uc->max_user_client_connections != CONF_UNSET
                        ? uc->max_user_client_connections
                        : cfg->max_user_client_connections;
-    bool full;
-    c->db_count = pooldir_count_enter(dir, COUNT_DATABASE, c->pool->db->name, db_max, &full);
-    if (!c->db_count) {
-        c->loop->stats.clients_rejected++;
-        if (full)
-            client_close(c, "53300", "client connections exceeded (max_db_client_connections)");
-        else
-            client_close(c, "53200", "out of memory");
-        return false;
-    }
-    c->user_count = pooldir_count_enter(dir, COUNT_USER, c->user, user_max, &full);
-    if (!c->user_count) {
-        c->loop->stats.clients_rejected++;
-        if (full)
-            client_close(c, "53300", "client connections exceeded (max_user_client_connections)");
-        else
-            client_close(c, "53200", "out of memory");
-        return false;
-    }
-    return true;
+    return client_count_one(c, dir, COUNT_DATABASE, c->pool->db->name, db_max, &c->db_count) &&
+           client_count_one(c, dir, COUNT_USER, c->user, user_max, &c->user_count);
 }
 
 /* Called by auth.c when authentication succeeded. */

@@ -145,6 +145,17 @@ free_port() {
     return 1
 }
 
+# silent_listener_start PORT — a TCP listener on 127.0.0.1:PORT that accepts
+# connections and never answers (tools/silent_listener); its log is
+# $TEST_TMP/listener.log ("accepted" per connection).  Killed when the test ends.
+silent_listener_start() {
+    [ -x "$TOOLS_DIR/silent_listener" ] || fail "$TOOLS_DIR/silent_listener missing (make build/tools/silent_listener)"
+    "$TOOLS_DIR/silent_listener" 127.0.0.1 "$1" >"$TEST_TMP/listener.log" 2>&1 &
+    SILENT_LISTENER_PID=$!
+    trap 'kill $SILENT_LISTENER_PID 2>/dev/null' EXIT
+    wait_until 5 grep -q listening "$TEST_TMP/listener.log"
+}
+
 # ---------------------------------------------------------------- pgfunnel
 
 # pf_write_ini [LINE…] — writes $PF_INI; every argument is appended as a line

@@ -283,14 +283,9 @@ _peer_pool_row_is() { [ "$(_adm -c 'SHOW PEER_POOLS' | head -1)" = "$1" ]; }
 # cancel request being forwarded to a peer that does not answer.
 # timeout: 40
 test_show_peers_and_peer_pools() {
-    local port lslog out key
+    local port out key
     port=$(free_port)
-    lslog=$TEST_TMP/listener.log
-    [ -x "$TOOLS_DIR/silent_listener" ] || fail "$TOOLS_DIR/silent_listener missing (make build/tools/silent_listener)"
-    "$TOOLS_DIR/silent_listener" 127.0.0.1 "$port" >"$lslog" 2>&1 &
-    local lsn=$!
-    trap 'kill $lsn 2>/dev/null' EXIT
-    wait_until 5 grep -q listening "$lslog"
+    silent_listener_start "$port"
     _admin_ini "peer_id = 1" "cancel_wait_timeout = 3" \
         "[peers]" "2 = host=127.0.0.1 port=$port pool_size=4" "3 = host=/tmp/nosuchdir"
     assert_eq "2|127.0.0.1|$port|4
@@ -302,14 +297,13 @@ test_show_peers_and_peer_pools() {
     key=$(((2 << 18) | 99))
     "$TOOLS_DIR/pq_startup" 127.0.0.1 "$PF_PORT" --cancel 7 "$key" --timeout 8 >"$TEST_TMP/c.out" 2>&1 &
     local cl=$!
-    wait_until 5 grep -q accepted "$lslog"
+    wait_until 5 grep -q accepted "$TEST_TMP/listener.log"
     wait_until 2 _peer_pool_row_is '2|1|0|1|0'
     wait_until 6 grep -q 'forwarding a cancel request to peer 2 .* failed: no answer: timed out' "$PF_LOG"
     assert_eq "2|0|0|0|0" "$(_adm -c 'SHOW PEER_POOLS' | head -1)"
     wait "$cl"
     assert_contains "$(cat "$TEST_TMP/c.out")" "EOF"
     pf_stop INT
-    kill "$lsn" 2>/dev/null
 }
 
 # timeout: 60

@@ -438,14 +438,9 @@ test_shutdown_57P01_during_login_waits() {
 
 # timeout: 30
 test_server_connect_timeout_with_silent_backend() {
-    local port out t0 dt lslog
+    local port out t0 dt
     port=$(free_port)
-    lslog=$TEST_TMP/listener.log
-    [ -x "$TOOLS_DIR/silent_listener" ] || fail "$TOOLS_DIR/silent_listener missing (make build/tools/silent_listener)"
-    "$TOOLS_DIR/silent_listener" 127.0.0.1 "$port" >"$lslog" 2>&1 &
-    local lsn=$!
-    trap 'kill $lsn 2>/dev/null' EXIT
-    wait_until 5 grep -q listening "$lslog"
+    silent_listener_start "$port"
     pf_start "[databases]" "silentdb = host=127.0.0.1 port=$port dbname=postgres" \
         "[pgbouncer]" "server_connect_timeout = 1" "server_login_retry = 1" "query_wait_timeout = 2"
     t0=$(_ms)
@@ -455,10 +450,9 @@ test_server_connect_timeout_with_silent_backend() {
     # the timed-out login is the last error the waiting client is told about
     assert_contains "$out" "query_wait_timeout (server login failed: server_connect_timeout" "client's error"
     [ "$dt" -le 4000 ] || fail "the client failed after $dt ms"
-    grep -q accepted "$lslog" || fail "the listener never saw a connection"
+    grep -q accepted "$TEST_TMP/listener.log" || fail "the listener never saw a connection"
     assert_eq 1 "$(pf_psql -c "select 1" 2>&1)" "other databases still work"
     pf_stop
-    kill "$lsn" 2>/dev/null
 }
 
 # A backend login that fails must not close the pooler's fd 0 (a zeroed

@@ -119,14 +119,9 @@ test_query_wait_timeout_fails_waiting_client() {
 # at query_timeout.
 # timeout: 30
 test_query_timeout_applies_to_queued_clients() {
-    local out t0 dt port lslog
+    local out t0 dt port
     port=$(free_port)
-    lslog=$TEST_TMP/listener.log
-    [ -x "$TOOLS_DIR/silent_listener" ] || fail "$TOOLS_DIR/silent_listener missing (make build/tools/silent_listener)"
-    "$TOOLS_DIR/silent_listener" 127.0.0.1 "$port" >"$lslog" 2>&1 &
-    local lsn=$!
-    trap 'kill $lsn 2>/dev/null' EXIT
-    wait_until 5 grep -q listening "$lslog"
+    silent_listener_start "$port"
     pf_start "query_timeout = 1" "query_wait_timeout = 20" "server_connect_timeout = 10" \
         "admin_users = postgres" \
         "[databases]" "silentdb = host=127.0.0.1 port=$port dbname=postgres"
@@ -147,5 +142,4 @@ test_query_timeout_applies_to_queued_clients() {
     [ "$dt" -le 4000 ] || fail "the client waiting for the first login gave up after $dt ms"
     assert_eq 1 "$(pf_psql -c 'select 1')" "still serving"
     pf_stop
-    kill "$lsn" 2>/dev/null
 }
