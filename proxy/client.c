@@ -1307,11 +1307,6 @@ static void client_close_waiting(Client *c, const char *what)
         client_close(c, "08P01", "%s", what);
 }
 
-/*
- * A queued client (for a server, or for its pool's first login): as in
- * PgBouncer, query_timeout counts the time in the queue too and is checked
- * first, then query_wait_timeout.
- */
 /* Timeouts a [users] entry may set for the clients that log in as that user. */
 typedef struct client_timeouts {
     usec_t query, idle_transaction, client_idle;
@@ -1333,6 +1328,11 @@ static ClientTimeouts client_timeouts(const Client *c)
     return t;
 }
 
+/*
+ * A queued client (for a server, or for its pool's first login): as in
+ * PgBouncer, query_timeout counts the time in the queue too and is checked
+ * first, then query_wait_timeout.
+ */
 static void client_check_queued(Client *c, usec_t now)
 {
     Config *cfg = c->loop->cfg;
