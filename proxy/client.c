@@ -13,6 +13,7 @@
  * messages the server owes (one per Query, Sync and FunctionCall) so the
  * server side knows when a transaction pooler may let go of the server.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -358,25 +359,77 @@ static bool client_msg_unnamed(const uint8_t *m, uint32_t avail, uint8_t type)
 /* Short queries are looked at: they may be RESET/DISCARD or DEALLOCATE ALL. */
 #define CLIENT_QUERY_INSPECT_MAX 256
 
-static bool client_query_resets(const uint8_t *sql, uint32_t len)
+/* The next SQL word at *i (letters, digits, _, .) lower-cased into w; its length (0: none). */
+static size_t sql_word(const uint8_t *sql, uint32_t len, uint32_t *i, char *w, size_t wlen)
+{
+    while (*i < len && (sql[*i] == ' ' || sql[*i] == '\t' || sql[*i] == '\n' || sql[*i] == '\r'))
+        (*i)++;
+    size_t n = 0;
+    while (*i < len && (isalnum(sql[*i]) || sql[*i] == '_' || sql[*i] == '.')) {
+        if (n + 1 < wlen) w[n++] = (char)tolower(sql[*i]);
+        (*i)++;
+    }
+    w[n] = 0;
+    return n;
+}
+
+/*
+ * Does this query return session parameters to their defaults?  RESET ALL
+ * and DISCARD ALL do for all of them, RESET name and SET [SESSION] name
+ * TO|= DEFAULT (SET TIME ZONE DEFAULT|LOCAL) for one: `name` gets it.
+ * 0: no, 1: all, 2: one.  Only the first statement is looked at.
+ */
+static int client_query_resets(const uint8_t *sql, uint32_t len, char *name, size_t nlen)
 {
     /* cheap rejection first: this runs for every short query */
     uint8_t f = len ? sql[0] : 0;
-    if (f != 'r' && f != 'R' && f != 'd' && f != 'D' && f != ' ' && f != '\t' && f != '\n' &&
-        f != '\r')
-        return false;
+    if (f != 'r' && f != 'R' && f != 'd' && f != 'D' && f != 's' && f != 'S' && f != ' ' &&
+        f != '\t' && f != '\n' && f != '\r')
+        return 0;
+    char w[64];
     uint32_t i = 0;
-    while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r'))
+    sql_word(sql, len, &i, w, sizeof(w));
+    if (!strcmp(w, "discard")) {
+        sql_word(sql, len, &i, w, sizeof(w));
+        return !strcmp(w, "all") ? 1 : 0;
+    }
+    if (!strcmp(w, "reset")) {
+        /* a name this does not read ("quoted"): taken as all, the safe side */
+        if (!sql_word(sql, len, &i, name, nlen)) return 1;
+        return !strcmp(name, "all") ? 1 : 2;
+    }
+    if (strcmp(w, "set") != 0) return 0;
+    if (!sql_word(sql, len, &i, name, nlen)) return 0;
+    if (!strcmp(name, "local")) return 0; /* ends with the transaction anyway */
+    if (!strcmp(name, "session") && !sql_word(sql, len, &i, name, nlen)) return 0;
+    if (!strcmp(name, "time")) { /* SET TIME ZONE DEFAULT | LOCAL */
+        sql_word(sql, len, &i, w, sizeof(w));
+        if (strcmp(w, "zone") != 0) return 0;
+        sql_word(sql, len, &i, w, sizeof(w));
+        snprintf(name, nlen, "timezone");
+        return !strcmp(w, "default") || !strcmp(w, "local") ? 2 : 0;
+    }
+    sql_word(sql, len, &i, w, sizeof(w));
+    if (!w[0]) { /* "=" is no word */
+        while (i < len && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r'))
+            i++;
+        if (i >= len || sql[i] != '=') return 0;
         i++;
-    return (len - i >= 5 && strncasecmp((const char *)sql + i, "reset", 5) == 0) ||
-           (len - i >= 7 && strncasecmp((const char *)sql + i, "discard", 7) == 0);
+    } else if (strcmp(w, "to") != 0) {
+        return 0;
+    }
+    sql_word(sql, len, &i, w, sizeof(w));
+    return !strcmp(w, "default") ? 2 : 0;
 }
 
 static void client_inspect_query(Client *c, const uint8_t *sql, uint32_t len)
 {
-    if (client_query_resets(sql, len)) {
+    char name[sizeof(c->resync_name)];
+    int kind = client_query_resets(sql, len, name, sizeof(name));
+    if (kind) {
         /* the server drops what the pooler SET; the session falls back to startup values */
         c->resync = true;
+        snprintf(c->resync_name, sizeof(c->resync_name), "%s", kind == 2 ? name : "");
         if (c->server) {
             params_free(&c->server->applied); /* leaves an empty set, generation bumped */
         }

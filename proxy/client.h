@@ -52,11 +52,12 @@ struct client {
     Server *server; /* when ACTIVE */
     char *user;     /* from the startup packet */
     char *database;
-    ParamSet params;  /* the session as the client sees it */
-    PsClientMap ps;   /* its prepared statement names (transaction/statement mode) */
-    bool resync;      /* sent RESET/DISCARD: restore startup values when it completes */
-    bool needs_sync;  /* apply parameters to the server before the next query */
-    uint64_t want_fp; /* params_want_fp() of params, valid while want_gen == params.gen + 1 */
+    ParamSet params;      /* the session as the client sees it */
+    PsClientMap ps;       /* its prepared statement names (transaction/statement mode) */
+    bool resync;          /* sent RESET/DISCARD: restore startup values when it completes */
+    char resync_name[64]; /* the one parameter RESET (SET ... TO DEFAULT); "" = all */
+    bool needs_sync;      /* apply parameters to the server before the next query */
+    uint64_t want_fp;     /* params_want_fp() of params, valid while want_gen == params.gen + 1 */
     uint32_t want_gen;
     bool admin;                                 /* admin console connection */
     struct client_count *db_count, *user_count; /* pooldir.h: counted after login */

@@ -136,6 +136,23 @@ void params_mark_startup(ParamSet *ps)
     }
 }
 
+void params_restore_startup_one(ParamSet *ps, const char *name)
+{
+    int i = params_index(ps, name);
+    if (i < 0) return;
+    Param *p = &ps->v[i];
+    if (!p->startup || p->startup == p->value) return;
+    free(p->value);
+    p->value = p->startup;
+    ps->gen++;
+}
+
+const char *params_get_startup(const ParamSet *ps, const char *name)
+{
+    int i = params_index(ps, name);
+    return i < 0 ? NULL : ps->v[i].startup;
+}
+
 void params_restore_startup(ParamSet *ps)
 {
     for (int i = 0; i < ps->n; i++) {

@@ -38,6 +38,9 @@ int params_copy(ParamSet *dst, const ParamSet *src) WUR;
  */
 void params_mark_startup(ParamSet *ps);
 void params_restore_startup(ParamSet *ps);
+/* The same for one name (RESET name); and the startup value of a name, or NULL. */
+void params_restore_startup_one(ParamSet *ps, const char *name);
+const char *params_get_startup(const ParamSet *ps, const char *name);
 
 /* The parameters PostgreSQL reports with ParameterStatus that a pooler must keep per client. */
 bool params_is_reported_tracked(const char *name);

@@ -309,6 +309,58 @@ static void server_track_param(Server *s, const uint8_t *msg, uint32_t total)
     }
 }
 
+/*
+ * While a client's RESET / DISCARD ALL / SET ... TO DEFAULT runs, the server
+ * reports its own defaults, which are not the client's: PostgreSQL's RESET
+ * returns a session to its startup values (and application_name to '' for
+ * a client that never set one).  Telling the client the server's value
+ * would leave libpq with a wrong idea of the session: a wrong
+ * standard_conforming_strings breaks its string escaping, a wrong
+ * client_encoding its encoding.  The value to tell instead (malloc'd), or
+ * NULL when the server's is right.
+ */
+static char *server_reset_value(Server *s, const uint8_t *msg, uint32_t total)
+{
+    Client *c = s->client;
+    PktReader r;
+    rd_init(&r, msg + 5, total - 5);
+    const char *name = rd_str(&r);
+    const char *value = rd_str(&r);
+    if (r.bad || params_is_startup_only(name)) return NULL;
+    if (c->resync_name[0] && strcasecmp(c->resync_name, name) != 0) return NULL;
+    const char *want = params_get_startup(&c->params, name);
+    if (!want && strcasecmp(name, "application_name") == 0) want = "";
+    return want && strcmp(want, value) != 0 ? strdup(want) : NULL;
+}
+
+/*
+ * Tell the client `want` instead of the ParameterStatus at the head of the
+ * server's buffer (the server itself is brought to it before the client's
+ * next query, client.c needs_sync).  False when the client or server went.
+ */
+static bool server_tell_reset_value(Server *s, const uint8_t *msg, uint32_t total, const char *want)
+{
+    Client *c = s->client;
+    PktReader r;
+    rd_init(&r, msg + 5, total - 5);
+    const char *name = rd_str(&r);
+    const char *value = rd_str(&r);
+    /* the server's own state stays what it says */
+    if (params_set(&s->params, name, value) < 0) s->dirty = true;
+    if (params_set(&c->params, name, want) < 0) s->dirty = true;
+    PktBuf b;
+    pkt_init(&b);
+    pkt_param_status(&b, name, want);
+    int rc = b.failed ? -1 : conn_send(&c->conn, b.data, b.len);
+    pkt_free(&b);
+    conn_consume(&s->conn, total);
+    if (rc < 0) {
+        client_close(c, NULL, "client write failed");
+        return false;
+    }
+    return true;
+}
+
 /* A ReadyForQuery reached the client: maybe the transaction is over. */
 static void server_after_ready(Server *s, char status)
 {
@@ -321,9 +373,12 @@ static void server_after_ready(Server *s, char status)
     if (c->expected_rfq > 0) c->expected_rfq--;
     if (c->expected_rfq > 0 || c->extended_open) return;
     if (c->resync) {
-        /* RESET ALL / DISCARD ALL done: the session's defaults are its startup values */
+        /* RESET / DISCARD ALL done: the session's defaults are its startup values */
         c->resync = false;
-        params_restore_startup(&c->params);
+        if (c->resync_name[0])
+            params_restore_startup_one(&c->params, c->resync_name);
+        else
+            params_restore_startup(&c->params);
         c->needs_sync = true;
     }
     Pool *p = s->pool;
@@ -461,6 +516,22 @@ static bool server_relay(Server *s)
                             return false;
                         }
                         break; /* forward what we have; wait for the rest */
+                    }
+                    if (type == 'S' && c->resync) {
+                        /* a RESET/DISCARD: maybe not the value the client must be told */
+                        char *want = server_reset_value(s, p + off, (uint32_t)total);
+                        if (want && off > 0) {
+                            free(want);
+                            break; /* send what precedes it first */
+                        }
+                        if (want) {
+                            bool ok = server_tell_reset_value(s, p, (uint32_t)total, want);
+                            free(want);
+                            if (!ok) return false;
+                            p = conn_data(&s->conn);
+                            avail = conn_avail(&s->conn);
+                            continue;
+                        }
                     }
                     if (type == 'S')
                         server_track_param(s, p + off, (uint32_t)total);

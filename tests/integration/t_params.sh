@@ -258,3 +258,31 @@ test_startup_options_survive_reset_all_like_postgres() {
     assert_eq "$direct" "$out" "through pgfunnel"
     pf_stop
 }
+
+# RESET ALL / DISCARD ALL / RESET x / SET x TO DEFAULT return the session to
+# its startup values, as on PostgreSQL, and the client is told those values
+# (not the pooled server's own defaults): libpq escapes strings by the
+# standard_conforming_strings it was told, and encodes by client_encoding.
+# timeout: 30
+test_reset_reports_the_clients_startup_values() {
+    local mode out
+    _need_tool
+    for mode in session transaction; do
+        pf_start "pool_mode = $mode" "default_pool_size = 1"
+        # what the client was last told, per name, after each query
+        out=$("$PQ_STARTUP" 127.0.0.1 "$PF_PORT" --param standard_conforming_strings=off \
+            --param client_encoding=LATIN1 --param TimeZone=Asia/Tokyo \
+            --query "set timezone to 'UTC'" --query "reset all" --query "show standard_conforming_strings" \
+            --query "set timezone to 'UTC'" --query "set timezone to default" --query "show timezone" \
+            --query "discard all" --query "show client_encoding" --query "show application_name" 2>&1)
+        _last_status() { sed -n '/^K /,$p' <<<"$out" | awk -v n="$1" '$1 == "S" && $2 == n { v = $3 } END { print v }'; }
+        assert_eq off "$(_last_status standard_conforming_strings)" "$mode: standard_conforming_strings told"
+        assert_eq LATIN1 "$(_last_status client_encoding)" "$mode: client_encoding told"
+        assert_eq Asia/Tokyo "$(_last_status TimeZone)" "$mode: TimeZone told"
+        assert_eq "" "$(_last_status application_name)" "$mode: application_name told"
+        # and the server agrees (SHOW results in order: scs, timezone, client_encoding, application_name)
+        assert_eq "off|Asia/Tokyo|LATIN1|" "$(awk '$1 == "D" { printf "%s%s", sep, $2; sep = "|" }' <<<"$out")" "$mode: SHOW"
+        pf_stop
+        rm -f "$PF_PIDFILE"
+    done
+}
