@@ -1370,8 +1370,8 @@ static ClientTimeouts client_timeouts(const Client *c)
     const Config *cfg = c->loop->cfg;
     ClientTimeouts t = {cfg->query_timeout, cfg->idle_transaction_timeout,
                         cfg->client_idle_timeout};
-    /* no [users] section, no lookup: the janitor visits many clients */
-    const UserConf *uc = cfg->users && c->user ? config_find_user(cfg, c->user) : NULL;
+    /* no [users] timeout, no lookup: the janitor visits many clients */
+    const UserConf *uc = cfg->user_timeouts && c->user ? config_find_user(cfg, c->user) : NULL;
     if (uc) {
         if (uc->query_timeout != CONF_UNSET) t.query = uc->query_timeout;
         if (uc->idle_transaction_timeout != CONF_UNSET)

@@ -238,12 +238,13 @@ struct config {
 
     DbConf *databases; /* in file order; the "*" entry is kept in the list too */
     UserConf *users;
-    PeerConf *peers; /* [peers], in file order */
-    Hmap db_index;   /* DbConf by name (lookups on every login) */
-    Hmap user_index; /* UserConf by name */
-    atomic_int refs; /* config_ref/config_unref: every loop holds one while it uses this */
-    char *path;      /* absolute path of the main file, for RELOAD */
-    char **warnings; /* "file:line: message" for ignored/unknown options */
+    bool user_timeouts; /* some [users] entry sets a timeout: clients' are looked up per user */
+    PeerConf *peers;    /* [peers], in file order */
+    Hmap db_index;      /* DbConf by name (lookups on every login) */
+    Hmap user_index;    /* UserConf by name */
+    atomic_int refs;    /* config_ref/config_unref: every loop holds one while it uses this */
+    char *path;         /* absolute path of the main file, for RELOAD */
+    char **warnings;    /* "file:line: message" for ignored/unknown options */
     int nwarnings;
     char **files; /* every file read (main + %include), owned; messages point here */
     int nfiles;

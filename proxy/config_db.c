@@ -563,6 +563,9 @@ int config_user_add(Config *cfg, const char *name, const char *value, const char
         user_conf_free(u);
         return -1;
     }
+    if (u->query_timeout != CONF_UNSET || u->idle_transaction_timeout != CONF_UNSET ||
+        u->client_idle_timeout != CONF_UNSET)
+        cfg->user_timeouts = true;
 
     for (pos = &cfg->users; *pos != NULL; pos = &(*pos)->next) {
         if (strcmp((*pos)->name, name) == 0) {

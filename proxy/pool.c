@@ -1535,7 +1535,7 @@ void pool_janitor(Loop *loop, usec_t now)
             n = janitor_collect(loop, &p->waiting, n);
             n = janitor_collect(loop, &p->active_clients, n);
             /* idle clients only when a client_idle_timeout can apply ([users] may set one) */
-            if (loop->cfg->client_idle_timeout > 0 || loop->cfg->users)
+            if (loop->cfg->client_idle_timeout > 0 || loop->cfg->user_timeouts)
                 n = janitor_collect(loop, &p->idle_clients, n);
         }
     }

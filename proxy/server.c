@@ -316,43 +316,44 @@ static void server_track_param(Server *s, const uint8_t *msg, uint32_t total)
  * a client that never set one).  Telling the client the server's value
  * would leave libpq with a wrong idea of the session: a wrong
  * standard_conforming_strings breaks its string escaping, a wrong
- * client_encoding its encoding.  The value to tell instead (malloc'd), or
- * NULL when the server's is right.
+ * client_encoding its encoding.  The value to tell instead, or NULL when
+ * the server's (*name = *value) is right; the pointers are into msg or the
+ * client's parameters, valid until either changes.
  */
-static char *server_reset_value(Server *s, const uint8_t *msg, uint32_t total)
+static const char *server_reset_value(Server *s, const uint8_t *msg, uint32_t total,
+                                      const char **name, const char **value)
 {
     Client *c = s->client;
     PktReader r;
     rd_init(&r, msg + 5, total - 5);
-    const char *name = rd_str(&r);
-    const char *value = rd_str(&r);
-    if (r.bad || params_is_startup_only(name)) return NULL;
-    if (c->resync_name[0] && strcasecmp(c->resync_name, name) != 0) return NULL;
-    const char *want = params_get_startup(&c->params, name);
-    if (!want && strcasecmp(name, "application_name") == 0) want = "";
-    return want && strcmp(want, value) != 0 ? strdup(want) : NULL;
+    *name = rd_str(&r);
+    *value = rd_str(&r);
+    if (r.bad || params_is_startup_only(*name)) return NULL;
+    if (c->resync_name[0] && strcasecmp(c->resync_name, *name) != 0) return NULL;
+    const char *want = params_get_startup(&c->params, *name);
+    if (!want && strcasecmp(*name, "application_name") == 0) want = "";
+    return want && strcmp(want, *value) != 0 ? want : NULL;
 }
 
 /*
- * Tell the client `want` instead of the ParameterStatus at the head of the
- * server's buffer (the server itself is brought to it before the client's
- * next query, client.c needs_sync).  False when the client or server went.
+ * Tell the client `want` for the ParameterStatus (name, value) of `total`
+ * bytes at the head of the server's buffer, instead of the server's value
+ * (the server itself is brought to it before the client's next query,
+ * client.c needs_sync).  False when the client went.
  */
-static bool server_tell_reset_value(Server *s, const uint8_t *msg, uint32_t total, const char *want)
+static bool server_tell_reset_value(Server *s, const char *name, const char *value,
+                                    const char *want, uint32_t total)
 {
     Client *c = s->client;
-    PktReader r;
-    rd_init(&r, msg + 5, total - 5);
-    const char *name = rd_str(&r);
-    const char *value = rd_str(&r);
-    /* the server's own state stays what it says */
-    if (params_set(&s->params, name, value) < 0) s->dirty = true;
-    if (params_set(&c->params, name, want) < 0) s->dirty = true;
     PktBuf b;
     pkt_init(&b);
     pkt_param_status(&b, name, want);
+    /* the server's own state stays what it says */
+    if (params_set(&s->params, name, value) < 0) s->dirty = true;
     int rc = b.failed ? -1 : conn_send(&c->conn, b.data, b.len);
     pkt_free(&b);
+    /* after the copy: `want` may be the client's startup string */
+    if (params_set(&c->params, name, want) < 0) s->dirty = true;
     conn_consume(&s->conn, total);
     if (rc < 0) {
         client_close(c, NULL, "client write failed");
@@ -519,15 +520,13 @@ static bool server_relay(Server *s)
                     }
                     if (type == 'S' && c->resync) {
                         /* a RESET/DISCARD: maybe not the value the client must be told */
-                        char *want = server_reset_value(s, p + off, (uint32_t)total);
-                        if (want && off > 0) {
-                            free(want);
-                            break; /* send what precedes it first */
-                        }
+                        const char *name, *value;
+                        const char *want =
+                            server_reset_value(s, p + off, (uint32_t)total, &name, &value);
+                        if (want && off > 0) break; /* send what precedes it first */
                         if (want) {
-                            bool ok = server_tell_reset_value(s, p, (uint32_t)total, want);
-                            free(want);
-                            if (!ok) return false;
+                            if (!server_tell_reset_value(s, name, value, want, (uint32_t)total))
+                                return false;
                             p = conn_data(&s->conn);
                             avail = conn_avail(&s->conn);
                             continue;

@@ -17,7 +17,7 @@ Each subcommand plays one misbehaving (or carefully pipelining) client:
   pipeline-close PORT N                Parse of a new named statement, N Closes,
                                        Sync in one write, then reads: prints
                                        "parse P close C ready R"
-  refusing-backend PORT                a backend refusing every login (FATAL 28000)
+  refusing-backend PORT [SQLSTATE MSG] a backend refusing every login (FATAL 28000)
   make-pools PORT DB N [NDB]           N logins as users u00000.. (each makes a
                                        pool), spread over NDB databases DB00000..
   slow-query PORT DIR QUERY            an admin client on the unix socket in
@@ -196,10 +196,10 @@ def cmd_make_pools(port, db, n, ndb="1"):
         s.close()
 
 
-def cmd_refusing_backend(port):
-    """A backend that refuses every login with FATAL 28000, as PostgreSQL's
-    pg_hba.conf would: the pooler fails the waiting client at once (a refused
-    connection would keep it queued for server_login_retry)."""
+def cmd_refusing_backend(port, sqlstate="28000", message="no pg_hba.conf entry (test backend)"):
+    """A backend that refuses every login with FATAL SQLSTATE MESSAGE: by
+    default 28000, as PostgreSQL's pg_hba.conf would (the pooler fails the
+    waiting client at once); 57P03 "starting up" makes it wait instead."""
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", int(port)))
@@ -215,7 +215,7 @@ def cmd_refusing_backend(port):
                     c.sendall(b"N")  # no TLS, no GSS: the startup packet follows
                     continue
                 break
-            f = b"SFATAL\0VFATAL\0C28000\0Mno pg_hba.conf entry (test backend)\0\0"
+            f = b"SFATAL\0VFATAL\0C" + sqlstate.encode() + b"\0M" + message.encode() + b"\0\0"
             c.sendall(b"E" + struct.pack("!I", len(f) + 4) + f)
         except OSError:
             pass

@@ -362,78 +362,41 @@ test_backend_started_later_answers_waiting_client() {
     pf_stop
 }
 
-# _fake_starting_up PORT [SQLSTATE MESSAGE] — a backend that answers every
-# login with FATAL 57P03 (or the given error)
-_fake_starting_up() {
-    python3 - "$1" "${2:-57P03}" "${3:-the database system is starting up}" <<'PY' &
-import socket, struct, sys, threading
-srv = socket.socket()
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind(("127.0.0.1", int(sys.argv[1])))
-srv.listen(16)
-print("listening", flush=True)
-def serve(c):
-    try:
-        while True:
-            n = struct.unpack("!I", c.recv(4, socket.MSG_WAITALL))[0]
-            body = c.recv(n - 4, socket.MSG_WAITALL)
-            if n == 8 and body[:4] in (struct.pack("!I", 80877103), struct.pack("!I", 80877104)):
-                c.sendall(b"N")  # no TLS, no GSS: the startup packet follows
-                continue
-            break
-        f = b"SFATAL\0VFATAL\0C" + sys.argv[2].encode() + b"\0M" + sys.argv[3].encode() + b"\0\0"
-        c.sendall(b"E" + struct.pack("!I", len(f) + 4) + f)
-    finally:
-        c.close()
-while True:
-    c, _ = srv.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-PY
+# _login_error_waits SQLSTATE MESSAGE — a backend that answers every login
+# with FATAL SQLSTATE MESSAGE: the client stays queued through retries every
+# server_login_retry and gives up only at query_wait_timeout, with that error.
+_login_error_waits() {
+    local port out t0 dt fk
+    port=$(free_port)
+    python3 "$REPO_ROOT/tests/integration/hardening.py" refusing-backend "$port" "$1" "$2" \
+        >"$TEST_TMP/fake.log" 2>&1 &
+    fk=$!
+    trap 'kill $fk 2>/dev/null' EXIT
+    wait_until 5 grep -q listening "$TEST_TMP/fake.log"
+    pf_start "[databases]" "notyet = host=127.0.0.1 port=$port dbname=postgres" \
+        "[pgbouncer]" "server_login_retry = 0.5" "query_wait_timeout = 2"
+    t0=$(_ms)
+    out=$(pf_psql -d notyet -c "select 1" 2>&1)
+    dt=$(($(_ms) - t0))
+    assert_contains "$out" "query_wait_timeout ($2)" "the client's error"
+    [ "$dt" -ge 1800 ] || fail "the client failed after $dt ms, before query_wait_timeout"
+    [ "$(_login_attempts)" -ge 2 ] || fail "no retry after server_login_retry"
+    pf_stop
+    kill "$fk" 2>/dev/null
 }
 
 # 57P03 (starting up / shutting down) is PostgreSQL saying "not yet": the
 # client waits for a later attempt instead of failing at once.
 # timeout: 30
 test_starting_up_57P03_login_waits() {
-    local port out t0 dt fk
-    port=$(free_port)
-    _fake_starting_up "$port" >"$TEST_TMP/fake.log" 2>&1
-    fk=$!
-    trap 'kill $fk 2>/dev/null' EXIT
-    wait_until 5 grep -q listening "$TEST_TMP/fake.log"
-    pf_start "[databases]" "starting = host=127.0.0.1 port=$port dbname=postgres" \
-        "[pgbouncer]" "server_login_retry = 0.5" "query_wait_timeout = 2"
-    t0=$(_ms)
-    out=$(pf_psql -d starting -c "select 1" 2>&1)
-    dt=$(($(_ms) - t0))
-    assert_contains "$out" "query_wait_timeout (the database system is starting up)" "the client's error"
-    [ "$dt" -ge 1800 ] || fail "the client failed after $dt ms, before query_wait_timeout"
-    [ "$(_login_attempts)" -ge 2 ] || fail "no retry after server_login_retry"
-    pf_stop
-    kill "$fk" 2>/dev/null
+    _login_error_waits 57P03 "the database system is starting up"
 }
 
 # 57P01: the backend was ended by a shutdown while the login ran (a primary
 # stopped for a failover).  Not a refusal: the client waits, as for 57P03.
 # timeout: 30
 test_shutdown_57P01_during_login_waits() {
-    local port out t0 dt fk
-    port=$(free_port)
-    _fake_starting_up "$port" 57P01 "terminating connection due to administrator command" \
-        >"$TEST_TMP/fake.log" 2>&1
-    fk=$!
-    trap 'kill $fk 2>/dev/null' EXIT
-    wait_until 5 grep -q listening "$TEST_TMP/fake.log"
-    pf_start "[databases]" "stopping = host=127.0.0.1 port=$port dbname=postgres" \
-        "[pgbouncer]" "server_login_retry = 0.5" "query_wait_timeout = 2"
-    t0=$(_ms)
-    out=$(pf_psql -d stopping -c "select 1" 2>&1)
-    dt=$(($(_ms) - t0))
-    assert_contains "$out" "query_wait_timeout (terminating connection due to administrator command)"
-    [ "$dt" -ge 1800 ] || fail "the client failed after $dt ms, before query_wait_timeout"
-    [ "$(_login_attempts)" -ge 2 ] || fail "no retry after server_login_retry"
-    pf_stop
-    kill "$fk" 2>/dev/null
+    _login_error_waits 57P01 "terminating connection due to administrator command"
 }
 
 # timeout: 30

@@ -312,20 +312,23 @@ logfile = $WORK/run/pgbouncer.log
 EOF
 echo '"postgres" ""' >"$WORK/run/userlist.txt"
 [[ ${#RUNAS[@]} -gt 0 ]] && chown "$UID_:$GID_" "$WORK/run/pgbouncer.ini" "$WORK/run/userlist.txt"
+# wait_up NAME PID PORT: until NAME (pid PID) answers a query on PORT; else
+# print its stderr and log ($WORK/run/NAME.*) and fail
+wait_up() {
+    local name=$1 pid=$2 port=$3 i
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        pgc psql -X -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    cat "$WORK/run/$name.stderr" "$WORK/run/$name.log" 2>/dev/null
+    return 1
+}
+
 log "starting pgbouncer"
 "${RUNAS[@]}" "${SRVENV[@]}" "$PGBOUNCER" "$WORK/run/pgbouncer.ini" >"$WORK/run/pgbouncer.stderr" 2>&1 &
 PGB_PID=$!
-ok=0
-for ((i = 0; i < 100; i++)); do
-    kill -0 "$PGB_PID" 2>/dev/null || break
-    if pgc psql -X -h 127.0.0.1 -p "$BPORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then ok=1; break; fi
-    sleep 0.1
-done
-if [[ $ok != 1 ]]; then
-    cat "$WORK/run/pgbouncer.stderr" "$WORK/run/pgbouncer.log" 2>/dev/null
-    PGB_PID=
-    die "pgbouncer did not start"
-fi
+wait_up pgbouncer "$PGB_PID" "$BPORT" || { PGB_PID=; die "pgbouncer did not start"; }
 log "pgbouncer up (pid $PGB_PID)"
 
 # ---------------------------------------------------------------- pgfunnel --
@@ -336,17 +339,7 @@ printf 'event_loops = %s\nworkers = 4\n' "$LOOPS" >>"$WORK/run/pgfunnel.ini"
 log "starting pgfunnel (event_loops = $LOOPS)"
 "${RUNAS[@]}" "${SRVENV[@]}" "$PGFUNNEL" -q "$WORK/run/pgfunnel.ini" >"$WORK/run/pgfunnel.stderr" 2>&1 &
 PGF_PID=$!
-ok=0
-for ((i = 0; i < 100; i++)); do
-    kill -0 "$PGF_PID" 2>/dev/null || break
-    if pgc psql -X -h 127.0.0.1 -p "$FPORT" -U postgres -d postgres -Atqc 'select 1' >/dev/null 2>&1; then ok=1; break; fi
-    sleep 0.1
-done
-if [[ $ok != 1 ]]; then
-    cat "$WORK/run/pgfunnel.stderr" "$WORK/run/pgfunnel.log" 2>/dev/null
-    PGF_PID=
-    die "pgfunnel did not start"
-fi
+wait_up pgfunnel "$PGF_PID" "$FPORT" || { PGF_PID=; die "pgfunnel did not start"; }
 log "pgfunnel up (pid $PGF_PID, $(ls /proc/$PGF_PID/task | wc -l) threads)"
 
 # ------------------------------------------------------------- measuring --
